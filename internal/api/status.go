@@ -1,0 +1,130 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// TrackerStatus is the status of a pin on one peer. Values are bit flags so
+// that a filter is the OR of the statuses it accepts.
+type TrackerStatus uint64
+
+// Tracker statuses, with the reference's bit values.
+const (
+	TrackerStatusUndefined    TrackerStatus = 0
+	TrackerStatusClusterError TrackerStatus = 1 << (iota)
+	TrackerStatusPinError
+	TrackerStatusUnpinError
+	TrackerStatusPinned
+	TrackerStatusPinning
+	TrackerStatusUnpinning
+	TrackerStatusUnpinned
+	TrackerStatusRemote
+	TrackerStatusPinQueued
+	TrackerStatusUnpinQueued
+	TrackerStatusSharded
+	TrackerStatusUnexpectedlyUnpinned
+)
+
+// Composite statuses accepted in filters.
+const (
+	TrackerStatusError  = TrackerStatusClusterError | TrackerStatusPinError | TrackerStatusUnpinError
+	TrackerStatusQueued = TrackerStatusPinQueued | TrackerStatusUnpinQueued
+)
+
+var trackerStatusNames = []struct {
+	s    TrackerStatus
+	name string
+}{
+	{TrackerStatusUndefined, "undefined"},
+	{TrackerStatusClusterError, "cluster_error"},
+	{TrackerStatusPinError, "pin_error"},
+	{TrackerStatusUnpinError, "unpin_error"},
+	{TrackerStatusPinned, "pinned"},
+	{TrackerStatusPinning, "pinning"},
+	{TrackerStatusUnpinning, "unpinning"},
+	{TrackerStatusUnpinned, "unpinned"},
+	{TrackerStatusRemote, "remote"},
+	{TrackerStatusPinQueued, "pin_queued"},
+	{TrackerStatusUnpinQueued, "unpin_queued"},
+	{TrackerStatusSharded, "sharded"},
+	{TrackerStatusUnexpectedlyUnpinned, "unexpectedly_unpinned"},
+	{TrackerStatusError, "error"},
+	{TrackerStatusQueued, "queued"},
+}
+
+// TrackerStatusAll lists every single (non-composite) status.
+var TrackerStatusAll = func() []TrackerStatus {
+	var all []TrackerStatus
+	for _, n := range trackerStatusNames[1:] {
+		if n.s != TrackerStatusError && n.s != TrackerStatusQueued {
+			all = append(all, n.s)
+		}
+	}
+	return all
+}()
+
+// String returns the status name.
+func (st TrackerStatus) String() string {
+	for _, n := range trackerStatusNames {
+		if n.s == st {
+			return n.name
+		}
+	}
+	return ""
+}
+
+// TrackerStatusFromString parses one status name; unknown names give
+// TrackerStatusUndefined.
+func TrackerStatusFromString(s string) TrackerStatus {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for _, n := range trackerStatusNames {
+		if n.name == s {
+			return n.s
+		}
+	}
+	return TrackerStatusUndefined
+}
+
+// ParseTrackerStatusFilter parses a comma list of statuses into a filter.
+// Empty means no filter (undefined). Unknown names are an error naming them.
+func ParseTrackerStatusFilter(s string) (TrackerStatus, error) {
+	if strings.TrimSpace(s) == "" {
+		return TrackerStatusUndefined, nil
+	}
+	var f TrackerStatus
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		st := TrackerStatusFromString(part)
+		if st == TrackerStatusUndefined && part != "undefined" {
+			return 0, fmt.Errorf("invalid filter value %q: unknown tracker status", part)
+		}
+		f |= st
+	}
+	return f, nil
+}
+
+// Match reports whether st passes filter (undefined matches everything).
+func (st TrackerStatus) Match(filter TrackerStatus) bool {
+	return filter == TrackerStatusUndefined || st&filter != 0
+}
+
+// IsError reports whether st is one of the error statuses.
+func (st TrackerStatus) IsError() bool { return st&TrackerStatusError != 0 }
+
+// MarshalJSON encodes the status name.
+func (st TrackerStatus) MarshalJSON() ([]byte, error) { return json.Marshal(st.String()) }
+
+// UnmarshalJSON decodes a status name.
+func (st *TrackerStatus) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("tracker status: %w", err)
+	}
+	*st = TrackerStatusFromString(s)
+	return nil
+}
