@@ -1,0 +1,460 @@
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// File names inside the config folder.
+const (
+	ServiceFile  = "service.json"
+	IdentityFile = "identity.json"
+	DefaultDir   = ".ipfs-cluster"
+)
+
+// Cluster is the "cluster" section.
+type Cluster struct {
+	Peername             string   `json:"peername"`
+	Secret               string   `json:"secret"`
+	ReplicationFactorMin int      `json:"replication_factor_min"`
+	ReplicationFactorMax int      `json:"replication_factor_max"`
+	StateSyncInterval    Duration `json:"state_sync_interval"`
+	PinRecoverInterval   Duration `json:"pin_recover_interval"`
+}
+
+// RestAPI is the "api.restapi" section.
+type RestAPI struct {
+	HTTPListenMultiaddress StringList          `json:"http_listen_multiaddress"`
+	ReadTimeout            Duration            `json:"read_timeout"`
+	ReadHeaderTimeout      Duration            `json:"read_header_timeout"`
+	WriteTimeout           Duration            `json:"write_timeout"`
+	IdleTimeout            Duration            `json:"idle_timeout"`
+	MaxHeaderBytes         int                 `json:"max_header_bytes"`
+	HTTPLogFile            string              `json:"http_log_file"`
+	Headers                map[string][]string `json:"headers"`
+}
+
+// IPFSHTTP is the "ipfs_connector.ipfshttp" section.
+type IPFSHTTP struct {
+	NodeMultiaddress   string   `json:"node_multiaddress"`
+	ConnectSwarmsDelay Duration `json:"connect_swarms_delay"`
+	IPFSRequestTimeout Duration `json:"ipfs_request_timeout"`
+	PinTimeout         Duration `json:"pin_timeout"`
+	UnpinTimeout       Duration `json:"unpin_timeout"`
+	RepoGCTimeout      Duration `json:"repogc_timeout"`
+	UnpinDisable       bool     `json:"unpin_disable"`
+	// MaxConcurrentRequests bounds the requests in flight toward kubo.
+	MaxConcurrentRequests int `json:"max_concurrent_requests"`
+}
+
+// Stateless is the "pin_tracker.stateless" section.
+type Stateless struct {
+	MaxPinQueueSize       int      `json:"max_pin_queue_size"`
+	ConcurrentPins        int      `json:"concurrent_pins"`
+	PriorityPinMaxAge     Duration `json:"priority_pin_max_age"`
+	PriorityPinMaxRetries int      `json:"priority_pin_max_retries"`
+	// RetryMinDelay and RetryMaxDelay bound the exponential backoff
+	// before a failed pin is retried on its own.
+	RetryMinDelay Duration `json:"retry_min_delay"`
+	RetryMaxDelay Duration `json:"retry_max_delay"`
+}
+
+// Disk is the "informer.disk" section.
+type Disk struct {
+	MetricTTL  Duration `json:"metric_ttl"`
+	MetricType string   `json:"metric_type"`
+}
+
+// Tags is the "informer.tags" section.
+type Tags struct {
+	MetricTTL Duration          `json:"metric_ttl"`
+	Tags      map[string]string `json:"tags"`
+}
+
+// PinQueue is the "informer.pinqueue" section.
+type PinQueue struct {
+	MetricTTL        Duration `json:"metric_ttl"`
+	WeightBucketSize int      `json:"weight_bucket_size"`
+}
+
+// NumPin is the "informer.numpin" section.
+type NumPin struct {
+	MetricTTL Duration `json:"metric_ttl"`
+}
+
+// Informers groups the "informer" sections.
+type Informers struct {
+	Disk     Disk     `json:"disk"`
+	Tags     Tags     `json:"tags"`
+	PinQueue PinQueue `json:"pinqueue"`
+	NumPin   NumPin   `json:"numpin"`
+}
+
+// APIs groups the "api" sections. A nil section is disabled, as in the
+// reference, where an API runs only when its section is present.
+type APIs struct {
+	RestAPI *RestAPI `json:"restapi,omitempty"`
+}
+
+// Config is the whole of service.json.
+type Config struct {
+	Cluster       Cluster `json:"cluster"`
+	API           APIs    `json:"api"`
+	IPFSConnector struct {
+		IPFSHTTP IPFSHTTP `json:"ipfshttp"`
+	} `json:"ipfs_connector"`
+	PinTracker struct {
+		Stateless Stateless `json:"stateless"`
+	} `json:"pin_tracker"`
+	Informer Informers `json:"informer"`
+
+	// Warnings lists what loading ignored (unknown keys and sections).
+	Warnings []string `json:"-"`
+}
+
+// StringList is a list of strings that JSON may also give as one string.
+type StringList []string
+
+// UnmarshalJSON accepts "a" or ["a", "b"].
+func (l *StringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = StringList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("expected a string or a list of strings")
+	}
+	*l = many
+	return nil
+}
+
+// Default returns the configuration a fresh init writes.
+func Default() *Config {
+	host, _ := os.Hostname()
+	c := &Config{}
+	c.Cluster = Cluster{
+		Peername:             host,
+		ReplicationFactorMin: -1,
+		ReplicationFactorMax: -1,
+		StateSyncInterval:    Duration(5 * time.Minute),
+		PinRecoverInterval:   Duration(12 * time.Minute),
+	}
+	c.API.RestAPI = &RestAPI{
+		HTTPListenMultiaddress: StringList{"/ip4/127.0.0.1/tcp/9094"},
+		ReadHeaderTimeout:      Duration(5 * time.Second),
+		IdleTimeout:            Duration(120 * time.Second),
+		MaxHeaderBytes:         4096,
+		Headers:                map[string][]string{},
+	}
+	c.IPFSConnector.IPFSHTTP = IPFSHTTP{
+		NodeMultiaddress:      "/ip4/127.0.0.1/tcp/5001",
+		ConnectSwarmsDelay:    Duration(30 * time.Second),
+		IPFSRequestTimeout:    Duration(5 * time.Minute),
+		PinTimeout:            Duration(2 * time.Minute),
+		UnpinTimeout:          Duration(3 * time.Hour),
+		RepoGCTimeout:         Duration(24 * time.Hour),
+		MaxConcurrentRequests: 32,
+	}
+	c.PinTracker.Stateless = Stateless{
+		MaxPinQueueSize:       1000000,
+		ConcurrentPins:        10,
+		PriorityPinMaxAge:     Duration(24 * time.Hour),
+		PriorityPinMaxRetries: 5,
+		RetryMinDelay:         Duration(30 * time.Second),
+		RetryMaxDelay:         Duration(12 * time.Minute),
+	}
+	c.Informer = Informers{
+		Disk:     Disk{MetricTTL: Duration(30 * time.Second), MetricType: "freespace"},
+		Tags:     Tags{MetricTTL: Duration(30 * time.Second), Tags: map[string]string{"group": "default"}},
+		PinQueue: PinQueue{MetricTTL: Duration(30 * time.Second), WeightBucketSize: 100000},
+		NumPin:   NumPin{MetricTTL: Duration(10 * time.Second)},
+	}
+	return c
+}
+
+// NewSecret returns 32 random bytes, hex-encoded.
+func NewSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// section binds a JSON path to the struct it fills and its env prefix.
+type section struct {
+	path      string
+	envPrefix string
+	ptr       any
+}
+
+func (c *Config) sections() []section {
+	s := []section{
+		{"cluster", "CLUSTER_", &c.Cluster},
+		{"ipfs_connector.ipfshttp", "CLUSTER_IPFSHTTP_", &c.IPFSConnector.IPFSHTTP},
+		{"pin_tracker.stateless", "CLUSTER_STATELESS_", &c.PinTracker.Stateless},
+		{"informer.disk", "CLUSTER_DISK_", &c.Informer.Disk},
+		{"informer.tags", "CLUSTER_TAGS_", &c.Informer.Tags},
+		{"informer.pinqueue", "CLUSTER_PINQUEUE_", &c.Informer.PinQueue},
+		{"informer.numpin", "CLUSTER_NUMPIN_", &c.Informer.NumPin},
+	}
+	if c.API.RestAPI != nil {
+		s = append(s, section{"api.restapi", "CLUSTER_RESTAPI_", c.API.RestAPI})
+	}
+	return s
+}
+
+// Parse decodes service.json bytes over the defaults, applies environment
+// overrides and validates. Sections missing from the file keep their
+// defaults, except the APIs, which are off unless their section is there.
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	c := Default()
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, ServiceFile, describeJSONError(data, err))
+	}
+	if _, ok := top["api"]; !ok || !hasKey(top["api"], "restapi") {
+		c.API.RestAPI = nil
+	}
+	known := map[string]bool{}
+	for _, s := range c.sections() {
+		known[s.path] = true
+		raw, ok := lookup(top, s.path)
+		if !ok {
+			continue
+		}
+		w, err := decodeSection(s.path, raw, s.ptr)
+		c.Warnings = append(c.Warnings, w...)
+		if err != nil {
+			return nil, err
+		}
+	}
+	c.Warnings = append(c.Warnings, unknownSections(top, known)...)
+	for _, s := range c.sections() {
+		if err := applyEnv(s.path, s.envPrefix, s.ptr, getenv); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// lookup follows a dotted path through nested objects.
+func lookup(top map[string]json.RawMessage, path string) (json.RawMessage, bool) {
+	parts := strings.Split(path, ".")
+	raw, ok := top[parts[0]]
+	for _, p := range parts[1:] {
+		if !ok {
+			return nil, false
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) != nil {
+			return nil, false
+		}
+		raw, ok = obj[p]
+	}
+	return raw, ok
+}
+
+func hasKey(raw json.RawMessage, key string) bool {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return false
+	}
+	_, ok := obj[key]
+	return ok
+}
+
+// unknownSections warns about top-level sections and subsections this
+// version does not use, so an operator sees what has no effect.
+func unknownSections(top map[string]json.RawMessage, known map[string]bool) []string {
+	var out []string
+	for _, name := range sortedKeys(top) {
+		if known[name] {
+			continue
+		}
+		var sub map[string]json.RawMessage
+		if json.Unmarshal(top[name], &sub) != nil || len(sub) == 0 || name == "cluster" {
+			out = append(out, fmt.Sprintf("section %s is not used by this version; ignored", name))
+			continue
+		}
+		for _, s := range sortedKeys(sub) {
+			if !known[name+"."+s] {
+				out = append(out, fmt.Sprintf("section %s.%s is not used by this version; ignored", name, s))
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// describeJSONError turns a syntax error offset into a line and column.
+func describeJSONError(data []byte, err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line := 1 + bytes.Count(data[:se.Offset], []byte("\n"))
+		col := int(se.Offset) - bytes.LastIndexByte(data[:se.Offset], '\n') - 1
+		return fmt.Sprintf("malformed JSON at line %d, column %d: %v", line, col, err)
+	}
+	return fmt.Sprintf("malformed JSON: %v", err)
+}
+
+// Validate checks values that decoding alone cannot, naming the key.
+func (c *Config) Validate() error {
+	bad := func(key string, val any, why string) error {
+		return fmt.Errorf("%w: %s: invalid value %v: %s", ErrInvalid, key, val, why)
+	}
+	cl := c.Cluster
+	if cl.Secret != "" {
+		if b, err := hex.DecodeString(cl.Secret); err != nil || len(b) != 32 {
+			return bad("cluster.secret", "(hidden)", "want 64 hexadecimal characters (32 bytes)")
+		}
+	}
+	if err := ValidateReplication(cl.ReplicationFactorMin, cl.ReplicationFactorMax); err != nil {
+		return fmt.Errorf("%w: cluster.replication_factor_min/max: %v", ErrInvalid, err)
+	}
+	for key, d := range map[string]Duration{
+		"cluster.state_sync_interval":  cl.StateSyncInterval,
+		"cluster.pin_recover_interval": cl.PinRecoverInterval,
+	} {
+		if d <= 0 {
+			return bad(key, d.D(), "must be positive")
+		}
+	}
+	ih := c.IPFSConnector.IPFSHTTP
+	if _, err := ma.NewMultiaddr(ih.NodeMultiaddress); err != nil {
+		return bad("ipfs_connector.ipfshttp.node_multiaddress", fmt.Sprintf("%q", ih.NodeMultiaddress), err.Error())
+	}
+	if ih.MaxConcurrentRequests < 1 {
+		return bad("ipfs_connector.ipfshttp.max_concurrent_requests", ih.MaxConcurrentRequests, "must be at least 1")
+	}
+	if ih.PinTimeout <= 0 {
+		return bad("ipfs_connector.ipfshttp.pin_timeout", ih.PinTimeout.D(), "must be positive")
+	}
+	st := c.PinTracker.Stateless
+	if st.ConcurrentPins < 1 {
+		return bad("pin_tracker.stateless.concurrent_pins", st.ConcurrentPins, "must be at least 1")
+	}
+	if st.MaxPinQueueSize < 1 {
+		return bad("pin_tracker.stateless.max_pin_queue_size", st.MaxPinQueueSize, "must be at least 1")
+	}
+	if st.RetryMinDelay <= 0 || st.RetryMaxDelay < st.RetryMinDelay {
+		return bad("pin_tracker.stateless.retry_min_delay", st.RetryMinDelay.D(), "must be positive and not above retry_max_delay")
+	}
+	if mt := c.Informer.Disk.MetricType; mt != "freespace" && mt != "reposize" {
+		return bad("informer.disk.metric_type", fmt.Sprintf("%q", mt), "want freespace or reposize")
+	}
+	if r := c.API.RestAPI; r != nil {
+		if len(r.HTTPListenMultiaddress) == 0 {
+			return bad("api.restapi.http_listen_multiaddress", "[]", "at least one address is needed")
+		}
+		for _, a := range r.HTTPListenMultiaddress {
+			if _, err := ma.NewMultiaddr(a); err != nil {
+				return bad("api.restapi.http_listen_multiaddress", fmt.Sprintf("%q", a), err.Error())
+			}
+		}
+		if r.MaxHeaderBytes < 4096 {
+			return bad("api.restapi.max_header_bytes", r.MaxHeaderBytes, "must be at least 4096")
+		}
+	}
+	return nil
+}
+
+// ValidateReplication checks a min/max replication pair as the reference
+// does: both non-zero, min ≤ max, none below -1, -1 on both or neither.
+func ValidateReplication(rmin, rmax int) error {
+	switch {
+	case rmin == 0 || rmax == 0:
+		return fmt.Errorf("replication factors must be non-zero (got %d/%d)", rmin, rmax)
+	case rmin < -1 || rmax < -1:
+		return fmt.Errorf("replication factors cannot be below -1 (got %d/%d)", rmin, rmax)
+	case (rmin == -1) != (rmax == -1):
+		return fmt.Errorf("replication factors must both be -1 or neither (got %d/%d)", rmin, rmax)
+	case rmin > rmax:
+		return fmt.Errorf("replication_factor_min (%d) is above replication_factor_max (%d)", rmin, rmax)
+	}
+	return nil
+}
+
+// Marshal renders service.json.
+func (c *Config) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Load reads dir/service.json.
+func Load(dir string, getenv func(string) string) (*Config, error) {
+	path := filepath.Join(dir, ServiceFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no %s in %s: run 'ipfs-cluster init' first", ServiceFile, dir)
+		}
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return Parse(data, getenv)
+}
+
+// Save writes dir/service.json (mode 0600: it holds the secret).
+func (c *Config) Save(dir string) error {
+	b, err := c.Marshal()
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, ServiceFile), b, 0o600)
+}
+
+// writeFileAtomic writes through a temporary file and a rename so that a
+// crash never leaves a half-written config.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
