@@ -66,13 +66,16 @@ func (e *ExitError) Unwrap() error { return e.Err }
 func Exit(code int, err error) error { return &ExitError{Code: code, Err: err} }
 
 // UsageError is returned for bad flags or arguments; it exits with code 1 and
-// prints the command's usage hint.
-type UsageError struct{ msg string }
+// prints the usage hint of the command that failed.
+type UsageError struct {
+	msg  string
+	path string // of the command that failed, set on the way up
+}
 
 func (e *UsageError) Error() string { return e.msg }
 
 // Usagef builds a UsageError.
-func Usagef(format string, args ...any) error { return &UsageError{fmt.Sprintf(format, args...)} }
+func Usagef(format string, args ...any) error { return &UsageError{msg: fmt.Sprintf(format, args...)} }
 
 // Context is what an Action receives: parsed flags (its own and its
 // ancestors'), positional arguments and the process streams.
@@ -143,7 +146,7 @@ func Run(root *Command, args []string, stdin io.Reader, stdout, stderr io.Writer
 	var ue *UsageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "Error: %s\n", ue.msg)
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", ctx.path())
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", ue.path)
 		return 1
 	}
 	var ee *ExitError
@@ -167,6 +170,15 @@ func (c *Context) path() string {
 }
 
 func (c *Context) run(args []string) error {
+	err := c.dispatch(args)
+	var ue *UsageError
+	if errors.As(err, &ue) && ue.path == "" {
+		ue.path = c.path()
+	}
+	return err
+}
+
+func (c *Context) dispatch(args []string) error {
 	rest, err := c.parse(args)
 	if err != nil {
 		return err

@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/client"
+	"ipfs-cluster/internal/logging"
+)
+
+// Exit codes of the ctl, as the reference's.
+const (
+	ctlExitLocal    = 1   // bad input, transport error, anything not from the API
+	ctlExitAPI      = 2   // the API answered with an error
+	ctlExitDeadline = 62  // ETIME: a timeout expired
+	ctlExitCanceled = 125 // ECANCELED
+)
+
+// errReported marks an error the ctl has already printed; cli.Run then only
+// sets the exit code.
+var errReported = errors.New("")
+
+const ctlDescription = `
+ipfs-cluster-ctl is a tool to manage IPFS Cluster nodes.
+
+Use "ipfs-cluster-ctl help" to list all available commands and
+"ipfs-cluster-ctl help <command>" to get usage information for a
+specific one.
+
+ipfs-cluster-ctl uses the IPFS Cluster API to perform requests and
+display responses in a user-readable format. The location of the IPFS
+Cluster server is assumed to be ` + client.DefaultHost + `, but can be configured
+with the --host option. If several multiaddresses are specified
+(comma-separated), requests will be sent to the first one and fail-over
+over to the others. This also works for dns-based addresses which resolve
+to multiple values.
+
+For feedback, bug reports or any additional information, visit
+https://github.com/ipfs-cluster/ipfs-cluster.
+`
+
+// Ctl is the command tree of ipfs-cluster-ctl, the REST API client.
+func Ctl() *Command {
+	return &Command{
+		Name:        "ipfs-cluster-ctl",
+		Usage:       "CLI for IPFS Cluster",
+		Description: ctlDescription,
+		Flags: []Flag{
+			{Name: "host", Aliases: []string{"l"}, Kind: StringFlag, Default: client.DefaultHost,
+				Usage: "API endpoint multiaddresses (comma-separated)"},
+			{Name: "secret", Kind: StringFlag,
+				Usage: "cluster secret (32 byte pnet-key), only for libp2p endpoints"},
+			{Name: "https", Aliases: []string{"s"}, Kind: BoolFlag, Usage: "use https to connect to the API"},
+			{Name: "no-check-certificate", Kind: BoolFlag,
+				Usage: "do not verify server TLS certificate. only valid with --https flag"},
+			{Name: "encoding", Aliases: []string{"enc"}, Kind: StringFlag, Default: "text",
+				Usage: "output format encoding [text, json]"},
+			{Name: "timeout", Aliases: []string{"t"}, Kind: IntFlag, Default: "0",
+				Usage: "number of seconds to wait before timing out a request"},
+			{Name: "debug", Aliases: []string{"d"}, Kind: BoolFlag, Usage: "set debug log level"},
+			{Name: "basic-auth", Kind: StringFlag, EnvVar: "CLUSTER_CREDENTIALS",
+				Usage: "<user>[:<password>] credentials; imply --https"},
+			{Name: "force-http", Aliases: []string{"f"}, Kind: BoolFlag,
+				Usage: "force HTTP. only valid when using BasicAuth"},
+			{Name: "version", Aliases: []string{"v"}, Kind: BoolFlag, Usage: "print the version"},
+		},
+		Subcommands: ctlCommands(),
+		Action: func(c *Context) error {
+			switch {
+			case c.Bool("version"):
+				fmt.Fprintf(c.Stdout, "ipfs-cluster-ctl version %s\n", api.Version)
+			case len(c.Args) > 0:
+				return Usagef("unknown command %q", c.Args[0])
+			default:
+				c.printHelp(c.Stdout)
+			}
+			return nil
+		},
+	}
+}
+
+// ctlSession is what a ctl command that calls the API works with.
+type ctlSession struct {
+	ctx    context.Context
+	cmd    *Context
+	client *client.Client
+	out    *ctlOutput
+}
+
+// ctlAction wraps a command body: it checks the global flags, connects the
+// client, and turns the body's error into the reference's error output and
+// exit code. Usage errors pass through to cli.Run unchanged.
+func ctlAction(body func(*ctlSession) error) func(*Context) error {
+	return func(c *Context) error {
+		out, err := newCtlOutput(c)
+		if err != nil {
+			return err
+		}
+		level := zerolog.ErrorLevel
+		if c.Bool("debug") {
+			level = zerolog.DebugLevel
+		}
+		logging.Setup(c.Stderr, logging.Levels{Default: level})
+
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		cl, err := ctlClient(ctx, c)
+		if err == nil {
+			err = body(&ctlSession{ctx: ctx, cmd: c, client: cl, out: out})
+		}
+		var ue *UsageError
+		if err == nil || errors.As(err, &ue) {
+			return err
+		}
+		return out.fail(err)
+	}
+}
+
+// ctlClient builds the API client from the global flags.
+func ctlClient(ctx context.Context, c *Context) (*client.Client, error) {
+	if secret := c.String("secret"); secret != "" {
+		if _, err := hex.DecodeString(secret); err != nil {
+			return nil, Usagef("invalid --secret: not hexadecimal: %v", err)
+		}
+	}
+	cfg := client.Config{
+		Timeout:      time.Duration(c.Int("timeout")) * time.Second,
+		SSL:          c.Bool("https"),
+		NoVerifyCert: c.Bool("no-check-certificate"),
+	}
+	cfg.Username, cfg.Password, _ = strings.Cut(c.String("basic-auth"), ":")
+	if cfg.Username != "" && !cfg.SSL && !c.Bool("force-http") {
+		log := logging.For("cluster-ctl")
+		log.Warn().Msg(`SSL automatically enabled with basic auth credentials. Set "force-http" to disable`)
+		cfg.SSL = true
+	}
+	hosts, err := expandDNSHosts(ctx, strings.Split(c.String("host"), ","), cfg.SSL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Hosts = hosts
+	cl, err := client.New(cfg)
+	if err != nil {
+		return nil, Usagef("invalid --host: %v", err)
+	}
+	return cl, nil
+}
+
+// expandDNSHosts replaces each /dns, /dns4 and /dns6 address by one address
+// per IP it resolves to, so that failover covers every IP. Not with TLS,
+// where the certificate is for the name.
+func expandDNSHosts(ctx context.Context, hosts []string, ssl bool) ([]string, error) {
+	var out []string
+	for _, h := range hosts {
+		h = strings.TrimSpace(h)
+		m, err := ma.NewMultiaddr(h)
+		if ssl || err != nil {
+			// client.New reports what is not a valid address.
+			out = append(out, h)
+			continue
+		}
+		first, rest := ma.SplitFirst(m)
+		network := map[int]string{ma.P_DNS: "ip", ma.P_DNS4: "ip4", ma.P_DNS6: "ip6"}[first.Code()]
+		if network == "" {
+			out = append(out, h)
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, network, first.Value())
+		if err != nil {
+			return nil, fmt.Errorf("resolving %s: %w", h, err)
+		}
+		for _, ip := range ips {
+			ip = ip.Unmap()
+			proto := "ip4"
+			if ip.Is6() {
+				proto = "ip6"
+			}
+			out = append(out, "/"+proto+"/"+ip.String()+rest.String())
+		}
+	}
+	return out, nil
+}
+
+// ctlExitCode maps an error to the reference's exit codes.
+func ctlExitCode(err error) int {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return ctlExitDeadline
+	case errors.Is(err, context.Canceled):
+		return ctlExitCanceled
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return ctlExitDeadline
+	}
+	var apiErr api.Error
+	if errors.As(err, &apiErr) && apiErr.Code != 0 {
+		return ctlExitAPI
+	}
+	return ctlExitLocal
+}
