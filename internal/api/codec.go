@@ -13,8 +13,9 @@ import (
 
 // The binary pin encoding is what the state stores and what peers exchange:
 // compact, versioned, and decoded without reflection. Times keep nanosecond
-// precision; user_allocations are not part of it (they only steer the
-// allocation of a request).
+// precision over the whole range of time.Time; empty origins are dropped;
+// user_allocations are not part of it (they only steer the allocation of a
+// request).
 const pinCodecVersion = 1
 
 // ErrCorruptPin is returned when bytes do not decode as a pin.
@@ -48,9 +49,17 @@ func (p *Pin) AppendBinary(b []byte) ([]byte, error) {
 		b = appendBytes(b, nil)
 	}
 	b = appendBytes(b, p.PinUpdate.Bytes())
-	b = binary.AppendUvarint(b, uint64(len(p.Origins)))
+	n := 0
 	for _, o := range p.Origins {
-		b = appendBytes(b, o.Bytes())
+		if o.Multiaddr != nil && len(o.Bytes()) > 0 {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for _, o := range p.Origins {
+		if o.Multiaddr != nil && len(o.Bytes()) > 0 {
+			b = appendBytes(b, o.Bytes())
+		}
 	}
 	return b, nil
 }
@@ -111,6 +120,9 @@ func (p *Pin) UnmarshalBinary(data []byte) error {
 	if d.err != nil {
 		return d.err
 	}
+	if len(d.buf) > 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptPin, len(d.buf))
+	}
 	if out.Mode = PinModeRecursive; out.MaxDepth == 0 {
 		out.Mode = PinModeDirect
 	}
@@ -123,11 +135,16 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
+// appendTime writes a presence byte, then Unix seconds and nanoseconds, so
+// that every time.Time survives (UnixNano alone overflows outside
+// 1678–2262).
 func appendTime(b []byte, t time.Time) []byte {
 	if t.IsZero() {
-		return binary.AppendVarint(b, 0)
+		return append(b, 0)
 	}
-	return binary.AppendVarint(b, t.UnixNano())
+	b = append(b, 1)
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
 }
 
 // decoder reads the binary encoding, remembering the first error so that
@@ -214,9 +231,17 @@ func (d *decoder) cid() Cid {
 }
 
 func (d *decoder) time() time.Time {
-	ns := d.varint()
-	if ns == 0 {
+	switch d.byte() {
+	case 0:
 		return time.Time{}
+	case 1:
+		sec, nsec := d.varint(), d.uvarint()
+		if nsec >= 1e9 {
+			d.fail("time")
+			return time.Time{}
+		}
+		return time.Unix(sec, int64(nsec)).UTC()
 	}
-	return time.Unix(0, ns).UTC()
+	d.fail("time")
+	return time.Time{}
 }
