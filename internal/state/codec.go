@@ -1,0 +1,153 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"time"
+
+	"ipfs-cluster/internal/api"
+)
+
+// The tracker record encoding:
+//
+//	version byte (1)
+//	status   uvarint (one status bit)
+//	attempts varint
+//	flags    byte: 1 priority, 2 has a timestamp
+//	[seconds varint, nanoseconds uvarint] when it has a timestamp
+//	error    uvarint length + bytes
+//
+// Timestamps come back in UTC with nanosecond precision, whatever the year.
+const (
+	recordVersion byte = 1
+
+	flagPriority byte = 1 << 0
+	flagTS       byte = 1 << 1
+)
+
+// errCorruptRecord is returned when bytes do not decode as a tracker record.
+var errCorruptRecord = errors.New("corrupt tracker record")
+
+func (s *LocalStatus) appendBinary(b []byte) []byte {
+	b = append(b, recordVersion)
+	b = binary.AppendUvarint(b, uint64(s.Status))
+	b = binary.AppendVarint(b, int64(s.Attempts))
+	var flags byte
+	if s.Priority {
+		flags |= flagPriority
+	}
+	if !s.TS.IsZero() {
+		flags |= flagTS
+	}
+	b = append(b, flags)
+	if flags&flagTS != 0 {
+		b = binary.AppendVarint(b, s.TS.Unix())
+		b = binary.AppendUvarint(b, uint64(s.TS.Nanosecond()))
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Error)))
+	return append(b, s.Error...)
+}
+
+// unmarshalBinary decodes a record. It never panics and rejects anything
+// appendBinary would not produce: unknown versions and flags, a status that
+// is not one bit, out-of-range numbers and trailing bytes.
+func (s *LocalStatus) unmarshalBinary(v []byte) error {
+	r := reader{buf: v}
+	if version := r.byte(); r.err == nil && version != recordVersion {
+		return fmt.Errorf("%w: unknown version %d", errCorruptRecord, version)
+	}
+	var out LocalStatus
+	out.Status = api.TrackerStatus(r.uvarint())
+	attempts := r.varint()
+	flags := r.byte()
+	if flags&flagTS != 0 {
+		sec := r.varint()
+		nsec := r.uvarint()
+		if nsec >= uint64(time.Second) {
+			r.fail("nanoseconds")
+		}
+		out.TS = time.Unix(sec, int64(nsec)).UTC()
+	}
+	out.Error = string(r.bytes())
+	switch {
+	case r.err != nil:
+		return r.err
+	case bits.OnesCount64(uint64(out.Status)) != 1:
+		return fmt.Errorf("%w: status %d", errCorruptRecord, uint64(out.Status))
+	case int64(int(attempts)) != attempts:
+		return fmt.Errorf("%w: attempts %d", errCorruptRecord, attempts)
+	case flags&^(flagPriority|flagTS) != 0:
+		return fmt.Errorf("%w: flags %#x", errCorruptRecord, flags)
+	case len(r.buf) != 0:
+		return fmt.Errorf("%w: %d trailing bytes", errCorruptRecord, len(r.buf))
+	}
+	out.Attempts = int(attempts)
+	out.Priority = flags&flagPriority != 0
+	*s = out
+	return nil
+}
+
+// reader reads the record encoding, keeping the first error so that callers
+// check once at the end.
+type reader struct {
+	buf []byte
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: truncated or invalid %s", errCorruptRecord, what)
+	}
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil || len(r.buf) == 0 {
+		r.fail("byte")
+		return 0
+	}
+	b := r.buf[0]
+	r.buf = r.buf[1:]
+	return b
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.buf)
+	if n <= 0 {
+		r.fail("integer")
+		return 0
+	}
+	r.buf = r.buf[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.buf)
+	if n <= 0 {
+		r.fail("integer")
+		return 0
+	}
+	r.buf = r.buf[n:]
+	return v
+}
+
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.buf)) {
+		r.fail("length")
+		return nil
+	}
+	b := r.buf[:n]
+	r.buf = r.buf[n:]
+	return b
+}

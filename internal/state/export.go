@@ -1,0 +1,181 @@
+package state
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"ipfs-cluster/internal/api"
+)
+
+// ErrInvalidExport is returned by DecodeExport for input that is not a
+// state export.
+var ErrInvalidExport = errors.New("state: invalid export")
+
+// maxExportLine bounds the memory a single line of an export may take.
+const maxExportLine = 16 << 20
+
+// Export writes the pinset in the reference's export format: one JSON pin
+// per line (json.Marshal of the pin followed by '\n'), in CID-byte order,
+// from a consistent snapshot.
+func (db *DB) Export(ctx context.Context, w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	// Encoder.Encode writes exactly json.Marshal's bytes and a newline,
+	// reusing its buffer.
+	enc := json.NewEncoder(bw)
+	err := db.List(ctx, func(p api.Pin) error { return enc.Encode(p) })
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("state: export: %w", err)
+	}
+	return nil
+}
+
+// DecodeExport reads an export (one JSON pin per line; blank lines are
+// skipped) and calls fn with each pin. It accepts the reference's exports,
+// with cid either a string or {"/": "..."}. A line that is not a valid pin
+// stops it with an ErrInvalidExport error naming the line and the problem;
+// an error of fn stops it and is returned as is. It never panics on any
+// input, and everything it accepts can be stored.
+//
+// Accepted pins are normalised as the state stores them: a missing
+// max_depth follows mode, mode then follows max_depth (0 is direct), and a
+// reference to no CID is dropped.
+func DecodeExport(r io.Reader, fn func(api.Pin) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	for n := 1; ; n++ {
+		var err error
+		line, err = readLine(br, line[:0])
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if errors.Is(err, errLineTooLong) {
+			return fmt.Errorf("%w: line %d: %w", ErrInvalidExport, n, err)
+		}
+		if err != nil {
+			return fmt.Errorf("state: import: line %d: %w", n, err)
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		p, err := decodePinLine(line)
+		if err != nil {
+			return fmt.Errorf("%w: line %d: %w", ErrInvalidExport, n, err)
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+}
+
+var errLineTooLong = fmt.Errorf("longer than %d bytes", maxExportLine)
+
+// readLine appends the next line of br, without its line ending, to line.
+// It returns io.EOF only when no bytes are left.
+func readLine(br *bufio.Reader, line []byte) ([]byte, error) {
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > maxExportLine {
+			return nil, errLineTooLong
+		}
+		line = append(line, frag...)
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0:
+			return bytes.TrimSuffix(line, []byte("\r")), nil
+		case err != nil:
+			return line, err
+		}
+		line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
+		return line, nil
+	}
+}
+
+// decodePinLine decodes and checks one export line.
+func decodePinLine(line []byte) (api.Pin, error) {
+	// MaxDepth shadows the pin's own field so that a missing max_depth can
+	// be told from 0.
+	var in struct {
+		api.Pin
+		MaxDepth *api.PinDepth `json:"max_depth"`
+	}
+	if err := json.Unmarshal(line, &in); err != nil {
+		return api.Pin{}, err
+	}
+	p := in.Pin
+	if !p.Cid.Defined() {
+		return api.Pin{}, errors.New("pin has no cid")
+	}
+	switch p.Type {
+	case api.DataType, api.MetaType, api.ClusterDAGType, api.ShardType:
+	default:
+		return api.Pin{}, fmt.Errorf("invalid pin type %q", p.Type)
+	}
+	if err := checkStorable(&p); err != nil {
+		return api.Pin{}, err
+	}
+	switch {
+	case in.MaxDepth != nil:
+		p.MaxDepth = *in.MaxDepth
+	case p.Mode == api.PinModeDirect:
+		p.MaxDepth = 0
+	default:
+		p.MaxDepth = -1
+	}
+	p.Mode = api.PinModeRecursive
+	if p.MaxDepth == 0 {
+		p.Mode = api.PinModeDirect
+	}
+	if p.Reference != nil && !p.Reference.Defined() {
+		p.Reference = nil
+	}
+	return p, nil
+}
+
+// Clear removes every pin and tracker record in one synced batch, as
+// `state cleanup` and an import (which replaces the state) need. It waits
+// for writes in progress and holds new ones until it is done; listings in
+// progress keep seeing their snapshot.
+func (db *DB) Clear(ctx context.Context) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	all := allStripes()
+	all.lock(&db.pinMu)
+	defer all.unlock(&db.pinMu)
+	all.lock(&db.statusMu)
+	defer all.unlock(&db.statusMu)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	err := errors.Join(
+		b.DeleteRange([]byte{prefixPin}, []byte{prefixIndex + 1}, nil),
+		b.DeleteRange([]byte{prefixMeta, metaPinCount}, []byte{prefixMeta, metaPinCount + 1}, nil),
+		b.DeleteRange([]byte{prefixMeta, metaStatusCount}, []byte{prefixMeta, metaStatusCount + 1}, nil),
+	)
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("state: clear: %w", err)
+	}
+	db.pinCount = [numStripes]uint64{}
+	db.pins.Store(0)
+	db.statusCount = [numStripes]statusCounts{}
+	db.totalsMu.Lock()
+	db.totals = statusCounts{}
+	db.totalsMu.Unlock()
+	return nil
+}

@@ -1,0 +1,149 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+	"math/bits"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ipfs/go-cid"
+
+	"ipfs-cluster/internal/api"
+)
+
+// appendKey appends prefix and the CID bytes cid to b.
+func appendKey(b []byte, prefix byte, cid string) []byte {
+	b = append(b, prefix)
+	return append(b, cid...)
+}
+
+// appendIndexKey appends the status index key of (st, cid) to b. st must be
+// a single status bit.
+func appendIndexKey(b []byte, st api.TrackerStatus, cid string) []byte {
+	b = append(b, prefixIndex, statusBit(st))
+	return append(b, cid...)
+}
+
+// statusBit is the index of the single bit set in st.
+func statusBit(st api.TrackerStatus) byte { return byte(bits.TrailingZeros64(uint64(st))) }
+
+// metaKey is the counter key of kind for stripe.
+func metaKey(kind byte, stripe int) []byte { return []byte{prefixMeta, kind, byte(stripe)} }
+
+// boundsOf returns iterator bounds covering every key starting with prefix.
+// No prefix used here ends in 0xff, so incrementing the last byte suffices.
+func boundsOf(prefix ...byte) *pebble.IterOptions {
+	upper := append([]byte(nil), prefix...)
+	upper[len(upper)-1]++
+	return &pebble.IterOptions{LowerBound: prefix, UpperBound: upper}
+}
+
+// cidFromKey decodes the CID that follows a key prefix of n bytes.
+func cidFromKey(key []byte, n int) (api.Cid, error) {
+	c, err := cid.Cast(key[n:])
+	if err != nil {
+		return api.CidUndef, fmt.Errorf("key %x: %w", key, err)
+	}
+	return api.NewCid(c), nil
+}
+
+// wrapErr adds the operation and CID to err; nil stays nil.
+func wrapErr(op string, c api.Cid, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case !c.Defined():
+		return fmt.Errorf("state: %s: %w", op, err)
+	}
+	return fmt.Errorf("state: %s %s: %w", op, c, err)
+}
+
+// decodeUvarint decodes a value that must be exactly one uvarint.
+func decodeUvarint(v []byte) (uint64, error) {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || k != len(v) {
+		return 0, fmt.Errorf("malformed counter %x", v)
+	}
+	return n, nil
+}
+
+// stripeSet is a set of stripe indexes.
+type stripeSet [numStripes / 64]uint64
+
+func (s *stripeSet) add(i int) { s[i/64] |= 1 << (i % 64) }
+
+// each yields the stripes in ascending order, the order locks are taken in
+// so that writers spanning several stripes cannot deadlock.
+func (s *stripeSet) each() iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for w, word := range s {
+			for word != 0 {
+				b := bits.TrailingZeros64(word)
+				if !yield(w*64 + b) {
+					return
+				}
+				word &^= 1 << b
+			}
+		}
+	}
+}
+
+func (s *stripeSet) lock(mu *[numStripes]sync.Mutex) {
+	for i := range s.each() {
+		mu[i].Lock()
+	}
+}
+
+func (s *stripeSet) unlock(mu *[numStripes]sync.Mutex) {
+	for i := range s.each() {
+		mu[i].Unlock()
+	}
+}
+
+// allStripes returns the set of every stripe.
+func allStripes() stripeSet {
+	var s stripeSet
+	for i := range s {
+		s[i] = ^uint64(0)
+	}
+	return s
+}
+
+// marshal encodes the non-zero counts as (bit, count) uvarint pairs.
+func (c *statusCounts) marshal() []byte {
+	var b []byte
+	for bit, n := range c {
+		if n != 0 {
+			b = binary.AppendUvarint(b, uint64(bit))
+			b = binary.AppendUvarint(b, n)
+		}
+	}
+	return b
+}
+
+func (c *statusCounts) unmarshal(v []byte) error {
+	*c = statusCounts{}
+	for len(v) > 0 {
+		bit, k := binary.Uvarint(v)
+		if k <= 0 || bit >= uint64(len(c)) {
+			return errors.New("malformed status counts")
+		}
+		v = v[k:]
+		n, k := binary.Uvarint(v)
+		if k <= 0 {
+			return errors.New("malformed status counts")
+		}
+		v = v[k:]
+		c[bit] = n
+	}
+	return nil
+}
+
+func (c *statusCounts) add(o *statusCounts) {
+	for i := range c {
+		c[i] += o[i]
+	}
+}
