@@ -1,0 +1,114 @@
+// Package monitor keeps the latest metrics of every peer and raises an
+// alert when one expires.
+package monitor
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"ipfs-cluster/internal/api"
+)
+
+const maxAlerts = 1000
+
+// Monitor stores metrics by name and peer. It is safe for concurrent use.
+type Monitor struct {
+	mu      sync.RWMutex
+	latest  map[string]map[peer.ID]api.Metric
+	alerted map[string]map[peer.ID]bool
+	alerts  []api.Alert
+}
+
+// New returns an empty monitor.
+func New() *Monitor {
+	return &Monitor{latest: map[string]map[peer.ID]api.Metric{}, alerted: map[string]map[peer.ID]bool{}}
+}
+
+// Publish records a metric as the latest of its peer and name.
+func (m *Monitor) Publish(metric api.Metric) {
+	metric.ReceivedAt = time.Now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	byPeer := m.latest[metric.Name]
+	if byPeer == nil {
+		byPeer = map[peer.ID]api.Metric{}
+		m.latest[metric.Name] = byPeer
+	}
+	byPeer[metric.Peer] = metric
+	if a := m.alerted[metric.Name]; a != nil && metric.Valid {
+		delete(a, metric.Peer)
+	}
+}
+
+// LatestMetrics returns the latest valid, unexpired metric of each peer,
+// sorted by peer.
+func (m *Monitor) LatestMetrics(name string) []api.Metric {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := []api.Metric{}
+	for _, metric := range m.latest[name] {
+		if metric.Valid && !metric.Expired() {
+			out = append(out, metric)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
+}
+
+// MetricNames lists the names of the metrics received, sorted.
+func (m *Monitor) MetricNames() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	names := make([]string, 0, len(m.latest))
+	for n := range m.latest {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// CheckExpired raises one alert per metric that expired since it was last
+// valid, and returns the new alerts.
+func (m *Monitor) CheckExpired() []api.Alert {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	var raised []api.Alert
+	for name, byPeer := range m.latest {
+		for p, metric := range byPeer {
+			if !metric.Expired() {
+				continue
+			}
+			a := m.alerted[name]
+			if a == nil {
+				a = map[peer.ID]bool{}
+				m.alerted[name] = a
+			}
+			if a[p] {
+				continue
+			}
+			a[p] = true
+			alert := api.Alert{Metric: metric, TriggeredAt: now}
+			raised = append(raised, alert)
+			if len(m.alerts) >= maxAlerts {
+				m.alerts = m.alerts[:0]
+			}
+			m.alerts = append(m.alerts, alert)
+		}
+	}
+	return raised
+}
+
+// Alerts returns the alerts raised so far, newest first.
+func (m *Monitor) Alerts() []api.Alert {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]api.Alert, len(m.alerts))
+	for i, a := range m.alerts {
+		out[len(out)-1-i] = a
+	}
+	return out
+}
