@@ -1,0 +1,172 @@
+package pintracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"time"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/state"
+)
+
+// Status returns the local status of c.
+func (t *Tracker) Status(ctx context.Context, c api.Cid) (api.PinInfo, error) {
+	sh := t.shard(c)
+	sh.mu.Lock()
+	var rec state.LocalStatus
+	var ok bool
+	var err error
+	var opPin *api.Pin
+	if op := sh.ops[c.KeyString()]; op != nil {
+		rec, ok = t.opRecord(op), true
+		p := op.pin
+		opPin = &p
+	} else {
+		rec, ok, err = t.records.GetStatus(c)
+	}
+	sh.mu.Unlock()
+	if err != nil {
+		return api.PinInfo{}, fmt.Errorf("status %s: %w", c, err)
+	}
+	pin, err := t.pinset.Get(c)
+	inState := err == nil
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return api.PinInfo{}, fmt.Errorf("status %s: %w", c, err)
+	}
+	if !inState {
+		pin = api.Pin{Cid: c}
+		if opPin != nil {
+			pin = *opPin
+		}
+	}
+	if !ok {
+		rec = t.untrackedStatus(&pin, inState)
+	}
+	return t.pinInfo(&pin, rec), nil
+}
+
+// untrackedStatus is the status of a CID with no record: unpinned when it
+// is not in the pinset; otherwise it is waiting for the startup sweep to
+// look at it, or (after the sweep) missing where it should be.
+func (t *Tracker) untrackedStatus(pin *api.Pin, inState bool) state.LocalStatus {
+	switch {
+	case !inState:
+		return state.LocalStatus{Status: api.TrackerStatusUnpinned, TS: time.Now()}
+	case pin.Type == api.MetaType:
+		return state.LocalStatus{Status: api.TrackerStatusSharded, TS: pin.Timestamp}
+	case pin.IsRemote(t.cfg.Peer):
+		return state.LocalStatus{Status: api.TrackerStatusRemote, TS: pin.Timestamp}
+	}
+	select {
+	case <-t.reconciled:
+		return state.LocalStatus{Status: api.TrackerStatusUnexpectedlyUnpinned, TS: time.Now(),
+			Error: "the item should be pinned but it is not"}
+	default:
+		return state.LocalStatus{Status: api.TrackerStatusPinQueued, TS: pin.Timestamp}
+	}
+}
+
+// StatusAll streams the local status of every tracked CID whose status
+// matches filter (undefined = all). It walks the status index, so a
+// filtered call costs what it returns.
+func (t *Tracker) StatusAll(ctx context.Context, filter api.TrackerStatus, fn func(api.PinInfo) error) error {
+	return t.records.ListByStatus(ctx, filter, func(c api.Cid, rec state.LocalStatus) error {
+		pin, err := t.pinset.Get(c)
+		if errors.Is(err, state.ErrNotFound) {
+			pin = api.Pin{Cid: c}
+		} else if err != nil {
+			return fmt.Errorf("status %s: %w", c, err)
+		}
+		return fn(t.pinInfo(&pin, rec))
+	})
+}
+
+func (t *Tracker) pinInfo(pin *api.Pin, rec state.LocalStatus) api.PinInfo {
+	return api.PinInfo{
+		Cid:         pin.Cid,
+		Name:        pin.Name,
+		Peer:        t.cfg.Peer,
+		Allocations: pin.Allocations,
+		Origins:     pin.Origins,
+		Created:     pin.Timestamp,
+		Metadata:    pin.Metadata,
+		PinInfoShort: api.PinInfoShort{
+			PeerName:     t.cfg.PeerName,
+			Status:       rec.Status,
+			TS:           rec.TS,
+			Error:        rec.Error,
+			AttemptCount: rec.Attempts,
+			PriorityPin:  rec.Priority,
+		},
+	}
+}
+
+// Reconcile compares the pinset with what kubo really holds and fixes the
+// records: pins kubo holds become pinned, pins it lost are queued again,
+// pins allocated elsewhere are released. It reads kubo's pin list once as
+// a stream into a set of 8-byte hashes, then streams the pinset; it returns
+// the number of pins visited.
+func (t *Tracker) Reconcile(ctx context.Context) (int, error) {
+	held := make(map[uint64]struct{})
+	err := t.ipfs.PinLs(ctx, "recursive,direct", func(p api.IPFSPinInfo) error {
+		if p.Type.IsPinned() {
+			held[maphash.String(t.seed, p.Cid.KeyString())] = struct{}{}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reconcile: list kubo pins: %w", err)
+	}
+	n := 0
+	err = t.pinset.List(ctx, func(pin api.Pin) error {
+		n++
+		_, inIPFS := held[maphash.String(t.seed, pin.Cid.KeyString())]
+		return t.reconcileOne(pin, inIPFS)
+	})
+	if err != nil {
+		return n, fmt.Errorf("reconcile: %w", err)
+	}
+	return n, nil
+}
+
+func (t *Tracker) reconcileOne(pin api.Pin, inIPFS bool) error {
+	c := pin.Cid
+	sh := t.shard(c)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.ops[c.KeyString()] != nil {
+		return nil
+	}
+	rec, ok, err := t.records.GetStatus(c)
+	if err != nil {
+		return fmt.Errorf("reconcile %s: %w", c, err)
+	}
+	set := func(st api.TrackerStatus) error {
+		if ok && rec.Status == st {
+			return nil
+		}
+		return t.setStatus(c, state.LocalStatus{Status: st, Attempts: rec.Attempts, TS: time.Now()})
+	}
+	switch {
+	case pin.Type == api.MetaType:
+		return set(api.TrackerStatusSharded)
+	case pin.IsRemote(t.cfg.Peer):
+		if inIPFS && ok && rec.Status == api.TrackerStatusPinned {
+			return t.enqueueLocked(sh, &operation{typ: opUnpin, pin: pin, toRemote: true})
+		}
+		return set(api.TrackerStatusRemote)
+	case inIPFS:
+		if ok && rec.Status != api.TrackerStatusPinned {
+			t.retries.Cancel(c)
+		}
+		return set(api.TrackerStatusPinned)
+	case ok && rec.Status == api.TrackerStatusPinError:
+		return nil // its retry is scheduled
+	}
+	if ok && rec.Status == api.TrackerStatusPinned {
+		t.log.Warn().Stringer("cid", c).Msg("kubo no longer holds a pinned item: pinning it again")
+	}
+	return t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: rec.Attempts})
+}

@@ -1,0 +1,552 @@
+// Package pintracker drives kubo to hold what the shared pinset allocates to
+// this peer: it queues pin and unpin operations, runs them with bounded
+// concurrency, records every CID's local status in an index (so status
+// filters and recover cost what they return, not the size of the pinset),
+// and retries failures with backoff.
+package pintracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/state"
+)
+
+// IPFS is what the tracker needs from the kubo connector.
+type IPFS interface {
+	Pin(ctx context.Context, pin api.Pin, progress func(blocks uint64)) error
+	Unpin(ctx context.Context, c api.Cid) error
+	// PinLs streams kubo's pins of the comma-separated types.
+	PinLs(ctx context.Context, types string, fn func(api.IPFSPinInfo) error) error
+}
+
+// Records keeps the tracker's per-CID status, indexed by status.
+type Records interface {
+	SetStatus(c api.Cid, s state.LocalStatus) error
+	GetStatus(c api.Cid) (state.LocalStatus, bool, error)
+	DeleteStatus(c api.Cid) error
+	ListByStatus(ctx context.Context, filter api.TrackerStatus, fn func(api.Cid, state.LocalStatus) error) error
+}
+
+// Pinset is the shared pinset as applied on this peer.
+type Pinset interface {
+	Get(c api.Cid) (api.Pin, error)
+	List(ctx context.Context, fn func(api.Pin) error) error
+}
+
+// ErrQueueFull is returned when max_pin_queue_size operations wait already.
+var ErrQueueFull = errors.New("pin/unpin operation queue is full. Try increasing max_pin_queue_size")
+
+// Config holds the tracker's settings.
+type Config struct {
+	Peer               peer.ID
+	PeerName           string
+	ConcurrentPins     int
+	MaxQueueSize       int
+	PriorityMaxAge     time.Duration
+	PriorityMaxRetries int
+	RetryMinDelay      time.Duration
+	RetryMaxDelay      time.Duration
+}
+
+type opType int
+
+const (
+	opPin opType = iota
+	opUnpin
+)
+
+type phase int
+
+const (
+	phaseQueued phase = iota
+	phaseInProgress
+)
+
+// operation is one queued or running pin or unpin. Its fields are guarded
+// by the lock of the shard that holds it.
+type operation struct {
+	typ      opType
+	pin      api.Pin
+	phase    phase
+	attempts int
+	priority bool
+	ts       time.Time
+	cancel   context.CancelFunc
+	// toRemote: after a successful unpin, record the CID as remote (it is
+	// still in the pinset, allocated elsewhere) instead of forgetting it.
+	toRemote bool
+}
+
+func (op *operation) status() api.TrackerStatus {
+	switch {
+	case op.typ == opPin && op.phase == phaseQueued:
+		return api.TrackerStatusPinQueued
+	case op.typ == opPin:
+		return api.TrackerStatusPinning
+	case op.phase == phaseQueued:
+		return api.TrackerStatusUnpinQueued
+	default:
+		return api.TrackerStatusUnpinning
+	}
+}
+
+const shardCount = 256
+
+// shard serialises everything that happens to the CIDs hashed to it: the
+// operation map and the status writes, so a record never goes backwards.
+type shard struct {
+	mu  sync.Mutex
+	ops map[string]*operation
+}
+
+// Tracker is the pin tracker. All methods are safe for concurrent use;
+// operations on one CID are serialised, different CIDs proceed in parallel.
+type Tracker struct {
+	cfg     Config
+	ipfs    IPFS
+	records Records
+	pinset  Pinset
+	log     zerolog.Logger
+
+	seed    maphash.Seed
+	shards  [shardCount]shard
+	pinQ    *opQueue
+	unpinQ  *opQueue
+	waiting atomic.Int64
+	retries *retryScheduler
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// reconciled is closed when the startup sweep against kubo ends.
+	reconciled chan struct{}
+}
+
+// New builds a tracker; Start launches its workers.
+func New(cfg Config, ipfs IPFS, records Records, pinset Pinset, log zerolog.Logger) *Tracker {
+	t := &Tracker{
+		cfg: cfg, ipfs: ipfs, records: records, pinset: pinset, log: log,
+		seed:       maphash.MakeSeed(),
+		pinQ:       newOpQueue(),
+		unpinQ:     newOpQueue(),
+		retries:    newRetryScheduler(),
+		reconciled: make(chan struct{}),
+	}
+	for i := range t.shards {
+		t.shards[i].ops = make(map[string]*operation)
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	return t
+}
+
+// Start requeues the operations a previous run left unfinished, schedules
+// the retries of failed ones (both proportional to their number), starts
+// the workers, and reconciles the pinset against kubo in the background:
+// the tracker answers at once, before that sweep ends.
+func (t *Tracker) Start() error {
+	if err := t.resume(); err != nil {
+		return err
+	}
+	for i := 0; i < t.cfg.ConcurrentPins; i++ {
+		t.goWorker(t.pinQ)
+		t.goWorker(t.unpinQ)
+	}
+	t.wg.Add(3)
+	go func() { defer t.wg.Done(); t.pinQ.closeOnDone(t.ctx) }()
+	go func() { defer t.wg.Done(); t.unpinQ.closeOnDone(t.ctx) }()
+	go func() { defer t.wg.Done(); t.retries.Run(t.ctx, t.retryDue) }()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer close(t.reconciled)
+		start := time.Now()
+		n, err := t.Reconcile(t.ctx)
+		if err != nil {
+			if t.ctx.Err() == nil {
+				t.log.Warn().Err(err).Msg("startup reconciliation with kubo failed; failed items are retried and recover runs periodically")
+			}
+			return
+		}
+		t.log.Info().Int("pins", n).Dur("took", time.Since(start)).Msg("pinset reconciled with kubo")
+	}()
+	return nil
+}
+
+// Reconciled is closed when the startup sweep has finished (or failed).
+func (t *Tracker) Reconciled() <-chan struct{} { return t.reconciled }
+
+// Close cancels running operations and waits for the workers. Operations
+// cut short keep a queued status and resume at the next Start.
+func (t *Tracker) Close() {
+	t.cancel()
+	t.wg.Wait()
+}
+
+func (t *Tracker) goWorker(q *opQueue) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		for {
+			op := q.Pop()
+			if op == nil {
+				return
+			}
+			t.waiting.Add(-1)
+			t.run(op)
+		}
+	}()
+}
+
+func (t *Tracker) shard(c api.Cid) *shard {
+	return &t.shards[maphash.String(t.seed, c.KeyString())%shardCount]
+}
+
+// QueueSize is the number of operations waiting for a worker.
+func (t *Tracker) QueueSize() int { return int(t.waiting.Load()) }
+
+// Track makes this peer hold pin as its allocations say: queue a pin when
+// it is allocated here, or release it when it is allocated elsewhere.
+func (t *Tracker) Track(pin api.Pin) error {
+	sh := t.shard(pin.Cid)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	key := pin.Cid.KeyString()
+	cur := sh.ops[key]
+
+	if pin.Type == api.MetaType {
+		t.dropLocked(sh, key, cur)
+		return t.setStatus(pin.Cid, state.LocalStatus{Status: api.TrackerStatusSharded, TS: time.Now()})
+	}
+	if pin.IsRemote(t.cfg.Peer) {
+		if cur != nil && cur.typ == opUnpin {
+			cur.toRemote = true
+			return nil
+		}
+		t.dropLocked(sh, key, cur)
+		rec, ok, err := t.records.GetStatus(pin.Cid)
+		if err != nil {
+			return fmt.Errorf("track %s: %w", pin.Cid, err)
+		}
+		if ok && rec.Status != api.TrackerStatusRemote && rec.Status != api.TrackerStatusSharded {
+			// This peer held it or was fetching it: release it.
+			return t.enqueueLocked(sh, &operation{typ: opUnpin, pin: pin, toRemote: true})
+		}
+		return t.setStatus(pin.Cid, state.LocalStatus{Status: api.TrackerStatusRemote, TS: time.Now()})
+	}
+	if cur != nil && cur.typ == opPin && cur.pin.MaxDepth == pin.MaxDepth {
+		cur.pin = pin
+		return nil
+	}
+	t.dropLocked(sh, key, cur)
+	attempts := 0
+	if rec, ok, err := t.records.GetStatus(pin.Cid); err == nil && ok && rec.Status == api.TrackerStatusPinError {
+		attempts = rec.Attempts
+	}
+	return t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: attempts})
+}
+
+// Untrack releases a CID that left the pinset.
+func (t *Tracker) Untrack(pin api.Pin) error {
+	sh := t.shard(pin.Cid)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	key := pin.Cid.KeyString()
+	cur := sh.ops[key]
+	if cur != nil && cur.typ == opUnpin {
+		cur.toRemote = false
+		return nil
+	}
+	t.dropLocked(sh, key, cur)
+	rec, ok, err := t.records.GetStatus(pin.Cid)
+	if err != nil {
+		return fmt.Errorf("untrack %s: %w", pin.Cid, err)
+	}
+	if !ok || rec.Status == api.TrackerStatusRemote || rec.Status == api.TrackerStatusSharded {
+		t.retries.Cancel(pin.Cid)
+		return t.deleteStatus(pin.Cid)
+	}
+	return t.enqueueLocked(sh, &operation{typ: opUnpin, pin: pin, attempts: attemptsIf(rec, api.TrackerStatusUnpinError)})
+}
+
+func attemptsIf(rec state.LocalStatus, st api.TrackerStatus) int {
+	if rec.Status == st {
+		return rec.Attempts
+	}
+	return 0
+}
+
+// dropLocked cancels and forgets the current operation of a CID.
+func (t *Tracker) dropLocked(sh *shard, key string, op *operation) {
+	if op == nil {
+		return
+	}
+	if op.cancel != nil {
+		op.cancel()
+	}
+	delete(sh.ops, key)
+}
+
+func (t *Tracker) isPriority(op *operation) bool {
+	return op.typ == opPin &&
+		time.Since(op.pin.Timestamp) < t.cfg.PriorityMaxAge &&
+		op.attempts <= t.cfg.PriorityMaxRetries
+}
+
+// enqueueLocked records op as queued and hands it to a worker queue. When
+// the queue is full the CID is recorded as failed and retried later, so
+// nothing is dropped.
+func (t *Tracker) enqueueLocked(sh *shard, op *operation) error {
+	c := op.pin.Cid
+	t.retries.Cancel(c)
+	if int(t.waiting.Load()) >= t.cfg.MaxQueueSize {
+		t.failLocked(op, ErrQueueFull)
+		return fmt.Errorf("track %s: %w", c, ErrQueueFull)
+	}
+	op.phase = phaseQueued
+	op.ts = time.Now()
+	op.priority = t.isPriority(op)
+	sh.ops[c.KeyString()] = op
+	if err := t.setStatus(c, t.opRecord(op)); err != nil {
+		return err
+	}
+	t.waiting.Add(1)
+	if op.typ == opPin {
+		t.pinQ.Push(op, op.priority)
+	} else {
+		t.unpinQ.Push(op, false)
+	}
+	return nil
+}
+
+func (t *Tracker) opRecord(op *operation) state.LocalStatus {
+	return state.LocalStatus{Status: op.status(), Attempts: op.attempts, TS: op.ts, Priority: op.priority}
+}
+
+// run executes one operation unless it was superseded while it waited.
+func (t *Tracker) run(op *operation) {
+	c := op.pin.Cid
+	key := c.KeyString()
+	sh := t.shard(c)
+	sh.mu.Lock()
+	if sh.ops[key] != op || op.phase != phaseQueued {
+		sh.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(t.ctx)
+	op.phase, op.cancel, op.ts = phaseInProgress, cancel, time.Now()
+	if err := t.setStatus(c, t.opRecord(op)); err != nil {
+		t.log.Error().Err(err).Stringer("cid", c).Msg("record status")
+	}
+	pin := op.pin
+	sh.mu.Unlock()
+
+	var err error
+	if op.typ == opPin {
+		err = t.ipfs.Pin(ctx, pin, nil)
+	} else {
+		err = t.ipfs.Unpin(ctx, c)
+	}
+	cancel()
+
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.ops[key] != op {
+		return // superseded: the newer operation owns the record
+	}
+	delete(sh.ops, key)
+	if t.ctx.Err() != nil {
+		// Shutting down: leave it queued so the next start resumes it.
+		op.phase = phaseQueued
+		if err := t.setStatus(c, t.opRecord(op)); err != nil {
+			t.log.Error().Err(err).Stringer("cid", c).Msg("record status")
+		}
+		return
+	}
+	if err != nil {
+		t.failLocked(op, err)
+		return
+	}
+	var werr error
+	switch {
+	case op.typ == opPin:
+		werr = t.setStatus(c, state.LocalStatus{Status: api.TrackerStatusPinned, Attempts: op.attempts, TS: time.Now(), Priority: op.priority})
+		t.log.Debug().Stringer("cid", c).Msg("pinned")
+	case op.toRemote:
+		werr = t.setStatus(c, state.LocalStatus{Status: api.TrackerStatusRemote, TS: time.Now()})
+	default:
+		werr = t.deleteStatus(c)
+		t.log.Debug().Stringer("cid", c).Msg("unpinned")
+	}
+	if werr != nil {
+		t.log.Error().Err(werr).Stringer("cid", c).Msg("record status")
+	}
+}
+
+// failLocked records a failed operation and schedules its retry.
+func (t *Tracker) failLocked(op *operation, cause error) {
+	c := op.pin.Cid
+	op.attempts++
+	st := api.TrackerStatusPinError
+	if op.typ == opUnpin {
+		st = api.TrackerStatusUnpinError
+	}
+	delay := t.backoff(op.attempts)
+	t.log.Warn().Err(cause).Stringer("cid", c).Str("status", st.String()).Int("attempts", op.attempts).
+		Dur("retry_in", delay).Msg("operation failed")
+	if err := t.setStatus(c, state.LocalStatus{Status: st, Attempts: op.attempts, Error: cause.Error(), TS: time.Now()}); err != nil {
+		t.log.Error().Err(err).Stringer("cid", c).Msg("record status")
+	}
+	t.retries.Schedule(c, time.Now().Add(delay))
+}
+
+// backoff doubles from RetryMinDelay with each attempt, up to RetryMaxDelay.
+func (t *Tracker) backoff(attempts int) time.Duration {
+	d := t.cfg.RetryMinDelay
+	for i := 1; i < attempts && d < t.cfg.RetryMaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, t.cfg.RetryMaxDelay)
+}
+
+// retryDue requeues a failed CID when its backoff has passed.
+func (t *Tracker) retryDue(c api.Cid) {
+	if _, err := t.recover(c, false); err != nil && t.ctx.Err() == nil {
+		t.log.Warn().Err(err).Stringer("cid", c).Msg("retry")
+	}
+}
+
+// recover requeues c if it failed (or, with missing, if kubo lost it).
+// It returns whether something was queued.
+func (t *Tracker) recover(c api.Cid, missing bool) (bool, error) {
+	sh := t.shard(c)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.ops[c.KeyString()] != nil {
+		return false, nil
+	}
+	rec, ok, err := t.records.GetStatus(c)
+	if err != nil {
+		return false, fmt.Errorf("recover %s: %w", c, err)
+	}
+	switch {
+	case ok && rec.Status == api.TrackerStatusUnpinError:
+		return true, t.enqueueLocked(sh, &operation{typ: opUnpin, pin: api.Pin{Cid: c}, attempts: rec.Attempts})
+	case ok && (rec.Status == api.TrackerStatusPinError || rec.Status == api.TrackerStatusUnexpectedlyUnpinned),
+		!ok && missing:
+		pin, err := t.pinset.Get(c)
+		if errors.Is(err, state.ErrNotFound) {
+			return false, t.deleteStatus(c)
+		}
+		if err != nil {
+			return false, fmt.Errorf("recover %s: %w", c, err)
+		}
+		if pin.IsRemote(t.cfg.Peer) {
+			return false, t.setStatus(c, state.LocalStatus{Status: api.TrackerStatusRemote, TS: time.Now()})
+		}
+		return true, t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: rec.Attempts})
+	}
+	return false, nil
+}
+
+// Recover requeues c at once if it is in an error state, and returns its
+// status afterwards.
+func (t *Tracker) Recover(ctx context.Context, c api.Cid) (api.PinInfo, error) {
+	if _, err := t.recover(c, true); err != nil {
+		return api.PinInfo{}, err
+	}
+	return t.Status(ctx, c)
+}
+
+// recoverable are the statuses recover acts on.
+const recoverable = api.TrackerStatusPinError | api.TrackerStatusUnpinError | api.TrackerStatusUnexpectedlyUnpinned
+
+// RecoverAll requeues every CID in an error state, visiting only those (an
+// index walk), and reports each one it queued.
+func (t *Tracker) RecoverAll(ctx context.Context, fn func(api.PinInfo) error) error {
+	return t.records.ListByStatus(ctx, recoverable, func(c api.Cid, _ state.LocalStatus) error {
+		queued, err := t.recover(c, false)
+		if err != nil {
+			return err
+		}
+		if !queued {
+			return nil
+		}
+		info, err := t.Status(ctx, c)
+		if err != nil {
+			return err
+		}
+		return fn(info)
+	})
+}
+
+// resume requeues what a previous run left queued or in progress and
+// schedules the retries of failed items.
+func (t *Tracker) resume() error {
+	inflight := api.TrackerStatusPinQueued | api.TrackerStatusPinning | api.TrackerStatusUnpinQueued | api.TrackerStatusUnpinning
+	var pins, unpins []api.Cid
+	err := t.records.ListByStatus(t.ctx, inflight, func(c api.Cid, rec state.LocalStatus) error {
+		if rec.Status&(api.TrackerStatusPinQueued|api.TrackerStatusPinning) != 0 {
+			pins = append(pins, c)
+		} else {
+			unpins = append(unpins, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("resume tracker: %w", err)
+	}
+	for _, c := range pins {
+		pin, err := t.pinset.Get(c)
+		if err != nil {
+			if errors.Is(err, state.ErrNotFound) {
+				unpins = append(unpins, c)
+				continue
+			}
+			return fmt.Errorf("resume %s: %w", c, err)
+		}
+		if err := t.Track(pin); err != nil {
+			return err
+		}
+	}
+	for _, c := range unpins {
+		if err := t.Untrack(api.Pin{Cid: c}); err != nil {
+			return err
+		}
+	}
+	errs := api.TrackerStatusPinError | api.TrackerStatusUnpinError
+	err = t.records.ListByStatus(t.ctx, errs, func(c api.Cid, rec state.LocalStatus) error {
+		t.retries.Schedule(c, rec.TS.Add(t.backoff(rec.Attempts)))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("resume tracker: %w", err)
+	}
+	if n := len(pins) + len(unpins); n > 0 {
+		t.log.Info().Int("pins", len(pins)).Int("unpins", len(unpins)).Msg("resumed unfinished operations")
+	}
+	return nil
+}
+
+func (t *Tracker) setStatus(c api.Cid, s state.LocalStatus) error {
+	if err := t.records.SetStatus(c, s); err != nil {
+		return fmt.Errorf("record status of %s: %w", c, err)
+	}
+	return nil
+}
+
+func (t *Tracker) deleteStatus(c api.Cid) error {
+	if err := t.records.DeleteStatus(c); err != nil {
+		return fmt.Errorf("forget status of %s: %w", c, err)
+	}
+	return nil
+}

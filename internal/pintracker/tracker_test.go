@@ -1,0 +1,354 @@
+package pintracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/ipfsconn"
+	"ipfs-cluster/internal/kubo"
+	"ipfs-cluster/internal/kubo/kubotest"
+	"ipfs-cluster/internal/state"
+)
+
+type fixture struct {
+	t       *testing.T
+	kubo    *kubo.Daemon
+	conn    *ipfsconn.Connector
+	db      *state.DB
+	tracker *Tracker
+	self    peer.ID
+	cfg     Config
+}
+
+func newFixture(t *testing.T, tweak func(*Config, *ipfsconn.Config)) *fixture {
+	t.Helper()
+	f := &fixture{t: t, kubo: kubotest.Start(t)}
+	id, err := config.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.self = id.ID
+	ccfg := ipfsconn.Config{
+		NodeMultiaddress:      f.kubo.APIAddr,
+		IPFSRequestTimeout:    30 * time.Second,
+		PinTimeout:            30 * time.Second,
+		UnpinTimeout:          30 * time.Second,
+		RepoGCTimeout:         30 * time.Second,
+		MaxConcurrentRequests: 16,
+	}
+	f.cfg = Config{
+		Peer: f.self, PeerName: "test", ConcurrentPins: 4, MaxQueueSize: 1000,
+		PriorityMaxAge: time.Hour, PriorityMaxRetries: 5,
+		RetryMinDelay: time.Minute, RetryMaxDelay: time.Hour,
+	}
+	if tweak != nil {
+		tweak(&f.cfg, &ccfg)
+	}
+	if f.conn, err = ipfsconn.New(ccfg, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if f.db, err = state.Open(filepath.Join(t.TempDir(), "pebble"), zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	t.Cleanup(func() {
+		f.tracker.Close()
+		f.db.Close()
+	})
+	return f
+}
+
+func (f *fixture) start() {
+	f.tracker = New(f.cfg, f.conn, f.db, f.db, zerolog.Nop())
+	if err := f.tracker.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// addContent puts n small distinct files into kubo, unpinned.
+func (f *fixture) addContent(n int) []api.Cid {
+	f.t.Helper()
+	var cids []api.Cid
+	for _, s := range kubotest.AddFiles(f.t, f.kubo, n) {
+		c, err := api.DecodeCid(s)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		cids = append(cids, c)
+	}
+	return cids
+}
+
+func (f *fixture) pin(c api.Cid, mutate func(*api.Pin)) api.Pin {
+	f.t.Helper()
+	p := api.PinWithOpts(c, api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1})
+	p.Timestamp = time.Now()
+	if mutate != nil {
+		mutate(&p)
+	}
+	if err := f.db.Put(p); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.tracker.Track(p); err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+func (f *fixture) waitStatus(c api.Cid, want api.TrackerStatus, within time.Duration) api.PinInfo {
+	f.t.Helper()
+	deadline := time.Now().Add(within)
+	var last api.PinInfo
+	for time.Now().Before(deadline) {
+		pi, err := f.tracker.Status(f.t.Context(), c)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if pi.Status == want {
+			return pi
+		}
+		last = pi
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.t.Fatalf("%s: status %s (error %q) after %s, want %s", c, last.Status, last.Error, within, want)
+	return last
+}
+
+func (f *fixture) kuboPins(typ string) map[string]bool { return kubotest.Pins(f.t, f.kubo, typ) }
+
+func TestPinAndUnpin(t *testing.T) {
+	f := newFixture(t, nil)
+	cids := f.addContent(20)
+	for _, c := range cids {
+		f.pin(c, nil)
+	}
+	for _, c := range cids {
+		pi := f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+		if pi.Peer != f.self || pi.PeerName != "test" {
+			t.Fatalf("pin info peer: %+v", pi)
+		}
+	}
+	held := f.kuboPins("recursive")
+	for _, c := range cids {
+		if !held[c.String()] {
+			t.Fatalf("kubo does not hold %s recursively", c)
+		}
+	}
+	for _, c := range cids {
+		p, _ := f.db.Get(c)
+		if err := f.db.Delete(c); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.tracker.Untrack(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cids {
+		f.waitStatus(c, api.TrackerStatusUnpinned, 30*time.Second)
+	}
+	held = f.kuboPins("recursive")
+	for _, c := range cids {
+		if held[c.String()] {
+			t.Fatalf("kubo still holds %s after unpin", c)
+		}
+	}
+}
+
+func TestDirectModeMakesDirectPin(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.addContent(1)[0]
+	f.pin(c, func(p *api.Pin) { p.Mode, p.MaxDepth = api.PinModeDirect, 0 })
+	f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+	if !f.kuboPins("direct")[c.String()] {
+		t.Fatalf("kubo holds no direct pin of %s", c)
+	}
+}
+
+func TestRemotePinNeverReachesKubo(t *testing.T) {
+	f := newFixture(t, nil)
+	other, _ := config.NewIdentity()
+	c := f.addContent(1)[0]
+	f.pin(c, func(p *api.Pin) {
+		p.ReplicationFactorMin, p.ReplicationFactorMax = 1, 1
+		p.Allocations = []peer.ID{other.ID}
+	})
+	f.waitStatus(c, api.TrackerStatusRemote, 5*time.Second)
+	if f.kuboPins("recursive")[c.String()] {
+		t.Fatal("kubo pinned a pin allocated elsewhere")
+	}
+}
+
+func TestKuboDownThenBack(t *testing.T) {
+	f := newFixture(t, func(c *Config, _ *ipfsconn.Config) {
+		c.RetryMinDelay, c.RetryMaxDelay = 500*time.Millisecond, time.Second
+	})
+	cids := f.addContent(5)
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cids {
+		f.pin(c, nil)
+	}
+	for _, c := range cids {
+		pi := f.waitStatus(c, api.TrackerStatusPinError, 20*time.Second)
+		if !strings.Contains(pi.Error, "kubo") || pi.AttemptCount < 1 {
+			t.Fatalf("error not readable: %q (attempts %d)", pi.Error, pi.AttemptCount)
+		}
+	}
+	var errs []api.Cid
+	err := f.tracker.StatusAll(t.Context(), api.TrackerStatusPinError, func(pi api.PinInfo) error {
+		errs = append(errs, pi.Cid)
+		return nil
+	})
+	if err != nil || len(errs) != len(cids) {
+		t.Fatalf("StatusAll(pin_error) = %d items, %v; want %d", len(errs), err, len(cids))
+	}
+	if err := f.kubo.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// No manual step: the backoff retry brings them back.
+	for _, c := range cids {
+		f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+	}
+}
+
+func TestRecoverRequeuesAtOnce(t *testing.T) {
+	f := newFixture(t, nil) // retries wait a minute: only recover can help
+	c := f.addContent(1)[0]
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	f.pin(c, nil)
+	f.waitStatus(c, api.TrackerStatusPinError, 20*time.Second)
+	if err := f.kubo.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := f.tracker.RecoverAll(t.Context(), func(api.PinInfo) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("RecoverAll requeued %d items, want 1", n)
+	}
+	f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+}
+
+func TestStalledPinFails(t *testing.T) {
+	f := newFixture(t, func(_ *Config, cc *ipfsconn.Config) { cc.PinTimeout = time.Second })
+	// A CID whose blocks exist nowhere: kubo (no routing) waits forever.
+	missing, _ := api.DecodeCid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+	f.pin(missing, nil)
+	pi := f.waitStatus(missing, api.TrackerStatusPinError, 20*time.Second)
+	if !strings.Contains(pi.Error, "progress") {
+		t.Fatalf("stall error %q does not say no progress", pi.Error)
+	}
+}
+
+func TestResumeAfterRestart(t *testing.T) {
+	f := newFixture(t, nil)
+	cids := f.addContent(10)
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	f.tracker.Close()
+	// Records say queued, as after a crash with work in flight.
+	for _, c := range cids {
+		p := api.PinWithOpts(c, api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1})
+		if err := f.db.Put(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.db.SetStatus(c, state.LocalStatus{Status: api.TrackerStatusPinQueued, TS: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.kubo.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	for _, c := range cids {
+		f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+	}
+}
+
+func TestReconcileRepairsRecords(t *testing.T) {
+	f := newFixture(t, nil)
+	cids := f.addContent(3)
+	held, lost, untracked := cids[0], cids[1], cids[2]
+	f.pin(held, nil)
+	f.pin(lost, nil)
+	f.waitStatus(held, api.TrackerStatusPinned, 30*time.Second)
+	f.waitStatus(lost, api.TrackerStatusPinned, 30*time.Second)
+	// kubo loses one pin behind our back; another pin is in the state with
+	// no record at all, already held by kubo.
+	if _, err := f.kubo.Run(t.Context(), "pin", "rm", lost.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.kubo.Run(t.Context(), "pin", "add", untracked.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Put(api.PinWithOpts(untracked, api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1})); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.tracker.Reconcile(t.Context())
+	if err != nil || n != 3 {
+		t.Fatalf("Reconcile = %d, %v", n, err)
+	}
+	f.waitStatus(untracked, api.TrackerStatusPinned, 5*time.Second)
+	f.waitStatus(lost, api.TrackerStatusPinned, 30*time.Second)
+	if !f.kuboPins("recursive")[lost.String()] {
+		t.Fatal("reconcile did not pin the lost item again")
+	}
+}
+
+func TestQueueFullRecordsError(t *testing.T) {
+	f := newFixture(t, func(c *Config, _ *ipfsconn.Config) { c.MaxQueueSize = 1; c.ConcurrentPins = 1 })
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	f.tracker.Close()
+	f.tracker = New(f.cfg, f.conn, f.db, f.db, zerolog.Nop()) // not started: nothing drains
+	cids := f.addContentOffline(3)
+	var full int
+	for _, c := range cids {
+		p := api.PinWithOpts(c, api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1})
+		if err := f.tracker.Track(p); errors.Is(err, ErrQueueFull) {
+			full++
+		}
+	}
+	if full != 2 {
+		t.Fatalf("%d pins hit the full queue, want 2", full)
+	}
+	pi, err := f.tracker.Status(context.Background(), cids[2])
+	if err != nil || pi.Status != api.TrackerStatusUnpinned && pi.Status != api.TrackerStatusPinError {
+		t.Fatalf("status after full queue: %+v %v", pi, err)
+	}
+	rec, ok, _ := f.db.GetStatus(cids[2])
+	if !ok || rec.Status != api.TrackerStatusPinError || !strings.Contains(rec.Error, "max_pin_queue_size") {
+		t.Fatalf("full queue not recorded as an error: %+v", rec)
+	}
+}
+
+// addContentOffline makes CIDs without kubo (their content is irrelevant).
+func (f *fixture) addContentOffline(n int) []api.Cid {
+	out := make([]api.Cid, n)
+	for i := range out {
+		h, err := mh.Sum([]byte(fmt.Sprintf("%s %d", f.t.Name(), i)), mh.SHA2_256, -1)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out[i] = api.NewCid(cid.NewCidV1(cid.Raw, h))
+	}
+	return out
+}
