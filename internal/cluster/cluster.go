@@ -1,0 +1,211 @@
+// Package cluster is the peer core: it takes pin and unpin requests, fills
+// in replication defaults, chooses allocations, commits through consensus,
+// applies committed changes to the local state and the tracker, and answers
+// status, recover and peer questions. The pin flow reads top to bottom in
+// pin.go.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/state"
+)
+
+// Consensus commits changes to the shared pinset. Implementations apply
+// every committed change, their own and other peers', through Applier.
+type Consensus interface {
+	LogPin(ctx context.Context, pin api.Pin) error
+	LogUnpin(ctx context.Context, pin api.Pin) error
+	Peers(ctx context.Context) ([]peer.ID, error)
+}
+
+// State is the shared pinset as applied on this peer.
+type State interface {
+	Put(pin api.Pin) error
+	Delete(c api.Cid) error
+	Get(c api.Cid) (api.Pin, error)
+	ListType(ctx context.Context, types api.PinType, fn func(api.Pin) error) error
+	Len() int
+}
+
+// Tracker drives kubo for the pins allocated here.
+type Tracker interface {
+	Track(pin api.Pin) error
+	Untrack(pin api.Pin) error
+	Status(ctx context.Context, c api.Cid) (api.PinInfo, error)
+	StatusAll(ctx context.Context, filter api.TrackerStatus, fn func(api.PinInfo) error) error
+	Recover(ctx context.Context, c api.Cid) (api.PinInfo, error)
+	RecoverAll(ctx context.Context, fn func(api.PinInfo) error) error
+	QueueSize() int
+}
+
+// IPFS is what the core asks kubo directly.
+type IPFS interface {
+	ID(ctx context.Context) (api.IPFSID, error)
+	Resolve(ctx context.Context, path string) (api.Cid, error)
+	RepoGC(ctx context.Context, fn func(api.IPFSRepoGC) error) error
+}
+
+// Config holds the core's settings.
+type Config struct {
+	Peer                 peer.ID
+	PeerName             string
+	ReplicationFactorMin int
+	ReplicationFactorMax int
+	StateSyncInterval    time.Duration
+	PinRecoverInterval   time.Duration
+}
+
+// Sentinel errors the APIs map to status codes.
+var (
+	// ErrNotFound: the CID is not in the pinset (404).
+	ErrNotFound = state.ErrNotFound
+	// ErrInvalidRequest wraps request errors (400).
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrNotEnoughPeers: allocation could not meet replication_factor_min.
+	ErrNotEnoughPeers = errors.New("not enough peers to allocate CID")
+)
+
+// Cluster is the peer core. Its methods are safe for concurrent use.
+type Cluster struct {
+	cfg       Config
+	consensus Consensus
+	state     State
+	tracker   Tracker
+	ipfs      IPFS
+	monitor   Monitor
+	informers []Informer
+	log       zerolog.Logger
+
+	ipfsMu sync.RWMutex
+	ipfsID api.IPFSID
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds the core. Consensus is set with SetConsensus because it needs
+// the core as its Applier.
+func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, informers []Informer, log zerolog.Logger) *Cluster {
+	c := &Cluster{cfg: cfg, state: state, tracker: tracker, ipfs: ipfs, monitor: monitor, informers: informers, log: log}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.ipfsID = api.IPFSID{Error: "kubo not contacted yet"}
+	return c
+}
+
+// SetConsensus wires the consensus component; it must be called before
+// Start.
+func (c *Cluster) SetConsensus(cons Consensus) { c.consensus = cons }
+
+// Start launches the periodic tasks: kubo identity refresh, metrics, state
+// sync (expiry) and recover.
+func (c *Cluster) Start() {
+	c.refreshIPFSID()
+	c.every(10*time.Second, c.refreshIPFSID)
+	c.startMetrics()
+	c.every(c.cfg.StateSyncInterval, func() {
+		if err := c.StateSync(c.ctx); err != nil && c.ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("state sync")
+		}
+	})
+	c.every(c.cfg.PinRecoverInterval, func() {
+		n := 0
+		err := c.tracker.RecoverAll(c.ctx, func(api.PinInfo) error { n++; return nil })
+		if err != nil && c.ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("periodic recover")
+		}
+		if n > 0 {
+			c.log.Info().Int("requeued", n).Msg("periodic recover")
+		}
+	})
+}
+
+// Close stops the periodic tasks.
+func (c *Cluster) Close() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+func (c *Cluster) every(d time.Duration, fn func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-tick.C:
+				fn()
+			}
+		}
+	}()
+}
+
+func (c *Cluster) refreshIPFSID() {
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	id, err := c.ipfs.ID(ctx)
+	if err != nil {
+		id = api.IPFSID{Error: err.Error()}
+	}
+	c.ipfsMu.Lock()
+	c.ipfsID = id
+	c.ipfsMu.Unlock()
+}
+
+func (c *Cluster) kuboID() api.IPFSID {
+	c.ipfsMu.RLock()
+	defer c.ipfsMu.RUnlock()
+	return c.ipfsID
+}
+
+// ID describes this peer. The kubo part is the last answer kubo gave (it
+// is refreshed in the background), so /id answers at once even when kubo
+// is down.
+func (c *Cluster) ID(ctx context.Context) api.ID {
+	ipfsID := c.kuboID()
+	peers, err := c.consensus.Peers(ctx)
+	id := api.ID{
+		ID:                 c.cfg.Peer,
+		Addresses:          []api.Multiaddr{},
+		ClusterPeers:       peers,
+		Version:            api.Version,
+		RPCProtocolVersion: api.RPCProtocol,
+		IPFS:               &ipfsID,
+		Peername:           c.cfg.PeerName,
+	}
+	if err != nil {
+		id.Error = err.Error()
+	}
+	return id
+}
+
+// Peers streams the ID of every cluster peer.
+func (c *Cluster) Peers(ctx context.Context, fn func(api.ID) error) error {
+	return fn(c.ID(ctx))
+}
+
+// PinGet returns the pin of c in the pinset.
+func (c *Cluster) PinGet(ctx context.Context, ci api.Cid) (api.Pin, error) {
+	pin, err := c.state.Get(ci)
+	if err != nil {
+		return api.Pin{}, fmt.Errorf("pin %s: %w", ci, err)
+	}
+	return pin, nil
+}
+
+// Pins streams the pinset, keeping pins whose type is in filter.
+func (c *Cluster) Pins(ctx context.Context, filter api.PinType, fn func(api.Pin) error) error {
+	return c.state.ListType(ctx, filter, fn)
+}

@@ -1,0 +1,212 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/config"
+)
+
+// Pin adds c to the pinset with opts, or updates its options when it is
+// there already. It returns the pin as committed. The pin is durable when
+// Pin returns without error.
+func (c *Cluster) Pin(ctx context.Context, ci api.Cid, opts api.PinOptions) (api.Pin, error) {
+	return c.pin(ctx, api.PinWithOpts(ci, opts))
+}
+
+// PinPath resolves an /ipfs/, /ipns/ or /ipld/ path through kubo and pins
+// the CID it ends at.
+func (c *Cluster) PinPath(ctx context.Context, path string, opts api.PinOptions) (api.Pin, error) {
+	ci, err := c.resolve(ctx, path)
+	if err != nil {
+		return api.Pin{}, err
+	}
+	return c.Pin(ctx, ci, opts)
+}
+
+// pin is the pin flow: validate, fill replication defaults, carry over a
+// pin update, keep what an existing pin of the same CID requires, allocate,
+// stamp and commit.
+func (c *Cluster) pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
+	if !pin.Cid.Defined() {
+		return api.Pin{}, fmt.Errorf("%w: no CID given", ErrInvalidRequest)
+	}
+	if !pin.ExpireAt.IsZero() && pin.ExpireAt.Before(time.Now()) {
+		return api.Pin{}, fmt.Errorf("%w: pin %s: expire_at %s is in the past", ErrInvalidRequest, pin.Cid, pin.ExpireAt.Format(time.RFC3339))
+	}
+	if err := c.replicationDefaults(&pin); err != nil {
+		return api.Pin{}, fmt.Errorf("pin %s: %w", pin.Cid, err)
+	}
+	if pin.PinUpdate.Defined() {
+		if err := c.carryOver(&pin); err != nil {
+			return api.Pin{}, err
+		}
+	}
+	existing, err := c.state.Get(pin.Cid)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		existing = api.Pin{}
+	case err != nil:
+		return api.Pin{}, fmt.Errorf("pin %s: %w", pin.Cid, err)
+	default:
+		if err := checkRepin(existing, pin); err != nil {
+			return api.Pin{}, err
+		}
+	}
+	if !pin.PinUpdate.Defined() {
+		allocs, err := c.allocate(ctx, pin, existing.Allocations)
+		if err != nil {
+			return api.Pin{}, fmt.Errorf("pin %s: %w", pin.Cid, err)
+		}
+		pin.Allocations = allocs
+	}
+	pin.UserAllocations = nil
+	pin.Timestamp = time.Now().UTC()
+	if err := c.consensus.LogPin(ctx, pin); err != nil {
+		return api.Pin{}, fmt.Errorf("pin %s: commit: %w", pin.Cid, err)
+	}
+	return pin, nil
+}
+
+// replicationDefaults replaces factors left at 0 with the configured ones
+// and validates the result.
+func (c *Cluster) replicationDefaults(pin *api.Pin) error {
+	fromRequest := pin.ReplicationFactorMin != 0 || pin.ReplicationFactorMax != 0
+	if pin.ReplicationFactorMin == 0 {
+		pin.ReplicationFactorMin = c.cfg.ReplicationFactorMin
+	}
+	if pin.ReplicationFactorMax == 0 {
+		pin.ReplicationFactorMax = c.cfg.ReplicationFactorMax
+	}
+	if err := config.ValidateReplication(pin.ReplicationFactorMin, pin.ReplicationFactorMax); err != nil {
+		if fromRequest {
+			return fmt.Errorf("%w: %v (a factor left at 0 takes the cluster default %d/%d)", ErrInvalidRequest, err,
+				c.cfg.ReplicationFactorMin, c.cfg.ReplicationFactorMax)
+		}
+		return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	return nil
+}
+
+// carryOver applies a pin update: the new CID takes every option and the
+// allocations of the pin it updates; only the name and a future expiry may
+// differ.
+func (c *Cluster) carryOver(pin *api.Pin) error {
+	from, err := c.state.Get(pin.PinUpdate)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: pin update from %s: %w", ErrInvalidRequest, pin.PinUpdate, err)
+	}
+	if err != nil {
+		return fmt.Errorf("pin update from %s: %w", pin.PinUpdate, err)
+	}
+	if from.Type != api.DataType {
+		return fmt.Errorf("%w: pin update from %s: only pins of type pin can be updated, not %s", ErrInvalidRequest, pin.PinUpdate, from.Type)
+	}
+	name, expire := pin.Name, pin.ExpireAt
+	update := pin.PinUpdate
+	cid := pin.Cid
+	*pin = from
+	pin.Cid, pin.PinUpdate = cid, update
+	if name != "" {
+		pin.Name = name
+	}
+	if !expire.IsZero() {
+		pin.ExpireAt = expire
+	}
+	return nil
+}
+
+// checkRepin refuses option changes that pinning again cannot make.
+func checkRepin(existing, pin api.Pin) error {
+	if existing.Type != pin.Type {
+		return fmt.Errorf("%w: cannot repin %s as %s: it is tracked as %s", ErrInvalidRequest, pin.Cid, pin.Type, existing.Type)
+	}
+	if existing.MaxDepth != 0 && pin.MaxDepth == 0 {
+		return fmt.Errorf("%w: cannot change %s from recursive to direct: unpin it first", ErrInvalidRequest, pin.Cid)
+	}
+	return nil
+}
+
+// Unpin removes c from the pinset and returns the pin as it was.
+func (c *Cluster) Unpin(ctx context.Context, ci api.Cid) (api.Pin, error) {
+	pin, err := c.state.Get(ci)
+	if err != nil {
+		return api.Pin{}, fmt.Errorf("unpin %s: %w", ci, err)
+	}
+	switch pin.Type {
+	case api.ShardType, api.ClusterDAGType:
+		return api.Pin{}, fmt.Errorf("%w: %s is a %s: unpin the sharded content's root instead", ErrInvalidRequest, ci, pin.Type)
+	}
+	if err := c.consensus.LogUnpin(ctx, pin); err != nil {
+		return api.Pin{}, fmt.Errorf("unpin %s: commit: %w", ci, err)
+	}
+	return pin, nil
+}
+
+// UnpinPath resolves a path and unpins the CID it ends at.
+func (c *Cluster) UnpinPath(ctx context.Context, path string) (api.Pin, error) {
+	ci, err := c.resolve(ctx, path)
+	if err != nil {
+		return api.Pin{}, err
+	}
+	return c.Unpin(ctx, ci)
+}
+
+func (c *Cluster) resolve(ctx context.Context, path string) (api.Cid, error) {
+	ci, err := c.ipfs.Resolve(ctx, path)
+	if err != nil {
+		return api.CidUndef, fmt.Errorf("resolve %s: %w", path, err)
+	}
+	return ci, nil
+}
+
+// ApplyPin writes a committed pin to the local state and hands it to the
+// tracker. Every consensus implementation calls it.
+func (c *Cluster) ApplyPin(pin api.Pin) error {
+	if err := c.state.Put(pin); err != nil {
+		return fmt.Errorf("apply pin %s: %w", pin.Cid, err)
+	}
+	if err := c.tracker.Track(pin); err != nil {
+		// The pin is committed and stored; the tracker recorded the failure
+		// and retries it.
+		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("track")
+	}
+	return nil
+}
+
+// ApplyUnpin removes a committed unpin from the local state and tells the
+// tracker.
+func (c *Cluster) ApplyUnpin(pin api.Pin) error {
+	if err := c.state.Delete(pin.Cid); err != nil {
+		return fmt.Errorf("apply unpin %s: %w", pin.Cid, err)
+	}
+	if err := c.tracker.Untrack(pin); err != nil {
+		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("untrack")
+	}
+	return nil
+}
+
+// StateSync unpins the pins whose expiry has passed.
+func (c *Cluster) StateSync(ctx context.Context) error {
+	now := time.Now()
+	var expired []api.Pin
+	err := c.state.ListType(ctx, api.AllType, func(p api.Pin) error {
+		if p.ExpiredAt(now) {
+			expired = append(expired, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state sync: %w", err)
+	}
+	for _, p := range expired {
+		if _, err := c.Unpin(ctx, p.Cid); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("state sync: unpin expired %s: %w", p.Cid, err)
+		}
+		c.log.Info().Stringer("cid", p.Cid).Time("expire_at", p.ExpireAt).Msg("unpinned expired pin")
+	}
+	return nil
+}
