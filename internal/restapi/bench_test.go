@@ -1,0 +1,41 @@
+package restapi_test
+
+import (
+	"io"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+
+	"ipfs-cluster/internal/daemon/daemontest"
+)
+
+// BenchmarkPostPins measures acknowledged pins through POST /pins/{cid}
+// with 16 concurrent clients against a whole peer on real kubo. The CIDs
+// are identity CIDs, so kubo's stage completes without fetching.
+func BenchmarkPostPins(b *testing.B) {
+	p := daemontest.Start(b, nil)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	var n atomic.Int64
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			h, _ := mh.Sum([]byte("bench-"+strconv.FormatInt(n.Add(1), 10)), mh.IDENTITY, -1)
+			resp, err := client.Post(p.APIURL+"/pins/"+cid.NewCidV1(cid.Raw, h).String(), "", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pins/s")
+}

@@ -1,0 +1,57 @@
+package restapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// flushEvery bounds how long an item may sit in the write buffer, so slow
+// streams reach the client promptly while fast ones are not flushed per
+// item.
+const flushEvery = 50 * time.Millisecond
+
+// streamEach writes what produce emits as NDJSON. Nothing emitted and no
+// error gives 204; an error before the first item gives an error reply;
+// once items went out, an error travels in the X-Stream-Error trailer,
+// which is always present (empty when the stream ended well).
+func streamEach[T any](s *Server, w http.ResponseWriter, r *http.Request, produce func(ctx context.Context, fn func(T) error) error) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	started := false
+	lastFlush := time.Now()
+	err := produce(ctx, func(item T) error {
+		if !started {
+			started = true
+			h := w.Header()
+			h.Set("Content-Type", "application/json")
+			h.Set("Trailer", "X-Stream-Error")
+			h.Set("X-Chunked-Output", "1")
+			w.WriteHeader(http.StatusOK)
+		}
+		if err := enc.Encode(item); err != nil {
+			return err
+		}
+		if now := time.Now(); now.Sub(lastFlush) > flushEvery {
+			lastFlush = now
+			rc.Flush()
+		}
+		return nil
+	})
+	switch {
+	case !started && err != nil:
+		s.writeError(w, statusOf(err), err)
+	case !started:
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+			s.log.Warn().Err(err).Str("path", r.URL.Path).Msg("stream ended with an error")
+		}
+		w.Header().Set("X-Stream-Error", msg)
+	}
+}
