@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/daemon"
+	"ipfs-cluster/internal/logging"
+)
+
+func daemonCommand() *Command {
+	return &Command{
+		Name:  "daemon",
+		Usage: "run the cluster peer",
+		Description: `
+Runs the peer until SIGINT or SIGTERM: the pinset store, the pin tracker
+driving kubo, and the REST API. The first signal shuts down cleanly, a
+third exits at once.`,
+		Action: runDaemon,
+	}
+}
+
+func runDaemon(c *Context) error {
+	if err := setupLogging(c); err != nil {
+		return err
+	}
+	log := logging.For("daemon")
+	dir, err := configDir(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(dir, c.Getenv)
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
+	}
+	ident, err := config.LoadIdentity(dir, c.Getenv)
+	if err != nil {
+		return err
+	}
+	lock, err := lockFolder(dir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	peer, err := daemon.Start(dir, cfg, ident)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("peer", ident.ID.String()).Str("peername", cfg.Cluster.Peername).
+		Int("pins", peer.DB.Len()).Msg("IPFS Cluster peer is ready")
+
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			log.Info().Msg("SIGHUP received: nothing to reload")
+			continue
+		}
+		break
+	}
+	log.Info().Msg("shutting down")
+	done := make(chan struct{})
+	go func() {
+		peer.Stop()
+		close(done)
+	}()
+	for n := 2; ; n++ {
+		select {
+		case <-done:
+			log.Info().Msg("shutdown complete")
+			return nil
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				continue
+			}
+			if n >= 3 {
+				return Exit(1, fmt.Errorf("exiting at once on the third signal"))
+			}
+			log.Warn().Msg("shutdown in progress; send the signal once more to exit at once")
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/logging"
+	"ipfs-cluster/internal/state"
+)
+
+func stateCommand() *Command {
+	return &Command{
+		Name:  "state",
+		Usage: "export, import or delete the pinset (the daemon must be stopped)",
+		Subcommands: []*Command{
+			{
+				Name:  "export",
+				Usage: "write the pinset as NDJSON, one pin per line",
+				Flags: []Flag{{Name: "file", Aliases: []string{"f"}, Kind: StringFlag, Usage: "write to this file instead of stdout"}},
+				Action: func(c *Context) error {
+					return withState(c, func(db *state.DB) error {
+						w := c.Stdout
+						if path := c.String("file"); path != "" {
+							f, err := os.Create(path)
+							if err != nil {
+								return fmt.Errorf("export: %w", err)
+							}
+							defer f.Close()
+							bw := bufio.NewWriter(f)
+							if err := db.Export(context.Background(), bw); err != nil {
+								return err
+							}
+							if err := bw.Flush(); err != nil {
+								return fmt.Errorf("export: %w", err)
+							}
+							return f.Sync()
+						}
+						bw := bufio.NewWriter(w)
+						if err := db.Export(context.Background(), bw); err != nil {
+							return err
+						}
+						return bw.Flush()
+					})
+				},
+			},
+			{
+				Name:      "import",
+				Usage:     "replace the pinset with an NDJSON export (from a file or stdin)",
+				ArgsUsage: "[file]",
+				Flags: []Flag{
+					{Name: "replication-min", Aliases: []string{"rmin"}, Kind: IntFlag, Default: "0", Usage: "set this replication_factor_min on every pin (0 = keep)"},
+					{Name: "replication-max", Aliases: []string{"rmax"}, Kind: IntFlag, Default: "0", Usage: "set this replication_factor_max on every pin (0 = keep)"},
+					{Name: "allocations", Aliases: []string{"allocs"}, Kind: StringFlag, Usage: "comma-separated peer IDs to allocate every pin to"},
+				},
+				Action: runStateImport,
+			},
+			{
+				Name:  "cleanup",
+				Usage: "delete the pinset; the next start begins empty",
+				Action: func(c *Context) error {
+					return withState(c, func(db *state.DB) error {
+						n := db.Len()
+						if !c.Bool("force") && n > 0 {
+							return fmt.Errorf("the state holds %d pins: run with --force to delete them", n)
+						}
+						if err := db.Clear(context.Background()); err != nil {
+							return err
+						}
+						fmt.Fprintf(c.Stderr, "deleted %d pins\n", n)
+						return nil
+					})
+				},
+			},
+		},
+	}
+}
+
+// withState opens the peer's store under the folder lock.
+func withState(c *Context, fn func(*state.DB) error) error {
+	if err := setupLogging(c); err != nil {
+		return err
+	}
+	dir, err := configDir(c)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("no configuration folder at %s: run 'ipfs-cluster init' first", dir)
+	}
+	lock, err := lockFolder(dir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	db, err := state.Open(filepath.Join(dir, "pebble"), logging.For("state"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return fn(db)
+}
+
+func runStateImport(c *Context) error {
+	if len(c.Args) > 1 {
+		return Usagef("import takes at most one file, got %d arguments", len(c.Args))
+	}
+	var allocs []peer.ID
+	if s := c.String("allocations"); s != "" {
+		var err error
+		if allocs, err = api.ParsePeerList(s); err != nil {
+			return Usagef("--allocations: %v", err)
+		}
+	}
+	rmin, rmax := c.Int("replication-min"), c.Int("replication-max")
+	var in io.Reader = c.Stdin
+	if len(c.Args) == 1 {
+		f, err := os.Open(c.Args[0])
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	return withState(c, func(db *state.DB) error {
+		if n := db.Len(); n > 0 && !c.Bool("force") {
+			return fmt.Errorf("the state holds %d pins and import replaces them: run with --force", n)
+		}
+		// Decode everything first: a malformed file must not leave the
+		// state half replaced.
+		tmp, err := os.CreateTemp("", "ipfs-cluster-import-*.ndjson")
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		bw := bufio.NewWriter(tmp)
+		enc := json.NewEncoder(bw)
+		count := 0
+		err = state.DecodeExport(in, func(p api.Pin) error {
+			if rmin != 0 {
+				p.ReplicationFactorMin = rmin
+			}
+			if rmax != 0 {
+				p.ReplicationFactorMax = rmax
+			}
+			if allocs != nil {
+				p.Allocations = allocs
+			}
+			count++
+			return enc.Encode(p)
+		})
+		if err != nil {
+			return fmt.Errorf("import: %w (the state was not changed)", err)
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		if err := db.Clear(context.Background()); err != nil {
+			return err
+		}
+		batch := make([]api.Pin, 0, 1024)
+		err = state.DecodeExport(bufio.NewReader(tmp), func(p api.Pin) error {
+			batch = append(batch, p)
+			if len(batch) == cap(batch) {
+				err := db.PutMany(batch)
+				batch = batch[:0]
+				return err
+			}
+			return nil
+		})
+		if err == nil && len(batch) > 0 {
+			err = db.PutMany(batch)
+		}
+		if err != nil {
+			return fmt.Errorf("import: %w", errors.Join(err, errors.New("the state is partially imported: run the import again")))
+		}
+		fmt.Fprintf(c.Stderr, "imported %d pins\n", count)
+		return nil
+	})
+}

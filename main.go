@@ -1,0 +1,14 @@
+// Command ipfs-cluster is an IPFS Cluster peer, its client and its tools in
+// one binary. Invoked as ipfs-cluster-service or ipfs-cluster-ctl (through
+// a link of that name) it behaves as that tool.
+package main
+
+import (
+	"os"
+
+	"ipfs-cluster/internal/cli"
+)
+
+func main() {
+	cli.Main(cli.ForProgram(os.Args[0]), os.Args[1:])
+}
