@@ -242,7 +242,7 @@ type PinOptions struct {
 	UserAllocations      []peer.ID         `json:"user_allocations"`
 	ExpireAt             time.Time         `json:"expire_at"`
 	Metadata             map[string]string `json:"metadata"`
-	PinUpdate            Cid               `json:"pin_update,omitzero"`
+	PinUpdate            Cid               `json:"pin_update"`
 	Origins              []Multiaddr       `json:"origins"`
 }
 
