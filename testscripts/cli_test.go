@@ -1,0 +1,190 @@
+// Package testscripts holds the CLI tests: each .txtar file in this folder is
+// a script run against the real binary's command tree (the test binary
+// re-executes itself as ipfs-cluster, ipfs-cluster-ctl and
+// ipfs-cluster-service) with real kubo daemons.
+package testscripts
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/cli"
+	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/kubo"
+)
+
+func TestMain(m *testing.M) {
+	tool := func(name string) func() {
+		return func() { cli.Main(cli.ForProgram(name), os.Args[1:]) }
+	}
+	testscript.Main(m, map[string]func(){
+		"ipfs-cluster":         tool("ipfs-cluster"),
+		"ipfs-cluster-ctl":     tool("ipfs-cluster-ctl"),
+		"ipfs-cluster-service": tool("ipfs-cluster-service"),
+	})
+}
+
+func TestScripts(t *testing.T) {
+	kuboBin, err := kubo.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refBin := filepath.Join(filepath.Dir(kuboBin), "ref")
+	testscript.Run(t, testscript.Params{
+		Dir: ".",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv(kubo.BinEnv, kuboBin)
+			env.Setenv("REFBIN", refBin)
+			env.Setenv("HOME", env.WorkDir)
+			env.Values["kubos"] = daemons{}
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"kubo":        cmdKubo,
+			"wait-api":    cmdWaitAPI,
+			"wait-status": cmdWaitStatus,
+		},
+	})
+}
+
+// daemons keeps each script's kubo daemons by name.
+type daemons map[string]*kubo.Daemon
+
+func kubos(ts *testscript.TestScript) daemons { return ts.Value("kubos").(daemons) }
+
+// cmdKubo drives a kubo daemon from a script:
+//
+//	kubo start NAME          start one; sets $NAME_API (multiaddr) and $NAME_URL
+//	kubo stop|restart NAME
+//	kubo add NAME VAR FILE   add FILE unpinned; set $VAR to its CID
+//	kubo run NAME ARGS...    run the ipfs CLI against it (output on stdout)
+//	[!] kubo pinned NAME TYPE CID   assert kubo holds CID with a pin of TYPE
+func cmdKubo(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: kubo start|stop|restart|add|run|pinned NAME ...")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	op, name := args[0], args[1]
+	all := kubos(ts)
+	if op == "start" {
+		d, err := kubo.Start(ctx, kubo.Options{RepoDir: ts.MkAbs(name + "-repo")})
+		ts.Check(err)
+		all[name] = d
+		ts.Defer(func() { d.Stop() })
+		ts.Setenv(name+"_API", d.APIAddr)
+		ts.Setenv(name+"_URL", d.APIURL)
+		return
+	}
+	d := all[name]
+	if d == nil {
+		ts.Fatalf("no kubo named %s", name)
+	}
+	switch op {
+	case "stop":
+		ts.Check(d.Terminate())
+	case "restart":
+		ts.Check(d.Restart(ctx))
+	case "add":
+		if len(args) != 4 {
+			ts.Fatalf("usage: kubo add NAME VAR FILE")
+		}
+		out, err := d.Run(ctx, "add", "-Q", "--pin=false", ts.MkAbs(args[3]))
+		ts.Check(err)
+		ts.Setenv(args[2], strings.TrimSpace(out))
+	case "run":
+		out, err := d.Run(ctx, args[2:]...)
+		ts.Check(err)
+		fmt.Fprint(ts.Stdout(), out)
+	case "pinned":
+		if len(args) != 4 {
+			ts.Fatalf("usage: kubo pinned NAME TYPE CID")
+		}
+		out, err := d.Run(ctx, "pin", "ls", "--type="+args[2], "-q")
+		ts.Check(err)
+		held := false
+		for _, c := range strings.Fields(out) {
+			held = held || c == args[3]
+		}
+		if held == neg {
+			ts.Fatalf("kubo %s holds %s as %s: %v, want %v", name, args[3], args[2], held, !neg)
+		}
+	default:
+		ts.Fatalf("unknown kubo operation %q", op)
+	}
+}
+
+// cmdWaitAPI waits until the REST API of the peer configured in DIR
+// answers, and sets $API to its multiaddress.
+//
+//	wait-api DIR
+func cmdWaitAPI(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: wait-api DIR")
+	}
+	cfg, err := config.Load(ts.MkAbs(args[0]), func(string) string { return "" })
+	ts.Check(err)
+	addr, err := ma.NewMultiaddr(cfg.API.RestAPI.HTTPListenMultiaddress[0])
+	ts.Check(err)
+	port, err := addr.ValueForProtocol(ma.P_TCP)
+	ts.Check(err)
+	url := "http://127.0.0.1:" + port + "/health"
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				ts.Setenv("API", addr.String())
+				ts.Setenv("API_PORT", port)
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("no REST API at %s after 30s", url)
+}
+
+// cmdWaitStatus polls the status of CID through $API until this peer
+// reports STATUS (30s at most).
+//
+//	wait-status CID STATUS
+func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: wait-status CID STATUS")
+	}
+	port := ts.Getenv("API_PORT")
+	if port == "" {
+		ts.Fatalf("wait-status needs wait-api first")
+	}
+	url := "http://127.0.0.1:" + port + "/pins/" + args[0] + "?local=true"
+	var last string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			var gpi api.GlobalPinInfo
+			err = json.NewDecoder(resp.Body).Decode(&gpi)
+			resp.Body.Close()
+			for _, pi := range gpi.PeerMap {
+				last = pi.Status.String()
+				if last == args[1] {
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("%s: status %q after 30s, want %s", args[0], last, args[1])
+}
