@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rs/zerolog"
 
+	"ipfs-cluster/internal/allocator"
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/state"
 )
@@ -71,7 +72,7 @@ var (
 	// ErrInvalidRequest wraps request errors (400).
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrNotEnoughPeers: allocation could not meet replication_factor_min.
-	ErrNotEnoughPeers = errors.New("not enough peers to allocate CID")
+	ErrNotEnoughPeers = allocator.ErrNotEnoughPeers
 )
 
 // Cluster is the peer core. Its methods are safe for concurrent use.
@@ -83,6 +84,7 @@ type Cluster struct {
 	ipfs      IPFS
 	monitor   Monitor
 	informers []Informer
+	allocator Allocator
 	log       zerolog.Logger
 
 	ipfsMu sync.RWMutex
@@ -95,8 +97,8 @@ type Cluster struct {
 
 // New builds the core. Consensus is set with SetConsensus because it needs
 // the core as its Applier.
-func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, informers []Informer, log zerolog.Logger) *Cluster {
-	c := &Cluster{cfg: cfg, state: state, tracker: tracker, ipfs: ipfs, monitor: monitor, informers: informers, log: log}
+func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, informers []Informer, alloc Allocator, log zerolog.Logger) *Cluster {
+	c := &Cluster{cfg: cfg, state: state, tracker: tracker, ipfs: ipfs, monitor: monitor, informers: informers, allocator: alloc, log: log}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ipfsID = api.IPFSID{Error: "kubo not contacted yet"}
 	return c

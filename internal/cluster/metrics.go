@@ -28,29 +28,27 @@ type Monitor interface {
 // which it is sent, as in the reference.
 const pingInterval = 15 * time.Second
 
-// startMetrics publishes every informer's metrics each half TTL (a quarter
-// after an invalid one), sends the ping metric, and checks for expired
-// metrics.
+// startMetrics publishes every informer's metrics once before returning,
+// so the first request after start can be allocated, then again every half
+// TTL (a quarter after an invalid one); it sends the ping metric and checks
+// for expired metrics.
 func (c *Cluster) startMetrics() {
-	for _, inf := range c.informers {
+	waits := make([]time.Duration, len(c.informers))
+	for i, inf := range c.informers {
+		waits[i] = c.publish(inf)
+	}
+	for i, inf := range c.informers {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
+			wait := waits[i]
 			for {
-				wait := inf.TTL() / 2
-				ctx, cancel := context.WithTimeout(c.ctx, inf.TTL())
-				for _, m := range inf.GetMetrics(ctx) {
-					c.monitor.Publish(m)
-					if !m.Valid {
-						wait = inf.TTL() / 4
-					}
-				}
-				cancel()
 				select {
 				case <-c.ctx.Done():
 					return
 				case <-time.After(wait):
 				}
+				wait = c.publish(inf)
 			}
 		}()
 	}
@@ -61,6 +59,20 @@ func (c *Cluster) startMetrics() {
 			c.log.Warn().Str("metric", a.Name).Stringer("peer", a.Peer).Msg("metric expired")
 		}
 	})
+}
+
+// publish sends one informer's metrics and returns when to send them next.
+func (c *Cluster) publish(inf Informer) time.Duration {
+	ctx, cancel := context.WithTimeout(c.ctx, min(inf.TTL(), 10*time.Second))
+	defer cancel()
+	wait := inf.TTL() / 2
+	for _, m := range inf.GetMetrics(ctx) {
+		c.monitor.Publish(m)
+		if !m.Valid {
+			wait = inf.TTL() / 4
+		}
+	}
+	return wait
 }
 
 func (c *Cluster) sendPing() {

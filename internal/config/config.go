@@ -101,6 +101,14 @@ type Informers struct {
 	NumPin   NumPin   `json:"numpin"`
 }
 
+// Balanced is the "allocator.balanced" section.
+type Balanced struct {
+	AllocateBy []string `json:"allocate_by"`
+	// MinFreeSpace is the free-space floor in bytes: a peer with less
+	// never receives a new allocation (0 disables it).
+	MinFreeSpace uint64 `json:"min_free_space"`
+}
+
 // APIs groups the "api" sections. A nil section is disabled, as in the
 // reference, where an API runs only when its section is present.
 type APIs struct {
@@ -117,6 +125,9 @@ type Config struct {
 	PinTracker struct {
 		Stateless Stateless `json:"stateless"`
 	} `json:"pin_tracker"`
+	Allocator struct {
+		Balanced Balanced `json:"balanced"`
+	} `json:"allocator"`
 	Informer Informers `json:"informer"`
 
 	// Warnings lists what loading ignored (unknown keys and sections).
@@ -176,6 +187,10 @@ func Default() *Config {
 		RetryMinDelay:         Duration(30 * time.Second),
 		RetryMaxDelay:         Duration(12 * time.Minute),
 	}
+	c.Allocator.Balanced = Balanced{
+		AllocateBy:   []string{"tag:group", "freespace"},
+		MinFreeSpace: 1 << 30,
+	}
 	c.Informer = Informers{
 		Disk:     Disk{MetricTTL: Duration(30 * time.Second), MetricType: "freespace"},
 		Tags:     Tags{MetricTTL: Duration(30 * time.Second), Tags: map[string]string{"group": "default"}},
@@ -206,6 +221,7 @@ func (c *Config) sections() []section {
 		{"cluster", "CLUSTER_", &c.Cluster},
 		{"ipfs_connector.ipfshttp", "CLUSTER_IPFSHTTP_", &c.IPFSConnector.IPFSHTTP},
 		{"pin_tracker.stateless", "CLUSTER_STATELESS_", &c.PinTracker.Stateless},
+		{"allocator.balanced", "CLUSTER_BALANCED_", &c.Allocator.Balanced},
 		{"informer.disk", "CLUSTER_DISK_", &c.Informer.Disk},
 		{"informer.tags", "CLUSTER_TAGS_", &c.Informer.Tags},
 		{"informer.pinqueue", "CLUSTER_PINQUEUE_", &c.Informer.PinQueue},
@@ -363,6 +379,9 @@ func (c *Config) Validate() error {
 	}
 	if st.RetryMinDelay <= 0 || st.RetryMaxDelay < st.RetryMinDelay {
 		return bad("pin_tracker.stateless.retry_min_delay", st.RetryMinDelay.D(), "must be positive and not above retry_max_delay")
+	}
+	if len(c.Allocator.Balanced.AllocateBy) == 0 {
+		return bad("allocator.balanced.allocate_by", "[]", "name at least one metric, e.g. [\"tag:group\", \"freespace\"]")
 	}
 	if mt := c.Informer.Disk.MetricType; mt != "freespace" && mt != "reposize" {
 		return bad("informer.disk.metric_type", fmt.Sprintf("%q", mt), "want freespace or reposize")

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"ipfs-cluster/internal/allocator"
 	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/informer"
@@ -81,7 +82,10 @@ func Start(dir string, cfg *config.Config, ident *config.Identity) (p *Peer, err
 		ReplicationFactorMax: cfg.Cluster.ReplicationFactorMax,
 		StateSyncInterval:    cfg.Cluster.StateSyncInterval.D(),
 		PinRecoverInterval:   cfg.Cluster.PinRecoverInterval.D(),
-	}, p.DB, p.Tracker, conn, monitor.New(), informers, logging.For("cluster"))
+	}, p.DB, p.Tracker, conn, monitor.New(), informers, &allocator.Allocator{
+		AllocateBy:   cfg.Allocator.Balanced.AllocateBy,
+		MinFreeSpace: cfg.Allocator.Balanced.MinFreeSpace,
+	}, logging.For("cluster"))
 	p.Cluster.SetConsensus(cluster.NewSolo(ident.ID, p.Cluster))
 
 	if err = p.Tracker.Start(); err != nil {

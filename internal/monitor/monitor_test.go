@@ -1,0 +1,54 @@
+package monitor
+
+import (
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"ipfs-cluster/internal/api"
+)
+
+func metric(name string, p peer.ID, ttl time.Duration, valid bool) api.Metric {
+	m := api.Metric{Name: name, Peer: p, Value: "1", Valid: valid}
+	m.SetTTL(ttl)
+	return m
+}
+
+func TestLatestAndNames(t *testing.T) {
+	m := New()
+	m.Publish(metric("freespace", "b", time.Minute, true))
+	m.Publish(metric("freespace", "a", time.Minute, true))
+	m.Publish(metric("freespace", "c", time.Minute, false))
+	m.Publish(metric("ping", "a", time.Minute, true))
+	got := m.LatestMetrics("freespace")
+	if len(got) != 2 || got[0].Peer != "a" || got[1].Peer != "b" || got[0].ReceivedAt == 0 {
+		t.Fatalf("latest: %+v", got)
+	}
+	if names := m.MetricNames(); len(names) != 2 || names[0] != "freespace" || names[1] != "ping" {
+		t.Fatalf("names: %v", names)
+	}
+}
+
+func TestExpiredMetricAlertsOnce(t *testing.T) {
+	m := New()
+	m.Publish(metric("ping", "a", -time.Second, true))
+	if alerts := m.CheckExpired(); len(alerts) != 1 || alerts[0].Peer != "a" {
+		t.Fatalf("first check: %+v", alerts)
+	}
+	if alerts := m.CheckExpired(); len(alerts) != 0 {
+		t.Fatalf("alerted twice: %+v", alerts)
+	}
+	if len(m.LatestMetrics("ping")) != 0 {
+		t.Fatal("an expired metric is listed as latest")
+	}
+	// A fresh metric clears the alert; expiring again alerts again.
+	m.Publish(metric("ping", "a", time.Minute, true))
+	m.Publish(metric("ping", "a", -time.Second, true))
+	if alerts := m.CheckExpired(); len(alerts) != 1 {
+		t.Fatalf("after recovery: %+v", alerts)
+	}
+	if all := m.Alerts(); len(all) != 2 || !all[0].TriggeredAt.After(all[1].TriggeredAt) && !all[0].TriggeredAt.Equal(all[1].TriggeredAt) {
+		t.Fatalf("alerts newest first: %+v", all)
+	}
+}
