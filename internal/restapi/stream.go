@@ -5,7 +5,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
+
+// jsonAppender is implemented by the types listed in bulk (pins): they
+// encode themselves without reflection, caching peer ID strings across the
+// stream.
+type jsonAppender interface {
+	AppendJSON(b []byte, peerNames map[peer.ID]string) []byte
+}
 
 // flushEvery bounds how long an item may sit in the write buffer, so slow
 // streams reach the client promptly while fast ones are not flushed per
@@ -21,6 +30,8 @@ func streamEach[T any](s *Server, w http.ResponseWriter, r *http.Request, produc
 	defer cancel()
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
+	var buf []byte
+	peerNames := map[peer.ID]string{}
 	started := false
 	lastFlush := time.Now()
 	err := produce(ctx, func(item T) error {
@@ -32,7 +43,12 @@ func streamEach[T any](s *Server, w http.ResponseWriter, r *http.Request, produc
 			h.Set("X-Chunked-Output", "1")
 			w.WriteHeader(http.StatusOK)
 		}
-		if err := enc.Encode(item); err != nil {
+		if a, ok := any(&item).(jsonAppender); ok {
+			buf = append(a.AppendJSON(buf[:0], peerNames), '\n')
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		} else if err := enc.Encode(item); err != nil {
 			return err
 		}
 		if now := time.Now(); now.Sub(lastFlush) > flushEvery {

@@ -1,0 +1,156 @@
+package api
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// AppendJSON appends the JSON encoding of p to b: byte for byte what
+// encoding/json produces for it, without reflection. Listing a million pins
+// spends most of its time here, so it matters. peerNames, when not nil,
+// caches the base58 form of peer IDs across calls (a stream of pins
+// repeats the same few peers); it must not be shared between goroutines.
+func (p *Pin) AppendJSON(b []byte, peerNames map[peer.ID]string) []byte {
+	b = append(b, `{"replication_factor_min":`...)
+	b = strconv.AppendInt(b, int64(p.ReplicationFactorMin), 10)
+	b = append(b, `,"replication_factor_max":`...)
+	b = strconv.AppendInt(b, int64(p.ReplicationFactorMax), 10)
+	b = append(b, `,"name":`...)
+	b = appendJSONString(b, p.Name)
+	b = append(b, `,"mode":"`...)
+	b = append(b, p.Mode.String()...)
+	b = append(b, `","shard_size":`...)
+	b = strconv.AppendUint(b, p.ShardSize, 10)
+	b = append(b, `,"user_allocations":`...)
+	b = appendPeers(b, p.UserAllocations, peerNames)
+	b = append(b, `,"expire_at":`...)
+	b = appendJSONTime(b, p.ExpireAt)
+	b = append(b, `,"metadata":`...)
+	b = appendStringMap(b, p.Metadata)
+	b = append(b, `,"pin_update":`...)
+	b = appendCid(b, p.PinUpdate)
+	b = append(b, `,"origins":`...)
+	if p.Origins == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, o := range p.Origins {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if o.Multiaddr == nil {
+				b = append(b, `""`...)
+			} else {
+				b = appendJSONString(b, o.String())
+			}
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"cid":`...)
+	b = appendCid(b, p.Cid)
+	b = append(b, `,"type":"`...)
+	b = append(b, p.Type.String()...)
+	b = append(b, `","allocations":`...)
+	b = appendPeers(b, p.Allocations, peerNames)
+	b = append(b, `,"max_depth":`...)
+	b = strconv.AppendInt(b, int64(p.MaxDepth), 10)
+	b = append(b, `,"reference":`...)
+	if p.Reference == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendCid(b, *p.Reference)
+	}
+	b = append(b, `,"timestamp":`...)
+	b = appendJSONTime(b, p.Timestamp)
+	return append(b, '}')
+}
+
+// MarshalJSON encodes the pin (see AppendJSON).
+func (p Pin) MarshalJSON() ([]byte, error) { return p.AppendJSON(make([]byte, 0, 512), nil), nil }
+
+// UnmarshalJSON decodes a pin with the standard decoder: only MarshalJSON
+// is specialised.
+func (p *Pin) UnmarshalJSON(b []byte) error {
+	type plain Pin
+	return json.Unmarshal(b, (*plain)(p))
+}
+
+func appendCid(b []byte, c Cid) []byte {
+	if !c.Defined() {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = append(b, c.String()...)
+	return append(b, '"')
+}
+
+func appendPeers(b []byte, peers []peer.ID, names map[peer.ID]string) []byte {
+	if peers == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, p := range peers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		s, ok := names[p]
+		if !ok {
+			s = p.String()
+			if names != nil {
+				names[p] = s
+			}
+		}
+		b = append(b, '"')
+		b = append(b, s...)
+		b = append(b, '"')
+	}
+	return append(b, ']')
+}
+
+func appendStringMap(b []byte, m map[string]string) []byte {
+	if m == nil {
+		return append(b, "null"...)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, m[k])
+	}
+	return append(b, '}')
+}
+
+// appendJSONTime writes t as time.Time.MarshalJSON does.
+func appendJSONTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendJSONString quotes s as encoding/json does, HTML-safe escapes and
+// invalid UTF-8 included; plain strings take the fast path.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

@@ -1,0 +1,134 @@
+package api
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// reflected is Pin without its MarshalJSON: what encoding/json alone makes.
+type reflected Pin
+
+func randomPin(r *rand.Rand, peers []peer.ID) Pin {
+	word := func() string {
+		alphabet := []string{"a", "Z", "<", ">", "&", "\"", "\\", "\n", "é", "\u2028", "\xff", " ", "7"}
+		var sb strings.Builder
+		for range r.IntN(6) {
+			sb.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		return sb.String()
+	}
+	mkcid := func() Cid {
+		h, _ := mh.Sum([]byte(word()+time.Now().String()), mh.SHA2_256, -1)
+		if r.IntN(2) == 0 {
+			return NewCid(cid.NewCidV0(h))
+		}
+		return NewCid(cid.NewCidV1(cid.DagProtobuf, h))
+	}
+	p := PinWithOpts(mkcid(), PinOptions{
+		ReplicationFactorMin: r.IntN(5) - 1, ReplicationFactorMax: r.IntN(5) - 1,
+		Name: word(), ShardSize: r.Uint64(),
+	})
+	if r.IntN(2) == 0 {
+		p.Mode, p.MaxDepth = PinModeDirect, 0
+	}
+	if r.IntN(2) == 0 {
+		p.ExpireAt = time.Unix(r.Int64N(1<<35), r.Int64N(1e9)).UTC()
+	}
+	if r.IntN(3) > 0 {
+		p.Timestamp = time.Unix(r.Int64N(1<<34), r.Int64N(1e9)).In(time.FixedZone("x", 3600))
+	}
+	switch r.IntN(3) {
+	case 1:
+		p.Metadata = map[string]string{}
+	case 2:
+		p.Metadata = map[string]string{word(): word(), word(): word(), "k": word()}
+	}
+	for i := range r.IntN(4) {
+		p.Allocations = append(p.Allocations, peers[i])
+	}
+	if r.IntN(4) == 0 {
+		p.Allocations = []peer.ID{}
+	}
+	if r.IntN(4) == 0 {
+		p.UserAllocations = []peer.ID{peers[0]}
+	}
+	if r.IntN(3) == 0 {
+		p.PinUpdate = mkcid()
+	}
+	if r.IntN(3) == 0 {
+		ref := mkcid()
+		p.Reference = &ref
+		p.Type = ShardType
+	}
+	if r.IntN(3) == 0 {
+		o, _ := NewMultiaddr("/ip4/127.0.0.1/tcp/4001/p2p/" + peers[1].String())
+		p.Origins = []Multiaddr{o, {}}
+	}
+	return p
+}
+
+func TestPinJSONMatchesEncodingJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	peers := testPeers(t, 4)
+	names := map[peer.ID]string{}
+	for i := range 2000 {
+		p := randomPin(r, peers)
+		want, err := json.Marshal((*reflected)(&p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.AppendJSON(nil, names); string(got) != string(want) {
+			t.Fatalf("pin %d:\n got %s\nwant %s", i, got, want)
+		}
+		if got, _ := json.Marshal(p); string(got) != string(want) {
+			t.Fatalf("json.Marshal(pin) %d differs:\n got %s\nwant %s", i, got, want)
+		}
+		var back Pin
+		if err := json.Unmarshal(want, &back); err != nil || back.Cid != p.Cid {
+			t.Fatalf("decode: %v %+v", err, back)
+		}
+	}
+}
+
+func testPeers(t testing.TB, n int) []peer.ID {
+	t.Helper()
+	var out []peer.ID
+	for i := range n {
+		h, err := mh.Sum([]byte{byte(i)}, mh.IDENTITY, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, peer.ID(h))
+	}
+	return out
+}
+
+func BenchmarkPinAppendJSON(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	peers := testPeers(b, 4)
+	p := randomPin(r, peers)
+	p.Name, p.Metadata = "a-name", map[string]string{"owner": "alice"}
+	names := map[peer.ID]string{}
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = p.AppendJSON(buf[:0], names)
+	}
+}
+
+func BenchmarkPinEncodingJSON(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	p := randomPin(r, testPeers(b, 4))
+	p.Name, p.Metadata = "a-name", map[string]string{"owner": "alice"}
+	b.ReportAllocs()
+	for b.Loop() {
+		json.Marshal((*reflected)(&p))
+	}
+}
