@@ -68,17 +68,58 @@ func (t *Tracker) untrackedStatus(pin *api.Pin, inState bool) state.LocalStatus 
 	}
 }
 
+// bulkStatuses are the statuses most pins settle in. A filter that asks
+// for them returns a large share of the pinset, which one sequential scan
+// of pins and records serves faster than index entries plus a lookup each.
+const bulkStatuses = api.TrackerStatusPinned | api.TrackerStatusRemote
+
 // StatusAll streams the local status of every tracked CID whose status
-// matches filter (undefined = all). It walks the status index, so a
-// filtered call costs what it returns.
+// matches filter (undefined = all). A filter for the rarer statuses (errors,
+// queued, in progress) walks the status index, so it costs what it
+// returns; a filter that includes the bulk statuses scans the pinset joined
+// with its records once.
 func (t *Tracker) StatusAll(ctx context.Context, filter api.TrackerStatus, fn func(api.PinInfo) error) error {
-	return t.records.ListByStatus(ctx, filter, func(c api.Cid, rec state.LocalStatus) error {
+	if filter != api.TrackerStatusUndefined && filter&bulkStatuses == 0 {
+		return t.records.ListByStatus(ctx, filter, func(c api.Cid, rec state.LocalStatus) error {
+			pin, err := t.pinset.Get(c)
+			if errors.Is(err, state.ErrNotFound) {
+				pin = api.Pin{Cid: c}
+			} else if err != nil {
+				return fmt.Errorf("status %s: %w", c, err)
+			}
+			return fn(t.pinInfo(&pin, rec))
+		})
+	}
+	err := t.records.ListWithStatus(ctx, func(pin api.Pin, rec state.LocalStatus, ok bool) error {
+		if !ok {
+			rec = t.untrackedStatus(&pin, true)
+		}
+		if !rec.Status.Match(filter) {
+			return nil
+		}
+		return fn(t.pinInfo(&pin, rec))
+	})
+	if err != nil {
+		return err
+	}
+	// Unpins in progress or failed belong to CIDs that have left the
+	// pinset, so the join did not see them.
+	unpins := (api.TrackerStatusUnpinQueued | api.TrackerStatusUnpinning | api.TrackerStatusUnpinError) & filter
+	if filter == api.TrackerStatusUndefined {
+		unpins = api.TrackerStatusUnpinQueued | api.TrackerStatusUnpinning | api.TrackerStatusUnpinError
+	}
+	if unpins == 0 {
+		return nil
+	}
+	return t.records.ListByStatus(ctx, unpins, func(c api.Cid, rec state.LocalStatus) error {
 		pin, err := t.pinset.Get(c)
-		if errors.Is(err, state.ErrNotFound) {
-			pin = api.Pin{Cid: c}
-		} else if err != nil {
+		switch {
+		case err == nil:
+			return nil // still in the pinset: listed by the join
+		case !errors.Is(err, state.ErrNotFound):
 			return fmt.Errorf("status %s: %w", c, err)
 		}
+		pin = api.Pin{Cid: c}
 		return fn(t.pinInfo(&pin, rec))
 	})
 }
@@ -106,8 +147,9 @@ func (t *Tracker) pinInfo(pin *api.Pin, rec state.LocalStatus) api.PinInfo {
 // Reconcile compares the pinset with what kubo really holds and fixes the
 // records: pins kubo holds become pinned, pins it lost are queued again,
 // pins allocated elsewhere are released. It reads kubo's pin list once as
-// a stream into a set of 8-byte hashes, then streams the pinset; it returns
-// the number of pins visited.
+// a stream into a set of 8-byte hashes, then streams the pinset joined with
+// the records, and looks closer (under the CID's lock) only at pins whose
+// record disagrees; it returns the number of pins visited.
 func (t *Tracker) Reconcile(ctx context.Context) (int, error) {
 	held := make(map[uint64]struct{})
 	err := t.ipfs.PinLs(ctx, "recursive,direct", func(p api.IPFSPinInfo) error {
@@ -120,15 +162,33 @@ func (t *Tracker) Reconcile(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("reconcile: list kubo pins: %w", err)
 	}
 	n := 0
-	err = t.pinset.List(ctx, func(pin api.Pin) error {
+	err = t.records.ListWithStatus(ctx, func(pin api.Pin, rec state.LocalStatus, ok bool) error {
 		n++
 		_, inIPFS := held[maphash.String(t.seed, pin.Cid.KeyString())]
+		if ok && rec.Status == t.settledStatus(&pin, inIPFS) {
+			return nil
+		}
 		return t.reconcileOne(pin, inIPFS)
 	})
 	if err != nil {
 		return n, fmt.Errorf("reconcile: %w", err)
 	}
 	return n, nil
+}
+
+// settledStatus is the record a pin has when nothing needs doing: sharded
+// for a meta pin, remote when allocated elsewhere, pinned when kubo holds
+// it; 0 when kubo lacks a pin it should hold.
+func (t *Tracker) settledStatus(pin *api.Pin, inIPFS bool) api.TrackerStatus {
+	switch {
+	case pin.Type == api.MetaType:
+		return api.TrackerStatusSharded
+	case pin.IsRemote(t.cfg.Peer):
+		return api.TrackerStatusRemote
+	case inIPFS:
+		return api.TrackerStatusPinned
+	}
+	return 0
 }
 
 func (t *Tracker) reconcileOne(pin api.Pin, inIPFS bool) error {

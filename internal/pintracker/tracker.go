@@ -35,12 +35,13 @@ type Records interface {
 	GetStatus(c api.Cid) (state.LocalStatus, bool, error)
 	DeleteStatus(c api.Cid) error
 	ListByStatus(ctx context.Context, filter api.TrackerStatus, fn func(api.Cid, state.LocalStatus) error) error
+	// ListWithStatus streams every pin of the pinset with its record.
+	ListWithStatus(ctx context.Context, fn func(api.Pin, state.LocalStatus, bool) error) error
 }
 
 // Pinset is the shared pinset as applied on this peer.
 type Pinset interface {
 	Get(c api.Cid) (api.Pin, error)
-	List(ctx context.Context, fn func(api.Pin) error) error
 }
 
 // ErrQueueFull is returned when max_pin_queue_size operations wait already.

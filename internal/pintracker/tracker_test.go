@@ -352,3 +352,62 @@ func (f *fixture) addContentOffline(n int) []api.Cid {
 	}
 	return out
 }
+
+func TestStatusAllCoversEveryState(t *testing.T) {
+	f := newFixture(t, nil)
+	cids := f.addContent(3)
+	pinned, unpinning, untracked := cids[0], cids[1], cids[2]
+	f.pin(pinned, nil)
+	p := f.pin(unpinning, nil)
+	f.waitStatus(pinned, api.TrackerStatusPinned, 30*time.Second)
+	f.waitStatus(unpinning, api.TrackerStatusPinned, 30*time.Second)
+	<-f.tracker.Reconciled()
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Delete(unpinning); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.tracker.Untrack(p); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(unpinning, api.TrackerStatusUnpinError, 20*time.Second)
+	// In the pinset with no record at all (as after losing unsynced writes).
+	if err := f.db.Put(api.PinWithOpts(untracked, api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1})); err != nil {
+		t.Fatal(err)
+	}
+	collect := func(filter api.TrackerStatus) map[string]api.TrackerStatus {
+		got := map[string]api.TrackerStatus{}
+		err := f.tracker.StatusAll(t.Context(), filter, func(pi api.PinInfo) error {
+			if _, dup := got[pi.Cid.String()]; dup {
+				t.Errorf("%s listed twice", pi.Cid)
+			}
+			got[pi.Cid.String()] = pi.Status
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	all := collect(api.TrackerStatusUndefined)
+	want := map[string]api.TrackerStatus{
+		pinned.String():    api.TrackerStatusPinned,
+		unpinning.String(): api.TrackerStatusUnpinError,
+		untracked.String(): api.TrackerStatusUnexpectedlyUnpinned,
+	}
+	if len(all) != len(want) {
+		t.Fatalf("StatusAll = %v, want %v", all, want)
+	}
+	for c, st := range want {
+		if all[c] != st {
+			t.Fatalf("StatusAll = %v, want %v", all, want)
+		}
+	}
+	if got := collect(api.TrackerStatusUnpinError); len(got) != 1 || got[unpinning.String()] == 0 {
+		t.Fatalf("unpin_error filter: %v", got)
+	}
+	if got := collect(api.TrackerStatusPinned | api.TrackerStatusUnpinError); len(got) != 2 {
+		t.Fatalf("pinned,unpin_error filter: %v", got)
+	}
+}
