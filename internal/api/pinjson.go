@@ -73,13 +73,6 @@ func (p *Pin) AppendJSON(b []byte, peerNames map[peer.ID]string) []byte {
 // MarshalJSON encodes the pin (see AppendJSON).
 func (p Pin) MarshalJSON() ([]byte, error) { return p.AppendJSON(make([]byte, 0, 512), nil), nil }
 
-// UnmarshalJSON decodes a pin with the standard decoder: only MarshalJSON
-// is specialised.
-func (p *Pin) UnmarshalJSON(b []byte) error {
-	type plain Pin
-	return json.Unmarshal(b, (*plain)(p))
-}
-
 func appendCid(b []byte, c Cid) []byte {
 	if !c.Defined() {
 		return append(b, "null"...)
