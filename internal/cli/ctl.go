@@ -211,3 +211,18 @@ func ctlExitCode(err error) int {
 	}
 	return ctlExitLocal
 }
+
+// printOne is the action of a command that takes no arguments and prints
+// what one client call returns.
+func printOne(call func(s *ctlSession) (any, error)) func(*Context) error {
+	return ctlAction(func(s *ctlSession) error {
+		if err := s.args(0, 0); err != nil {
+			return err
+		}
+		v, err := call(s)
+		if err != nil {
+			return err
+		}
+		return s.out.print(v)
+	})
+}

@@ -51,16 +51,7 @@ func ctlCommands() []*Command {
 			Description: `
 This command displays information about the peer that the tool is contacting
 (usually running in localhost).`,
-			Action: ctlAction(func(s *ctlSession) error {
-				if err := s.args(0, 0); err != nil {
-					return err
-				}
-				id, err := s.client.ID(s.ctx)
-				if err != nil {
-					return err
-				}
-				return s.out.print(id)
-			}),
+			Action: printOne(func(s *ctlSession) (any, error) { return s.client.ID(s.ctx) }),
 		},
 		{
 			Name:        "peers",
@@ -115,16 +106,7 @@ cluster peers.`,
 			Description: `
 This command retrieves the IPFS Cluster version and can be used
 to check that it matches the CLI version (shown by -v).`,
-			Action: ctlAction(func(s *ctlSession) error {
-				if err := s.args(0, 0); err != nil {
-					return err
-				}
-				v, err := s.client.Version(s.ctx)
-				if err != nil {
-					return err
-				}
-				return s.out.print(v)
-			}),
+			Action: printOne(func(s *ctlSession) (any, error) { return s.client.Version(s.ctx) }),
 		},
 		healthCommand(),
 		{
@@ -140,17 +122,8 @@ respective IPFS daemons.
 
 When --local flag is passed, it will garbage collect only on the local IPFS
 daemon, otherwise on all IPFS daemons.`,
-				Flags: []Flag{localFlag()},
-				Action: ctlAction(func(s *ctlSession) error {
-					if err := s.args(0, 0); err != nil {
-						return err
-					}
-					gc, err := s.client.RepoGC(s.ctx, s.cmd.Bool("local"))
-					if err != nil {
-						return err
-					}
-					return s.out.print(gc)
-				}),
+				Flags:  []Flag{localFlag()},
+				Action: printOne(func(s *ctlSession) (any, error) { return s.client.RepoGC(s.ctx, s.cmd.Bool("local")) }),
 			}},
 		},
 		{
@@ -658,16 +631,7 @@ new metrics have been received.
 
 Different alerts may be handled in different ways. i.e. ping alerts may
 trigger automatic repinnings if configured.`,
-				Action: ctlAction(func(s *ctlSession) error {
-					if err := s.args(0, 0); err != nil {
-						return err
-					}
-					alerts, err := s.client.Alerts(s.ctx)
-					if err != nil {
-						return err
-					}
-					return s.out.print(alerts)
-				}),
+				Action: printOne(func(s *ctlSession) (any, error) { return s.client.Alerts(s.ctx) }),
 			},
 			{
 				Name:  "bandwidth",
@@ -675,16 +639,7 @@ trigger automatic repinnings if configured.`,
 				Description: `
 This command lists information about bytes sent, received and current bandwidth
 rates for each libp2p protocol that the peer uses.`,
-				Action: ctlAction(func(s *ctlSession) error {
-					if err := s.args(0, 0); err != nil {
-						return err
-					}
-					bw, err := s.client.BandwidthByProtocol(s.ctx)
-					if err != nil {
-						return err
-					}
-					return s.out.print(bw)
-				}),
+				Action: printOne(func(s *ctlSession) (any, error) { return s.client.BandwidthByProtocol(s.ctx) }),
 			},
 		},
 	}

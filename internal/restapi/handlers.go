@@ -100,11 +100,11 @@ func (s *Server) pinsRoute(w http.ResponseWriter, r *http.Request, ps httprouter
 	case r.Method == http.MethodPost && rest == "recover":
 		s.recoverAll(w, r)
 	case r.Method == http.MethodPost && tail == "recover":
-		s.recover(w, r, first)
+		s.globalForCid(w, r, first, s.cluster.Recover)
 	case tail != "" || first == "":
 		s.writeError(w, http.StatusNotFound, errors.New("not found"))
 	case r.Method == http.MethodGet:
-		s.status(w, r, first)
+		s.globalForCid(w, r, first, s.cluster.Status)
 	case r.Method == http.MethodPost:
 		s.pin(w, r, first)
 	default:
@@ -112,7 +112,10 @@ func (s *Server) pinsRoute(w http.ResponseWriter, r *http.Request, ps httprouter
 	}
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request, cidStr string) {
+// globalForCid serves GET /pins/{cid} and POST /pins/{cid}/recover, which
+// differ only in the core call.
+func (s *Server) globalForCid(w http.ResponseWriter, r *http.Request, cidStr string,
+	call func(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)) {
 	c, ok := s.cidParam(w, cidStr)
 	if !ok {
 		return
@@ -121,7 +124,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, cidStr string) {
 	if !ok {
 		return
 	}
-	gpi, err := s.cluster.Status(r.Context(), c, local)
+	gpi, err := call(r.Context(), c, local)
 	s.reply(w, gpi, err)
 }
 
@@ -172,19 +175,6 @@ func (s *Server) pinOptions(w http.ResponseWriter, r *http.Request) (api.PinOpti
 		return opts, false
 	}
 	return opts, true
-}
-
-func (s *Server) recover(w http.ResponseWriter, r *http.Request, cidStr string) {
-	c, ok := s.cidParam(w, cidStr)
-	if !ok {
-		return
-	}
-	local, ok := s.boolParam(w, r.URL.Query().Get("local"), "local")
-	if !ok {
-		return
-	}
-	gpi, err := s.cluster.Recover(r.Context(), c, local)
-	s.reply(w, gpi, err)
 }
 
 func (s *Server) recoverAll(w http.ResponseWriter, r *http.Request) {
