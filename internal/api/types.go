@@ -392,6 +392,16 @@ func (gpi *GlobalPinInfo) Add(pi PinInfo) {
 	gpi.PeerMap[pi.Peer.String()] = pi.PinInfoShort
 }
 
+// SortedPeers lists the peer IDs of the peer map in order.
+func (gpi *GlobalPinInfo) SortedPeers() []string {
+	peers := make([]string, 0, len(gpi.PeerMap))
+	for id := range gpi.PeerMap {
+		peers = append(peers, id)
+	}
+	sort.Strings(peers)
+	return peers
+}
+
 // Match reports whether any peer's status is in filter.
 func (gpi *GlobalPinInfo) Match(filter TrackerStatus) bool {
 	for _, p := range gpi.PeerMap {

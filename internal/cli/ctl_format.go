@@ -155,12 +155,7 @@ func textGlobalPinInfo(gpi api.GlobalPinInfo) string {
 		fmt.Fprintf(&b, " | %s", gpi.Name)
 	}
 	b.WriteString(":\n")
-	peers := make([]string, 0, len(gpi.PeerMap))
-	for id := range gpi.PeerMap {
-		peers = append(peers, id)
-	}
-	slices.Sort(peers)
-	for _, id := range peers {
+	for _, id := range gpi.SortedPeers() {
 		pi := gpi.PeerMap[id]
 		name := pi.PeerName
 		if name == "" {

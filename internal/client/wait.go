@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"ipfs-cluster/internal/api"
@@ -58,12 +57,7 @@ func (c *Client) WaitFor(ctx context.Context, p WaitParams) (api.GlobalPinInfo, 
 
 // statusReached applies the rules of WaitParams to one status.
 func statusReached(gpi api.GlobalPinInfo, target api.TrackerStatus, limit int) (bool, error) {
-	peers := make([]string, 0, len(gpi.PeerMap))
-	for id := range gpi.PeerMap {
-		peers = append(peers, id)
-	}
-	slices.Sort(peers)
-	for _, id := range peers {
+	for _, id := range gpi.SortedPeers() {
 		pi := gpi.PeerMap[id]
 		switch pi.Status {
 		case api.TrackerStatusUndefined, api.TrackerStatusClusterError,
