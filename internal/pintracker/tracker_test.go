@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
-	mh "github.com/multiformats/go-multihash"
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
@@ -344,11 +342,7 @@ func TestQueueFullRecordsError(t *testing.T) {
 func (f *fixture) addContentOffline(n int) []api.Cid {
 	out := make([]api.Cid, n)
 	for i := range out {
-		h, err := mh.Sum([]byte(fmt.Sprintf("%s %d", f.t.Name(), i)), mh.SHA2_256, -1)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		out[i] = api.NewCid(cid.NewCidV1(cid.Raw, h))
+		out[i] = testCid(f.t, fmt.Sprintf("%s %d", f.t.Name(), i))
 	}
 	return out
 }
