@@ -290,7 +290,8 @@ func seed(dir string, n int) error {
 		for _, p := range batch {
 			st := state.LocalStatus{Status: api.TrackerStatusRemote, TS: now}
 			if !p.IsRemote(self.ID) {
-				st = state.LocalStatus{Status: api.TrackerStatusPinError, Attempts: 1, Error: "seeded error", TS: now}
+				// Many attempts: the backoff keeps them failed while measuring.
+				st = state.LocalStatus{Status: api.TrackerStatusPinError, Attempts: 20, Error: "seeded error", TS: time.Now()}
 			}
 			if err := db.SetStatus(p.Cid, st); err != nil {
 				return err
