@@ -161,7 +161,7 @@ func (db *DB) Clear(ctx context.Context) error {
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	err := errors.Join(
-		b.DeleteRange([]byte{prefixPin}, []byte{prefixIndex + 1}, nil),
+		b.DeleteRange([]byte{prefixPin}, []byte{prefixAlloc + 1}, nil),
 		b.DeleteRange([]byte{prefixMeta, metaPinCount}, []byte{prefixMeta, metaPinCount + 1}, nil),
 		b.DeleteRange([]byte{prefixMeta, metaStatusCount}, []byte{prefixMeta, metaStatusCount + 1}, nil),
 	)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
 )
@@ -19,6 +20,17 @@ func appendKey(b []byte, prefix byte, cid string) []byte {
 	b = append(b, prefix)
 	return append(b, cid...)
 }
+
+// allocPrefix is the allocation index prefix of peer p: 0x04, the length
+// of the peer ID, the peer ID.
+func allocPrefix(p peer.ID) []byte {
+	b := []byte{prefixAlloc}
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+// allocKey is the allocation index key of (p, cid).
+func allocKey(p peer.ID, cid string) []byte { return append(allocPrefix(p), cid...) }
 
 // appendIndexKey appends the status index key of (st, cid) to b. st must be
 // a single status bit.

@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
 )
@@ -55,28 +58,34 @@ func (db *DB) writePins(pins []api.Pin) error {
 	var (
 		delta    [numStripes]uint64 // new pins per stripe
 		added    int
-		seen     map[string]bool // CIDs already checked, when there are several
 		key, val []byte
 		err      error
+		// written holds the allocations given in this batch to CIDs
+		// written more than once, which the database does not show yet.
+		written map[string][]peer.ID
 	)
 	if len(pins) > 1 {
-		seen = make(map[string]bool, len(pins))
+		written = make(map[string][]peer.ID, len(pins))
 	}
 	for i := range pins {
 		ks := pins[i].Cid.KeyString()
 		key = appendKey(key[:0], prefixPin, ks)
-		if !seen[ks] {
-			exists, err := db.has(key)
-			if err != nil {
+		old, again := written[ks]
+		if !again {
+			var exists bool
+			if old, exists, err = db.storedAllocations(key); err != nil {
 				return err
 			}
 			if !exists {
 				delta[stripeOf(ks)]++
 				added++
 			}
-			if seen != nil {
-				seen[ks] = true
-			}
+		}
+		if written != nil {
+			written[ks] = pins[i].Allocations
+		}
+		if err = moveAllocations(b, ks, old, pins[i].Allocations); err != nil {
+			return err
 		}
 		if val, err = pins[i].AppendBinary(val[:0]); err != nil {
 			return fmt.Errorf("encode %s: %w", pins[i].Cid, err)
@@ -125,7 +134,7 @@ func (db *DB) Delete(c api.Cid) error {
 	defer db.pinMu[s].Unlock()
 
 	key := appendKey(nil, prefixPin, ks)
-	exists, err := db.has(key)
+	old, exists, err := db.storedAllocations(key)
 	if err != nil || !exists {
 		return wrapErr("delete", c, err)
 	}
@@ -133,6 +142,7 @@ func (db *DB) Delete(c api.Cid) error {
 	defer b.Close()
 	err = errors.Join(
 		b.Delete(key, nil),
+		moveAllocations(b, ks, old, nil),
 		b.Set(metaKey(metaPinCount, s), binary.AppendUvarint(nil, db.pinCount[s]-1), nil),
 	)
 	if err == nil {
@@ -272,4 +282,71 @@ func (db *DB) has(key []byte) (bool, error) {
 		return false, err
 	}
 	return true, closer.Close()
+}
+
+// storedAllocations reads the allocations of the pin stored at key, and
+// whether there is one.
+func (db *DB) storedAllocations(key []byte) ([]peer.ID, bool, error) {
+	v, closer, err := db.pdb.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	var p api.Pin
+	if err := p.UnmarshalBinary(v); err != nil {
+		return nil, true, fmt.Errorf("stored pin %x: %w", key[1:], err)
+	}
+	return p.Allocations, true, nil
+}
+
+// moveAllocations updates the allocation index of one CID from the peers
+// in old to those in now.
+func moveAllocations(b *pebble.Batch, ks string, old, now []peer.ID) error {
+	for _, p := range old {
+		if !slices.Contains(now, p) {
+			if err := b.Delete(allocKey(p, ks), nil); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range now {
+		if !slices.Contains(old, p) {
+			if err := b.Set(allocKey(p, ks), nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ListAllocatedTo calls fn with every CID allocated to p, in CID-byte
+// order, from the allocation index: the cost is the number of pins p holds,
+// not the size of the pinset. Repinning away from a dead peer and removing
+// a peer need exactly this.
+func (db *DB) ListAllocatedTo(ctx context.Context, p peer.ID, fn func(api.Cid) error) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	prefix := allocPrefix(p)
+	it, err := db.pdb.NewIterWithContext(ctx, boundsOf(prefix...))
+	if err != nil {
+		return fmt.Errorf("state: list allocated to %s: %w", p, err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c, err := cidFromKey(it.Key(), len(prefix))
+		if err != nil {
+			return fmt.Errorf("state: list allocated to %s: %w", p, err)
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }

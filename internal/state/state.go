@@ -13,6 +13,7 @@
 //	0x01 <cid>              pin: api.Pin binary encoding
 //	0x02 <cid>              tracker record: LocalStatus binary encoding
 //	0x03 <bit> <cid>        status index, bit = log2(status): a copy of the record
+//	0x04 <len> <peer> <cid> allocation index: the pins allocated to a peer
 //
 // <cid> is the CID's binary form, so listings come out in CID-byte order.
 // Counters are split into stripes (by a hash of the CID) so that writers of
@@ -51,6 +52,7 @@ const (
 	prefixPin    byte = 0x01
 	prefixRecord byte = 0x02
 	prefixIndex  byte = 0x03
+	prefixAlloc  byte = 0x04
 
 	metaFormat      byte = 'v'
 	metaPinCount    byte = 'p'
