@@ -1,0 +1,372 @@
+package crdt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	ds "github.com/ipfs/go-datastore"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
+)
+
+// Applier receives every effective change of the shared pinset, this peer's
+// and the others'. The cluster core implements it. Calls for one CID never
+// overlap and come in commit order; calls for different CIDs may run
+// concurrently. An error leaves the change pending: it is given again on the
+// next start. The methods must not call LogPin or LogUnpin: a local
+// operation applies its own change before it returns.
+type Applier interface {
+	ApplyPin(pin api.Pin) error
+	ApplyUnpin(pin api.Pin) error
+}
+
+// Apply marker values: one byte of kind, then the pin encoding (the new
+// value for a pin, the removed one for an unpin).
+const (
+	markPin   byte = 'p'
+	markUnpin byte = 'u'
+)
+
+// applyWorkers is the number of goroutines handing changes to the Applier.
+// Applying a pin is a synced state write: concurrent applies share fsyncs.
+const applyWorkers = 8
+
+// applyQueue detects the effective changes of the CRDT's materialized values
+// and hands them to the Applier. See the package doc.
+//
+// commitMu serialises, per key stripe, the read of the previous value, the
+// commit, and the removal of an applied marker; applyMu serialises the
+// applies of one key. A goroutine holding an applyMu stripe may take a
+// commitMu stripe, never the reverse.
+type applyQueue struct {
+	store       *pebbleds.Datastore
+	applier     Applier
+	log         zerolog.Logger
+	valuePrefix string // "<ns>/s/k/": go-ds-crdt's materialized values
+	markPrefix  string // "<ns>/a"
+
+	commitMu stripes
+	applyMu  stripes
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	dirty  map[string]struct{} // keys whose marker may be pending
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newApplyQueue(store *pebbleds.Datastore, ns string, applier Applier, log zerolog.Logger) *applyQueue {
+	q := &applyQueue{
+		store:       store,
+		applier:     applier,
+		log:         log,
+		valuePrefix: ns + "/s/k/",
+		markPrefix:  ns + "/a",
+		dirty:       map[string]struct{}{},
+	}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// elementOf returns the CRDT key whose materialized value is stored at k,
+// or false when k is not such a value key ("<ns>/s/k/<key>/v").
+func (q *applyQueue) elementOf(k ds.Key) (string, bool) {
+	s := k.String()
+	if !strings.HasPrefix(s, q.valuePrefix) || !strings.HasSuffix(s, "/v") || len(s) <= len(q.valuePrefix)+2 {
+		return "", false
+	}
+	return "/" + s[len(q.valuePrefix):len(s)-2], true
+}
+
+func (q *applyQueue) valueKey(key string) ds.Key {
+	return ds.RawKey(q.valuePrefix + key[1:] + "/v")
+}
+
+func (q *applyQueue) markerKey(key string) ds.Key { return ds.RawKey(q.markPrefix + key) }
+
+// change is the last write of one materialized value in a batch.
+type change struct {
+	value   []byte
+	deleted bool
+}
+
+// commit commits inner, which holds the given value changes, together with
+// an apply marker for each effective one, then queues those.
+func (q *applyQueue) commit(ctx context.Context, inner ds.Batch, changes map[string]change) error {
+	var set stripeSet
+	for key := range changes {
+		set.add(key)
+	}
+	set.lock(&q.commitMu)
+	var effective []string
+	for key, ch := range changes {
+		old, err := q.store.Get(ctx, q.valueKey(key))
+		if err != nil && !errors.Is(err, ds.ErrNotFound) {
+			set.unlock(&q.commitMu)
+			return fmt.Errorf("read value of %s: %w", key, err)
+		}
+		var mark []byte
+		switch {
+		case ch.deleted && old != nil:
+			mark = append([]byte{markUnpin}, old...)
+		case !ch.deleted && !bytes.Equal(old, ch.value):
+			mark = append([]byte{markPin}, ch.value...)
+		default:
+			continue
+		}
+		if err := inner.Put(ctx, q.markerKey(key), mark); err != nil {
+			set.unlock(&q.commitMu)
+			return fmt.Errorf("mark %s: %w", key, err)
+		}
+		effective = append(effective, key)
+	}
+	err := inner.Commit(ctx)
+	set.unlock(&q.commitMu)
+	if err != nil {
+		return err
+	}
+	q.enqueue(effective...)
+	return nil
+}
+
+// loadMarkers queues the changes committed but not applied before the last
+// stop.
+func (q *applyQueue) loadMarkers(db *pebble.DB) error {
+	lower := []byte(q.markPrefix + "/")
+	upper := []byte(q.markPrefix + "0") // '0' follows '/'
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("list apply markers: %w", err)
+	}
+	var keys []string
+	for it.First(); it.Valid(); it.Next() {
+		keys = append(keys, string(it.Key()[len(q.markPrefix):]))
+	}
+	err = errors.Join(it.Error(), it.Close())
+	if err != nil {
+		return fmt.Errorf("list apply markers: %w", err)
+	}
+	if len(keys) > 0 {
+		q.log.Info().Int("changes", len(keys)).Msg("applying changes left over from the last run")
+	}
+	q.enqueue(keys...)
+	return nil
+}
+
+func (q *applyQueue) enqueue(keys ...string) {
+	if len(keys) == 0 {
+		return
+	}
+	q.mu.Lock()
+	for _, k := range keys {
+		q.dirty[k] = struct{}{}
+	}
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// start launches the apply workers.
+func (q *applyQueue) start() {
+	q.wg.Add(applyWorkers)
+	for range applyWorkers {
+		go func() {
+			defer q.wg.Done()
+			for {
+				key, ok := q.next()
+				if !ok {
+					return
+				}
+				q.apply(key)
+			}
+		}()
+	}
+}
+
+// next takes a queued key, waiting for one; it returns false once the
+// queue is closed and empty.
+func (q *applyQueue) next() (string, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.dirty) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	for k := range q.dirty {
+		delete(q.dirty, k)
+		return k, true
+	}
+	return "", false
+}
+
+// pending is the number of keys waiting for a worker.
+func (q *applyQueue) pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.dirty)
+}
+
+// close applies what is queued and stops the workers. Nothing may commit
+// after close is called.
+func (q *applyQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+	q.wg.Wait()
+}
+
+// apply hands the pending change of key, if any, to the Applier and removes
+// its marker unless a newer change replaced it meanwhile.
+func (q *applyQueue) apply(key string) {
+	defer q.applyMu.lockKey(key)()
+	ctx := context.Background()
+	mk := q.markerKey(key)
+	mark, err := q.store.Get(ctx, mk)
+	switch {
+	case errors.Is(err, ds.ErrNotFound):
+		return
+	case err != nil:
+		q.log.Error().Err(err).Str("key", key).Msg("read apply marker")
+		return
+	}
+	if err := q.applyMark(mark); err != nil {
+		q.log.Error().Err(err).Str("key", key).Msg("apply change; retried on the next start")
+		return
+	}
+	defer q.commitMu.lockKey(key)()
+	cur, err := q.store.Get(ctx, mk)
+	if err == nil && bytes.Equal(cur, mark) {
+		err = q.store.Delete(ctx, mk)
+	}
+	if err != nil && !errors.Is(err, ds.ErrNotFound) {
+		q.log.Error().Err(err).Str("key", key).Msg("remove apply marker")
+	}
+}
+
+func (q *applyQueue) applyMark(mark []byte) error {
+	if len(mark) < 2 {
+		q.log.Error().Hex("marker", mark).Msg("dropping malformed apply marker")
+		return nil
+	}
+	var pin api.Pin
+	if err := pin.UnmarshalBinary(mark[1:]); err != nil {
+		// A peer committed a value that is not a pin: nothing to apply.
+		q.log.Error().Err(err).Msg("dropping change that is not a pin")
+		return nil
+	}
+	switch mark[0] {
+	case markPin:
+		return q.applier.ApplyPin(pin)
+	case markUnpin:
+		return q.applier.ApplyUnpin(pin)
+	}
+	q.log.Error().Hex("marker", mark).Msg("dropping malformed apply marker")
+	return nil
+}
+
+// observedStore is the datastore given to go-ds-crdt: go-ds-pebble, with the
+// writes of materialized values routed through the apply queue, and batches
+// serialised by the merge lock.
+type observedStore struct {
+	*pebbleds.Datastore
+	q     *applyQueue
+	merge *mergeLock
+}
+
+// Put writes one key; a materialized value goes through the apply queue.
+func (s *observedStore) Put(ctx context.Context, k ds.Key, v []byte) error {
+	if _, ok := s.q.elementOf(k); !ok {
+		return s.Datastore.Put(ctx, k, v)
+	}
+	b, err := s.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(ctx, k, v); err != nil {
+		return err
+	}
+	return b.Commit(ctx)
+}
+
+// Delete removes one key; a materialized value goes through the apply
+// queue.
+func (s *observedStore) Delete(ctx context.Context, k ds.Key) error {
+	if _, ok := s.q.elementOf(k); !ok {
+		return s.Datastore.Delete(ctx, k)
+	}
+	b, err := s.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.Delete(ctx, k); err != nil {
+		return err
+	}
+	return b.Commit(ctx)
+}
+
+// Batch returns a batch that records its materialized-value writes. It
+// holds the merge lock until it is committed.
+func (s *observedStore) Batch(ctx context.Context) (ds.Batch, error) {
+	lease := s.merge.lock()
+	inner, err := s.Datastore.Batch(ctx)
+	if err != nil {
+		s.merge.unlock(lease)
+		return nil, err
+	}
+	return &observedBatch{Batch: inner, q: s.q, merge: s.merge, lease: lease}, nil
+}
+
+// Close does nothing: the state package owns the database, and closing the
+// go-ds-pebble wrapper would close it.
+func (s *observedStore) Close() error { return nil }
+
+// observedBatch is a go-ds-pebble batch that remembers the last write of
+// every materialized value. It is used by one goroutine, like any batch.
+type observedBatch struct {
+	ds.Batch
+	q       *applyQueue
+	merge   *mergeLock
+	lease   uint64
+	changes map[string]change
+}
+
+func (b *observedBatch) record(k ds.Key, ch change) {
+	key, ok := b.q.elementOf(k)
+	if !ok {
+		return
+	}
+	if b.changes == nil {
+		b.changes = map[string]change{}
+	}
+	b.changes[key] = ch
+}
+
+func (b *observedBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
+	if err := b.Batch.Put(ctx, k, v); err != nil {
+		return err
+	}
+	b.record(k, change{value: bytes.Clone(v)})
+	return nil
+}
+
+func (b *observedBatch) Delete(ctx context.Context, k ds.Key) error {
+	if err := b.Batch.Delete(ctx, k); err != nil {
+		return err
+	}
+	b.record(k, change{deleted: true})
+	return nil
+}
+
+func (b *observedBatch) Commit(ctx context.Context) error {
+	defer b.merge.unlock(b.lease)
+	if len(b.changes) == 0 {
+		return b.Batch.Commit(ctx)
+	}
+	return b.q.commit(ctx, b.Batch, b.changes)
+}

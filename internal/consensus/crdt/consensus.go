@@ -1,0 +1,467 @@
+package crdt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	crdt "github.com/ipfs/go-ds-crdt"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/state"
+)
+
+// mergeLockTimeout is how long a merge may hold its batch open before the
+// next one takes its lock over (see mergeLock). Merges take milliseconds.
+const mergeLockTimeout = time.Minute
+
+// Sentinel errors callers branch on.
+var (
+	// ErrShutdown is returned by calls made after Shutdown.
+	ErrShutdown = errors.New("crdt consensus is shut down")
+	// ErrQueueFull is returned by LogPin and LogUnpin when batching and
+	// max_queue_size operations already wait for a commit. The text is the
+	// reference's.
+	ErrQueueFull = errors.New("batching max_queue_size reached. Too many operations are waiting to be batched. Try increasing the max_queue_size or adjusting the batching options")
+)
+
+// Consensus is the CRDT consensus of one peer. LogPin, LogUnpin, Peers,
+// IsTrusted, Trust and Stats are safe for concurrent use; Shutdown must be
+// called once, and the other calls fail with ErrShutdown afterwards.
+type Consensus struct {
+	cfg   Config
+	self  peer.ID
+	log   zerolog.Logger
+	db    *pebble.DB
+	trust *trustSet
+
+	crdt    *crdt.Datastore
+	bcast   *broadcaster
+	bserv   blockservice.BlockService
+	applies *applyQueue
+	journal *journal
+	commits *committer
+
+	// keyMu serialises the operations on one key from journal write to
+	// journal removal (see the package doc).
+	keyMu stripes
+
+	// opMu is held for reading by every operation and for writing by
+	// Shutdown, which so waits for the operations in flight.
+	opMu   sync.RWMutex
+	closed bool
+
+	ctx    context.Context // cancelled by Shutdown; ends the loops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts the CRDT consensus of the peer h on db. ps must sign and
+// strictly verify messages (the gossipsub defaults): trust is decided on the
+// signer. applier hears every effective change of the pinset (see Applier).
+// New commits what the journal holds from an earlier run before returning,
+// and repairs the DAG in the background after an unclean stop.
+func New(cfg Config, h host.Host, ps *pubsub.PubSub, db *state.DB, applier Applier, log zerolog.Logger) (*Consensus, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if ps == nil || h == nil || db == nil || applier == nil {
+		return nil, errors.New("crdt consensus: host, pubsub, state and applier are required")
+	}
+	trust, _ := cfg.trust()
+	topic, err := cfg.Topic()
+	if err != nil {
+		return nil, err
+	}
+	ns := cfg.DatastoreNamespace
+	c := &Consensus{
+		cfg:     cfg,
+		self:    h.ID(),
+		log:     log,
+		db:      db.Pebble(),
+		trust:   trust,
+		journal: newJournal(db.Pebble(), ns),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if err := c.start(h, ps, topic, applier); err != nil {
+		if serr := c.stop(context.Background()); serr != nil {
+			log.Error().Err(serr).Msg("crdt consensus: stop after a failed start")
+		}
+		return nil, fmt.Errorf("crdt consensus: %w", err)
+	}
+	return c, nil
+}
+
+// start builds the components in order; stop tears down whatever start
+// built.
+func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier Applier) error {
+	ns := c.cfg.DatastoreNamespace
+	// The wrapper writes without syncing; see the package doc. It is never
+	// closed: that would close the shared database.
+	pds, err := pebbleds.NewDatastore("", pebbleds.WithPebbleDB(c.db))
+	if err != nil {
+		return fmt.Errorf("wrap database: %w", err)
+	}
+	unclean, err := c.markOpen()
+	if err != nil {
+		return err
+	}
+
+	c.applies = newApplyQueue(pds, ns, applier, c.log)
+	if err := c.applies.loadMarkers(c.db); err != nil {
+		return err
+	}
+	c.applies.start()
+
+	bstore := blockstore.NewBlockstore(namespace.Wrap(pds, ds.NewKey(ns+"/b")))
+	// Bitswap outlives c.ctx: the merge workers fetch until crdt.Close.
+	exchange := bitswap.New(context.Background(), bsnet.NewFromIpfsHost(h), nil, bstore)
+	c.bserv = blockservice.New(bstore, exchange)
+
+	c.bcast, err = joinTopic(ps, topic, c.self, c.validate, c.bserv, c.log)
+	if err != nil {
+		return err
+	}
+
+	opts := crdt.DefaultOptions()
+	opts.Logger = crdtLogger{c.log}
+	opts.RebroadcastInterval = c.cfg.RebroadcastInterval
+	opts.DAGSyncerTimeout = c.cfg.DAGSyncTimeout
+	// Repairs are scheduled by repairLoop.
+	opts.RepairInterval = 0
+	store := &observedStore{Datastore: pds, q: c.applies, merge: newMergeLock(mergeLockTimeout, c.log)}
+	c.crdt, err = crdt.New(store, ds.NewKey(ns), merkledag.NewDAGService(c.bserv), c.bcast, opts)
+	if err != nil {
+		return fmt.Errorf("open crdt store: %w", err)
+	}
+	if unclean {
+		c.log.Warn().Msg("the last run did not shut down cleanly: repairing the DAG")
+		c.crdt.MarkDirty(c.ctx)
+	}
+
+	if err := c.replay(); err != nil {
+		return err
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.repairLoop()
+	}()
+	if c.cfg.batching() {
+		c.commits = newBatcher(c.cfg.Batching, c.commitJournaled, c.log)
+	} else {
+		c.commits = newGroupCommitter(c.groupCommit, c.log)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.commits.run(c.ctx)
+	}()
+	c.log.Info().Str("topic", topic).Bool("batching", c.cfg.batching()).Msg("crdt consensus started")
+	return nil
+}
+
+// openKey marks a database a Consensus runs on; finding it at start means
+// the last run did not shut down cleanly.
+func (c *Consensus) openKey() []byte { return []byte(c.cfg.DatastoreNamespace + "/o") }
+
+func (c *Consensus) markOpen() (unclean bool, err error) {
+	_, closer, err := c.db.Get(c.openKey())
+	switch {
+	case err == nil:
+		unclean = true
+		_ = closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return false, fmt.Errorf("read open marker: %w", err)
+	}
+	// Unsynced: any later write that reaches the disk carries it along.
+	if err := c.db.Set(c.openKey(), nil, pebble.NoSync); err != nil {
+		return false, fmt.Errorf("write open marker: %w", err)
+	}
+	return unclean, nil
+}
+
+// replay commits the operations journaled by an earlier run.
+func (c *Consensus) replay() error {
+	ops, err := c.journal.load()
+	if err != nil || len(ops) == 0 {
+		return err
+	}
+	c.log.Info().Int("operations", len(ops)).Msg("committing journaled operations of the last run")
+	return c.commitJournaled(c.ctx, ops)
+}
+
+// commitJournaled commits journaled ops as one delta, syncs, and removes them
+// from the journal.
+func (c *Consensus) commitJournaled(ctx context.Context, ops []op) error {
+	if err := c.commitBatch(ctx, ops); err != nil {
+		return err
+	}
+	return c.journal.remove(ops)
+}
+
+// groupCommit commits the operations of waiting callers. They are told
+// when it fails, so their operations leave the journal.
+func (c *Consensus) groupCommit(ctx context.Context, ops []op) error {
+	err := c.commitJournaled(ctx, ops)
+	if err != nil {
+		if rerr := c.journal.remove(ops); rerr != nil {
+			c.log.Error().Err(rerr).Msg("drop failed operations from the journal")
+		}
+	}
+	return err
+}
+
+// commitBatch commits ops as one CRDT delta and syncs the WAL. Only the last
+// op of each key counts: go-ds-crdt would otherwise keep the greatest of
+// several values put in one delta, not the last.
+func (c *Consensus) commitBatch(ctx context.Context, ops []op) error {
+	ctx = context.WithoutCancel(ctx) // a commit half done is worse than a late one
+	last := make(map[string]int, len(ops))
+	for i, o := range ops {
+		last[o.key] = i
+	}
+	b, err := c.crdt.Batch(ctx)
+	if err != nil {
+		return fmt.Errorf("open batch: %w", err)
+	}
+	for i, o := range ops {
+		if last[o.key] != i {
+			continue
+		}
+		if o.pin {
+			err = b.Put(ctx, ds.NewKey(o.key), o.value)
+		} else {
+			err = b.Delete(ctx, ds.NewKey(o.key))
+		}
+		if err != nil {
+			return fmt.Errorf("batch %s: %w", o.key, err)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return fmt.Errorf("commit batch of %d: %w", len(ops), err)
+	}
+	return c.sync()
+}
+
+// sync makes every write so far durable. Concurrent calls share fsyncs.
+func (c *Consensus) sync() error {
+	if err := c.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+// LogPin commits pin to the shared pinset. It returns once the pin is
+// durable on this peer: it survives a crash of this peer from then on,
+// batching or not. Without batching the local state shows the pin when
+// LogPin returns; with batching it shows it once the batch is committed.
+func (c *Consensus) LogPin(ctx context.Context, pin api.Pin) error {
+	value, err := pin.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("log pin %s: %w", pin.Cid, err)
+	}
+	return c.logOp(ctx, op{pin: true, key: keyOf(pin.Cid), value: value})
+}
+
+// LogUnpin removes pin from the shared pinset, with the durability of
+// LogPin.
+func (c *Consensus) LogUnpin(ctx context.Context, pin api.Pin) error {
+	return c.logOp(ctx, op{key: keyOf(pin.Cid)})
+}
+
+// keyOf is the CRDT key of a pin.
+func keyOf(c api.Cid) string { return "/" + c.String() }
+
+// logOp journals o and commits it, in the configured mode. It returns
+// ErrShutdown after Shutdown. The commit does not stop when ctx is done
+// once the operation is journaled.
+func (c *Consensus) logOp(ctx context.Context, o op) error {
+	if o.key == "/" {
+		return errors.New("crdt consensus: pin without a cid")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.opMu.RLock()
+	defer c.opMu.RUnlock()
+	if c.closed {
+		return ErrShutdown
+	}
+	defer c.keyMu.lockKey(o.key)()
+	if c.commits.batching() {
+		return c.logBatched(o)
+	}
+	// The group commit syncs the WAL, which makes this entry durable too.
+	if err := c.journal.append(&o, false); err != nil {
+		return err
+	}
+	if err := <-c.commits.add(o); err != nil {
+		return fmt.Errorf("crdt consensus: commit %s: %w", o.key, err)
+	}
+	// The operation is durable: apply it here before acknowledging.
+	c.applies.apply(o.key)
+	return nil
+}
+
+// logBatched journals o with a sync and queues it for the next batch.
+func (c *Consensus) logBatched(o op) error {
+	if err := c.commits.reserve(); err != nil {
+		return err
+	}
+	if err := c.journal.append(&o, true); err != nil {
+		c.commits.release()
+		return err
+	}
+	c.commits.add(o)
+	return nil
+}
+
+// Peers returns the peers known to be in the cluster: this peer and the
+// peers subscribed to the cluster's pubsub topic, trusted or not. A peer
+// that is down or partitioned away is not listed.
+func (c *Consensus) Peers(context.Context) ([]peer.ID, error) {
+	c.opMu.RLock()
+	defer c.opMu.RUnlock()
+	if c.closed {
+		return nil, ErrShutdown
+	}
+	return append([]peer.ID{c.self}, c.bcast.peers()...), nil
+}
+
+// Stats shows how far this peer is in merging the DAG, so that a lagging
+// peer is visible.
+type Stats struct {
+	Heads     int    // current DAG heads
+	MaxHeight uint64 // height of the highest head
+	// QueuedJobs is the number of DAG nodes fetched but not merged yet.
+	QueuedJobs int
+	// Dirty means a branch could not be fetched or merged and a repair is
+	// due.
+	Dirty bool
+	// Batched is the number of operations waiting for a batch commit.
+	Batched int
+	// Unapplied is the number of committed changes waiting for the
+	// Applier.
+	Unapplied int
+}
+
+// Stats returns the current figures.
+func (c *Consensus) Stats(ctx context.Context) (Stats, error) {
+	c.opMu.RLock()
+	defer c.opMu.RUnlock()
+	if c.closed {
+		return Stats{}, ErrShutdown
+	}
+	in := c.crdt.InternalStats(ctx)
+	s := Stats{
+		Heads:      len(in.Heads),
+		MaxHeight:  in.MaxHeight,
+		QueuedJobs: in.QueuedJobs,
+		Dirty:      c.crdt.IsDirty(ctx),
+		Unapplied:  c.applies.pending(),
+		Batched:    c.commits.size(),
+	}
+	return s, nil
+}
+
+// repairLoop repairs a dirty store: the first attempt comes within a check
+// interval (the shorter of rebroadcast_interval and repair_interval), and
+// failing attempts back off up to repair_interval.
+func (c *Consensus) repairLoop() {
+	if c.cfg.RepairInterval == 0 {
+		return
+	}
+	check := min(c.cfg.RebroadcastInterval, c.cfg.RepairInterval)
+	backoff := check
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		next := check
+		if c.crdt.IsDirty(c.ctx) {
+			start := time.Now()
+			err := c.crdt.Repair(c.ctx)
+			switch {
+			case c.ctx.Err() != nil:
+				return
+			case err != nil || c.crdt.IsDirty(c.ctx):
+				c.log.Warn().Err(err).Dur("retry_in", backoff).Msg("DAG repair failed")
+				next = backoff
+				backoff = min(2*backoff, c.cfg.RepairInterval)
+			default:
+				c.log.Info().Dur("took", time.Since(start)).Msg("DAG repaired")
+				backoff = check
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// Shutdown stops the consensus: it waits for the operations in flight,
+// commits the pending batch (unless ctx is already done: then it stays in
+// the journal for the next start), stops merging, applies what is committed
+// and leaves the topic. After a Shutdown the next start needs no repair.
+func (c *Consensus) Shutdown(ctx context.Context) error {
+	c.opMu.Lock()
+	if c.closed {
+		c.opMu.Unlock()
+		return ErrShutdown
+	}
+	c.closed = true
+	c.opMu.Unlock()
+	if err := c.stop(ctx); err != nil {
+		return fmt.Errorf("crdt consensus: shutdown: %w", err)
+	}
+	// Clean: the next start needs no repair.
+	if err := c.db.Delete(c.openKey(), pebble.Sync); err != nil {
+		return fmt.Errorf("crdt consensus: shutdown: %w", err)
+	}
+	c.log.Info().Msg("crdt consensus stopped")
+	return nil
+}
+
+// stop tears down whatever start built, in reverse order.
+func (c *Consensus) stop(ctx context.Context) error {
+	c.cancel()
+	c.wg.Wait()
+	var errs []error
+	if c.commits != nil && c.commits.batching() && ctx.Err() == nil {
+		if err := c.commits.flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("commit pending batch: %w", err))
+		}
+	}
+	if c.crdt != nil {
+		// Stops the merge workers and the receiving loop.
+		errs = append(errs, c.crdt.Close())
+	}
+	if c.bcast != nil {
+		errs = append(errs, c.bcast.close())
+	}
+	if c.applies != nil {
+		c.applies.close()
+	}
+	if c.bserv != nil {
+		errs = append(errs, c.bserv.Close())
+	}
+	return errors.Join(errs...)
+}

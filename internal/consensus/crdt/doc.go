@@ -1,0 +1,82 @@
+// Package crdt is the CRDT consensus: the shared pinset is a go-ds-crdt
+// Merkle-CRDT whose new heads are announced on a gossipsub topic and whose
+// DAG blocks are exchanged with bitswap over the cluster host. There is no
+// leader: every peer commits on its own and merges what the others commit.
+// Pins are stored in the CRDT under "/<cid>" as the api.Pin binary encoding.
+//
+// # Storage
+//
+// Everything lives in the peer's state database (state.DB), shared through
+// go-ds-pebble, under the datastore namespace (default "/c"):
+//
+//	<ns>/s/..., <ns>/h/..., <ns>/b/<mh>, <ns>/d   go-ds-crdt: set, heads, processed blocks, dirty bit
+//	<ns>/b/blocks/<mh>                           DAG blocks (boxo blockstore)
+//	<ns>/j/<seq>                                 journal: operations not yet known to be durably in the DAG
+//	<ns>/a/<key>                                 apply markers: committed changes not yet given to the Applier
+//	<ns>/o                                       open marker: present while a Consensus runs on the database
+//
+// The go-ds-pebble wrapper writes without syncing and is never closed: the
+// state package owns the database. Durability comes from explicit WAL syncs
+// (pebble's LogData with Sync), which concurrent writers share through
+// pebble's commit pipeline.
+//
+// # Durable acknowledgement
+//
+// Every LogPin and LogUnpin first writes its operation to the journal.
+//
+// Without batching, callers then wait for a group commit: one goroutine
+// commits the operations waiting at that moment as one CRDT delta and syncs
+// the WAL once for all of them (covering their journal entries and every
+// CRDT write), and each caller applies its change locally and returns. A
+// lone operation is committed at once; under load, deltas grow instead of
+// the DAG, which keeps the DAG shallow for peers that walk it.
+//
+// With batching, the journal write itself is synced before LogPin returns,
+// and a batch is committed when max_batch_size operations wait or
+// max_batch_age after the first one. Its journal entries are dropped only
+// once the batch is committed and synced.
+//
+// On start, New commits again whatever the journal holds, in order. So an
+// acknowledged operation survives kill -9 whether or not batching is on,
+// and an operation whose CRDT commit was only partly written when the peer
+// died (a delta in the set but never announced) is committed again and
+// reaches the other peers. Re-committing an operation that did reach the
+// DAG is harmless: putting the same value is not an effective change, and
+// removing an absent key adds no tombstone. Operations on one key are
+// serialised from journal write to acknowledgement, so a journal entry can
+// never be replayed over a later operation on the same key.
+//
+// # Applying changes
+//
+// go-ds-crdt's PutHook fires before its write batch is committed, its
+// DeleteHook fires even when the element is still present with another
+// value, and neither says what the previous value was. Instead, this
+// package observes the CRDT's own writes: the materialized value of each
+// element (<ns>/s/k/<key>/v) is read before and compared after every commit
+// that touches it, under a per-key lock, so the Applier hears exactly the
+// effective changes (ApplyPin with the new value, ApplyUnpin with the old
+// one) in commit order. The change is recorded as an apply marker in the
+// same pebble batch as the CRDT write, so a crash between commit and apply
+// is made good on the next start, and apply workers hand the markers to the
+// Applier concurrently (sharing its fsyncs).
+//
+// go-ds-crdt merges a delta by reading a key's elements and priorities and
+// then writing a batch, without serialising tombstones against elements;
+// concurrent merges of the same key can then leave a value that no other
+// peer has. The observed store therefore serialises every batch from its
+// creation to its commit (mergeLock).
+//
+// # Announcements, trust, catch-up and repair
+//
+// Head announcements carry the blocks of the heads they announce and are
+// coalesced (see broadcaster), so a peer that keeps up merges new deltas
+// without a bitswap round trip. A topic validator drops announcements whose
+// signer is not trusted; blocks are only ever fetched because a trusted head
+// links to them, so an untrusted peer's changes are never merged. A peer
+// that joins late or comes back learns the heads from the periodic
+// rebroadcast (rebroadcast_interval) and walks the DAG from them with
+// bitswap. Fetches give up after dag_sync_timeout; a branch that could not
+// be fetched marks the store dirty, and a dirty store (or one that was not
+// shut down cleanly) is repaired promptly: the first repair runs within one
+// rebroadcast interval, and retries back off to repair_interval.
+package crdt
