@@ -161,11 +161,16 @@ func runInit(c *Context) error {
 		}
 	}
 	if c.Bool("randomports") {
-		port, err := freePort()
+		apiPort, err := freePort()
 		if err != nil {
 			return err
 		}
-		cfg.API.RestAPI.HTTPListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/" + strconv.Itoa(port)}
+		swarmPort, err := freePort()
+		if err != nil {
+			return err
+		}
+		cfg.API.RestAPI.HTTPListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/" + strconv.Itoa(apiPort)}
+		cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/0.0.0.0/tcp/" + strconv.Itoa(swarmPort)}
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -25,12 +25,54 @@ const (
 
 // Cluster is the "cluster" section.
 type Cluster struct {
-	Peername             string   `json:"peername"`
-	Secret               string   `json:"secret"`
-	ReplicationFactorMin int      `json:"replication_factor_min"`
-	ReplicationFactorMax int      `json:"replication_factor_max"`
-	StateSyncInterval    Duration `json:"state_sync_interval"`
-	PinRecoverInterval   Duration `json:"pin_recover_interval"`
+	Peername               string            `json:"peername"`
+	Secret                 string            `json:"secret"`
+	ListenMultiaddress     StringList        `json:"listen_multiaddress"`
+	AnnounceMultiaddress   []string          `json:"announce_multiaddress"`
+	NoAnnounceMultiaddress []string          `json:"no_announce_multiaddress"`
+	ConnectionManager      ConnectionManager `json:"connection_manager"`
+	DialPeerTimeout        Duration          `json:"dial_peer_timeout"`
+	StateSyncInterval      Duration          `json:"state_sync_interval"`
+	PinRecoverInterval     Duration          `json:"pin_recover_interval"`
+	ReplicationFactorMin   int               `json:"replication_factor_min"`
+	ReplicationFactorMax   int               `json:"replication_factor_max"`
+	MonitorPingInterval    Duration          `json:"monitor_ping_interval"`
+	PinOnlyOnTrustedPeers  bool              `json:"pin_only_on_trusted_peers"`
+	DisableRepinning       bool              `json:"disable_repinning"`
+	PeerstoreFile          string            `json:"peerstore_file"`
+	PeerAddresses          []string          `json:"peer_addresses"`
+}
+
+// ConnectionManager is "cluster.connection_manager".
+type ConnectionManager struct {
+	HighWater   int      `json:"high_water"`
+	LowWater    int      `json:"low_water"`
+	GracePeriod Duration `json:"grace_period"`
+}
+
+// CRDT is the "consensus.crdt" section. DAGSyncTimeout is ours: the
+// reference hard-codes 2 minutes.
+type CRDT struct {
+	ClusterName         string       `json:"cluster_name"`
+	TrustedPeers        []string     `json:"trusted_peers"`
+	Batching            CRDTBatching `json:"batching"`
+	RepairInterval      Duration     `json:"repair_interval"`
+	RebroadcastInterval Duration     `json:"rebroadcast_interval"`
+	DatastoreNamespace  string       `json:"datastore_namespace"`
+	DAGSyncTimeout      Duration     `json:"dag_sync_timeout"`
+}
+
+// CRDTBatching is "consensus.crdt.batching": on when both size and age are
+// positive.
+type CRDTBatching struct {
+	MaxBatchSize int      `json:"max_batch_size"`
+	MaxBatchAge  Duration `json:"max_batch_age"`
+	MaxQueueSize int      `json:"max_queue_size"`
+}
+
+// PubsubMon is the "monitor.pubsubmon" section.
+type PubsubMon struct {
+	CheckInterval Duration `json:"check_interval"`
 }
 
 // RestAPI is the "api.restapi" section.
@@ -117,14 +159,20 @@ type APIs struct {
 
 // Config is the whole of service.json.
 type Config struct {
-	Cluster       Cluster `json:"cluster"`
-	API           APIs    `json:"api"`
+	Cluster   Cluster `json:"cluster"`
+	Consensus struct {
+		CRDT CRDT `json:"crdt"`
+	} `json:"consensus"`
+	API           APIs `json:"api"`
 	IPFSConnector struct {
 		IPFSHTTP IPFSHTTP `json:"ipfshttp"`
 	} `json:"ipfs_connector"`
 	PinTracker struct {
 		Stateless Stateless `json:"stateless"`
 	} `json:"pin_tracker"`
+	Monitor struct {
+		PubsubMon PubsubMon `json:"pubsubmon"`
+	} `json:"monitor"`
 	Allocator struct {
 		Balanced Balanced `json:"balanced"`
 	} `json:"allocator"`
@@ -157,12 +205,30 @@ func Default() *Config {
 	host, _ := os.Hostname()
 	c := &Config{}
 	c.Cluster = Cluster{
-		Peername:             host,
-		ReplicationFactorMin: -1,
-		ReplicationFactorMax: -1,
-		StateSyncInterval:    Duration(5 * time.Minute),
-		PinRecoverInterval:   Duration(12 * time.Minute),
+		Peername:               host,
+		ListenMultiaddress:     StringList{"/ip4/0.0.0.0/tcp/9096"},
+		AnnounceMultiaddress:   []string{},
+		NoAnnounceMultiaddress: []string{},
+		ConnectionManager:      ConnectionManager{HighWater: 400, LowWater: 100, GracePeriod: Duration(2 * time.Minute)},
+		DialPeerTimeout:        Duration(3 * time.Second),
+		StateSyncInterval:      Duration(5 * time.Minute),
+		PinRecoverInterval:     Duration(12 * time.Minute),
+		ReplicationFactorMin:   -1,
+		ReplicationFactorMax:   -1,
+		MonitorPingInterval:    Duration(15 * time.Second),
+		DisableRepinning:       true,
+		PeerAddresses:          []string{},
 	}
+	c.Consensus.CRDT = CRDT{
+		ClusterName:         "ipfs-cluster",
+		TrustedPeers:        []string{"*"},
+		Batching:            CRDTBatching{MaxQueueSize: 50000},
+		RepairInterval:      Duration(time.Hour),
+		RebroadcastInterval: Duration(time.Minute),
+		DatastoreNamespace:  "/c",
+		DAGSyncTimeout:      Duration(30 * time.Second),
+	}
+	c.Monitor.PubsubMon = PubsubMon{CheckInterval: Duration(15 * time.Second)}
 	c.API.RestAPI = &RestAPI{
 		HTTPListenMultiaddress: StringList{"/ip4/127.0.0.1/tcp/9094"},
 		ReadHeaderTimeout:      Duration(5 * time.Second),
@@ -219,6 +285,10 @@ type section struct {
 func (c *Config) sections() []section {
 	s := []section{
 		{"cluster", "CLUSTER_", &c.Cluster},
+		{"cluster.connection_manager", "CLUSTER_CONNECTIONMANAGER_", &c.Cluster.ConnectionManager},
+		{"consensus.crdt", "CLUSTER_CRDT_", &c.Consensus.CRDT},
+		{"consensus.crdt.batching", "CLUSTER_CRDT_BATCHING_", &c.Consensus.CRDT.Batching},
+		{"monitor.pubsubmon", "CLUSTER_PUBSUBMON_", &c.Monitor.PubsubMon},
 		{"ipfs_connector.ipfshttp", "CLUSTER_IPFSHTTP_", &c.IPFSConnector.IPFSHTTP},
 		{"pin_tracker.stateless", "CLUSTER_STATELESS_", &c.PinTracker.Stateless},
 		{"allocator.balanced", "CLUSTER_BALANCED_", &c.Allocator.Balanced},
@@ -353,12 +423,38 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: cluster.replication_factor_min/max: %v", ErrInvalid, err)
 	}
 	for key, d := range map[string]Duration{
-		"cluster.state_sync_interval":  cl.StateSyncInterval,
-		"cluster.pin_recover_interval": cl.PinRecoverInterval,
+		"cluster.state_sync_interval":         cl.StateSyncInterval,
+		"cluster.pin_recover_interval":        cl.PinRecoverInterval,
+		"cluster.monitor_ping_interval":       cl.MonitorPingInterval,
+		"cluster.dial_peer_timeout":           cl.DialPeerTimeout,
+		"monitor.pubsubmon.check_interval":    c.Monitor.PubsubMon.CheckInterval,
+		"consensus.crdt.rebroadcast_interval": c.Consensus.CRDT.RebroadcastInterval,
+		"consensus.crdt.dag_sync_timeout":     c.Consensus.CRDT.DAGSyncTimeout,
 	} {
 		if d <= 0 {
 			return bad(key, d.D(), "must be positive")
 		}
+	}
+	if len(cl.ListenMultiaddress) == 0 {
+		return bad("cluster.listen_multiaddress", "[]", "at least one address is needed")
+	}
+	for key, addrs := range map[string][]string{
+		"cluster.listen_multiaddress":      cl.ListenMultiaddress,
+		"cluster.announce_multiaddress":    cl.AnnounceMultiaddress,
+		"cluster.no_announce_multiaddress": cl.NoAnnounceMultiaddress,
+		"cluster.peer_addresses":           cl.PeerAddresses,
+	} {
+		for _, a := range addrs {
+			if _, err := ma.NewMultiaddr(a); err != nil {
+				return bad(key, fmt.Sprintf("%q", a), err.Error())
+			}
+		}
+	}
+	if cm := cl.ConnectionManager; cm.LowWater < 0 || cm.HighWater < cm.LowWater {
+		return bad("cluster.connection_manager.high_water", cm.HighWater, "must not be below low_water")
+	}
+	if c.Consensus.CRDT.ClusterName == "" {
+		return bad("consensus.crdt.cluster_name", `""`, "must not be empty")
 	}
 	ih := c.IPFSConnector.IPFSHTTP
 	if _, err := ma.NewMultiaddr(ih.NodeMultiaddress); err != nil {

@@ -59,12 +59,12 @@ func TestMalformedJSONGivesPosition(t *testing.T) {
 }
 
 func TestUnknownKeysWarn(t *testing.T) {
-	c, err := Parse([]byte(`{"cluster":{"peername":"p","frobnicate":1},"consensus":{"crdt":{}},"api":{"restapi":{},"pinsvcapi":{}}}`), noEnv)
+	c, err := Parse([]byte(`{"cluster":{"peername":"p","frobnicate":1},"consensus":{"raft":{}},"api":{"restapi":{},"pinsvcapi":{}}}`), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	joined := strings.Join(c.Warnings, "\n")
-	for _, want := range []string{"cluster.frobnicate", "consensus.crdt", "api.pinsvcapi"} {
+	for _, want := range []string{"cluster.frobnicate", "consensus.raft", "api.pinsvcapi"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("no warning for %s in %q", want, joined)
 		}
