@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,8 +13,9 @@ import (
 // TrustAll in trusted_peers trusts every peer.
 const TrustAll = "*"
 
-// Config is the "consensus.crdt" section of service.json. The keys are the
-// reference's; DAGSyncTimeout is ours (the reference hard-codes 2 minutes).
+// Config holds the settings of the "consensus.crdt" section of service.json
+// (the config package reads it; the keys are the reference's, and
+// DAGSyncTimeout is ours: the reference hard-codes 2 minutes).
 type Config struct {
 	// ClusterName names the cluster; the pubsub topic is derived from it.
 	ClusterName string
@@ -123,93 +123,4 @@ func (c *Config) Topic() (string, error) {
 		return "", fmt.Errorf("topic of %q: %w", c.ClusterName, err)
 	}
 	return mh.B58String(), nil
-}
-
-// jsonConfig is the service.json form: durations are Go duration strings.
-type jsonConfig struct {
-	ClusterName         string       `json:"cluster_name"`
-	TrustedPeers        []string     `json:"trusted_peers"`
-	Batching            jsonBatching `json:"batching"`
-	RepairInterval      string       `json:"repair_interval"`
-	RebroadcastInterval string       `json:"rebroadcast_interval,omitempty"`
-	DatastoreNamespace  string       `json:"datastore_namespace,omitempty"`
-	DAGSyncTimeout      string       `json:"dag_sync_timeout,omitempty"`
-}
-
-type jsonBatching struct {
-	MaxBatchSize int    `json:"max_batch_size"`
-	MaxBatchAge  string `json:"max_batch_age"`
-	MaxQueueSize int    `json:"max_queue_size,omitempty"`
-}
-
-// MarshalJSON writes the reference's layout; like the reference it leaves
-// out the keys that hold their default.
-func (c Config) MarshalJSON() ([]byte, error) {
-	d := DefaultConfig()
-	j := jsonConfig{
-		ClusterName:    c.ClusterName,
-		TrustedPeers:   c.TrustedPeers,
-		RepairInterval: c.RepairInterval.String(),
-		Batching: jsonBatching{
-			MaxBatchSize: c.Batching.MaxBatchSize,
-			MaxBatchAge:  c.Batching.MaxBatchAge.String(),
-		},
-	}
-	if c.Batching.MaxQueueSize != d.Batching.MaxQueueSize {
-		j.Batching.MaxQueueSize = c.Batching.MaxQueueSize
-	}
-	if c.RebroadcastInterval != d.RebroadcastInterval {
-		j.RebroadcastInterval = c.RebroadcastInterval.String()
-	}
-	if c.DatastoreNamespace != d.DatastoreNamespace {
-		j.DatastoreNamespace = c.DatastoreNamespace
-	}
-	if c.DAGSyncTimeout != d.DAGSyncTimeout {
-		j.DAGSyncTimeout = c.DAGSyncTimeout.String()
-	}
-	return json.Marshal(j)
-}
-
-// UnmarshalJSON reads the service.json form; absent keys keep their
-// defaults.
-func (c *Config) UnmarshalJSON(b []byte) error {
-	var j jsonConfig
-	if err := json.Unmarshal(b, &j); err != nil {
-		return fmt.Errorf("consensus.crdt: %w", err)
-	}
-	cfg := DefaultConfig()
-	if j.ClusterName != "" {
-		cfg.ClusterName = j.ClusterName
-	}
-	if j.TrustedPeers != nil {
-		cfg.TrustedPeers = j.TrustedPeers
-	}
-	if j.DatastoreNamespace != "" {
-		cfg.DatastoreNamespace = j.DatastoreNamespace
-	}
-	cfg.Batching.MaxBatchSize = j.Batching.MaxBatchSize
-	if j.Batching.MaxQueueSize != 0 {
-		cfg.Batching.MaxQueueSize = j.Batching.MaxQueueSize
-	}
-	for _, d := range []struct {
-		key string
-		s   string
-		dst *time.Duration
-	}{
-		{"batching.max_batch_age", j.Batching.MaxBatchAge, &cfg.Batching.MaxBatchAge},
-		{"repair_interval", j.RepairInterval, &cfg.RepairInterval},
-		{"rebroadcast_interval", j.RebroadcastInterval, &cfg.RebroadcastInterval},
-		{"dag_sync_timeout", j.DAGSyncTimeout, &cfg.DAGSyncTimeout},
-	} {
-		if d.s == "" {
-			continue
-		}
-		v, err := time.ParseDuration(d.s)
-		if err != nil {
-			return fmt.Errorf("consensus.crdt: %s: %w", d.key, err)
-		}
-		*d.dst = v
-	}
-	*c = cfg
-	return nil
 }
