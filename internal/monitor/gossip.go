@@ -30,6 +30,9 @@ type Gossip struct {
 	sub   *pubsub.Subscription
 	log   zerolog.Logger
 
+	joinMu sync.Mutex
+	onJoin func(peer.ID)
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -48,11 +51,46 @@ func StartGossip(ps *pubsub.PubSub, mon *Monitor, self peer.ID, log zerolog.Logg
 		topic.Close()
 		return nil, fmt.Errorf("monitor: subscribe %s: %w", Topic, err)
 	}
+	events, err := topic.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		topic.Close()
+		return nil, fmt.Errorf("monitor: topic events: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gossip{Monitor: mon, self: self, topic: topic, sub: sub, log: log, cancel: cancel}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.receive(ctx)
+	go g.watchJoins(ctx, events)
 	return g, nil
+}
+
+// OnPeerJoin sets what to do when a peer starts listening for metrics: a
+// peer that just joined has none of ours until we send them again.
+func (g *Gossip) OnPeerJoin(fn func(peer.ID)) {
+	g.joinMu.Lock()
+	g.onJoin = fn
+	g.joinMu.Unlock()
+}
+
+func (g *Gossip) watchJoins(ctx context.Context, events *pubsub.TopicEventHandler) {
+	defer g.wg.Done()
+	defer events.Cancel()
+	for {
+		ev, err := events.NextPeerEvent(ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type != pubsub.PeerJoin {
+			continue
+		}
+		g.joinMu.Lock()
+		fn := g.onJoin
+		g.joinMu.Unlock()
+		if fn != nil {
+			fn(ev.Peer)
+		}
+	}
 }
 
 // validateMetric rejects messages that do not decode as a metric about
