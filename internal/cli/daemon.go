@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"ipfs-cluster/internal/config"
@@ -16,9 +17,13 @@ func daemonCommand() *Command {
 		Name:  "daemon",
 		Usage: "run the cluster peer",
 		Description: `
-Runs the peer until SIGINT or SIGTERM: the pinset store, the pin tracker
-driving kubo, and the REST API. The first signal shuts down cleanly, a
+Runs the peer until SIGINT or SIGTERM: the pinset store, the libp2p host,
+the CRDT consensus, the pin tracker driving kubo, and the REST API. The first signal shuts down cleanly, a
 third exits at once.`,
+		Flags: []Flag{
+			{Name: "bootstrap", Aliases: []string{"j"}, Kind: StringFlag, Usage: "comma-separated multiaddrs (with /p2p/<peer ID>) of cluster peers to join"},
+			{Name: "no-trust", Kind: BoolFlag, Usage: "do not add the bootstrap peers to trusted_peers"},
+		},
 		Action: runDaemon,
 	}
 }
@@ -49,7 +54,13 @@ func runDaemon(c *Context) error {
 	}
 	defer lock.release()
 
-	peer, err := daemon.Start(dir, cfg, ident)
+	var bootstrap []string
+	for _, a := range strings.Split(c.String("bootstrap"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			bootstrap = append(bootstrap, a)
+		}
+	}
+	peer, err := daemon.Start(dir, cfg, ident, daemon.Options{Bootstrap: bootstrap, NoTrust: c.Bool("no-trust")})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,12 @@ type Allocator interface {
 // of each peer: current allocations that still qualify are kept, new ones
 // are ranked by the balanced allocator until replication_factor_max.
 // A pin replicated everywhere has no allocations.
-func (c *Cluster) allocate(_ context.Context, pin api.Pin, current []peer.ID) ([]peer.ID, error) {
+func (c *Cluster) allocate(ctx context.Context, pin api.Pin, current []peer.ID) ([]peer.ID, error) {
+	return c.allocateExcluding(ctx, pin, current, nil)
+}
+
+// allocateExcluding is allocate that never chooses the excluded peers.
+func (c *Cluster) allocateExcluding(_ context.Context, pin api.Pin, current, excluded []peer.ID) ([]peer.ID, error) {
 	if pin.IsPinEverywhere() {
 		return nil, nil
 	}
@@ -29,7 +34,7 @@ func (c *Cluster) allocate(_ context.Context, pin api.Pin, current []peer.ID) ([
 	for _, name := range names {
 		metrics[name] = c.monitor.LatestMetrics(name)
 	}
-	allocs, err := c.allocator.Allocate(allocator.Request{Pin: pin, Current: current, Metrics: metrics})
+	allocs, err := c.allocator.Allocate(allocator.Request{Pin: pin, Current: current, Metrics: metrics, Excluded: excluded})
 	if err != nil {
 		return nil, fmt.Errorf("allocate: %w", err)
 	}

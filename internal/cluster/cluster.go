@@ -12,11 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/allocator"
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/p2p"
 	"ipfs-cluster/internal/state"
 )
 
@@ -25,7 +27,6 @@ import (
 type Consensus interface {
 	LogPin(ctx context.Context, pin api.Pin) error
 	LogUnpin(ctx context.Context, pin api.Pin) error
-	Peers(ctx context.Context) ([]peer.ID, error)
 }
 
 // State is the shared pinset as applied on this peer.
@@ -34,6 +35,7 @@ type State interface {
 	Delete(c api.Cid) error
 	Get(c api.Cid) (api.Pin, error)
 	ListType(ctx context.Context, types api.PinType, fn func(api.Pin) error) error
+	ListAllocatedTo(ctx context.Context, p peer.ID, fn func(api.Cid) error) error
 	Len() int
 }
 
@@ -63,6 +65,12 @@ type Config struct {
 	ReplicationFactorMax int
 	StateSyncInterval    time.Duration
 	PinRecoverInterval   time.Duration
+	// PingInterval is how often this peer announces it is up; its ping
+	// metric lives twice as long.
+	PingInterval time.Duration
+	// DisableRepinning leaves the pins of a peer that went down where
+	// they are instead of allocating them elsewhere.
+	DisableRepinning bool
 }
 
 // Sentinel errors the APIs map to status codes.
@@ -85,7 +93,11 @@ type Cluster struct {
 	monitor   Monitor
 	informers []Informer
 	allocator Allocator
+	host      host.Host
+	rpc       *p2p.RPC
 	log       zerolog.Logger
+	// peerJoined wakes the republishing of metrics (capacity 1).
+	peerJoined chan struct{}
 
 	ipfsMu sync.RWMutex
 	ipfsID api.IPFSID
@@ -95,12 +107,13 @@ type Cluster struct {
 	wg     sync.WaitGroup
 }
 
-// New builds the core. Consensus is set with SetConsensus because it needs
-// the core as its Applier.
+// New builds the core. Consensus and the network are set with
+// SetConsensus and SetNetwork, because they need the core themselves.
 func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, informers []Informer, alloc Allocator, log zerolog.Logger) *Cluster {
 	c := &Cluster{cfg: cfg, state: state, tracker: tracker, ipfs: ipfs, monitor: monitor, informers: informers, allocator: alloc, log: log}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ipfsID = api.IPFSID{Error: "kubo not contacted yet"}
+	c.peerJoined = make(chan struct{}, 1)
 	return c
 }
 
@@ -175,27 +188,20 @@ func (c *Cluster) kuboID() api.IPFSID {
 // ID describes this peer. The kubo part is the last answer kubo gave (it
 // is refreshed in the background), so /id answers at once even when kubo
 // is down.
-func (c *Cluster) ID(ctx context.Context) api.ID {
-	ipfsID := c.kuboID()
-	peers, err := c.consensus.Peers(ctx)
-	id := api.ID{
-		ID:                 c.cfg.Peer,
-		Addresses:          []api.Multiaddr{},
-		ClusterPeers:       peers,
-		Version:            api.Version,
-		RPCProtocolVersion: api.RPCProtocol,
-		IPFS:               &ipfsID,
-		Peername:           c.cfg.PeerName,
-	}
-	if err != nil {
-		id.Error = err.Error()
-	}
-	return id
-}
+func (c *Cluster) ID(ctx context.Context) api.ID { return c.localID(ctx) }
 
-// Peers streams the ID of every cluster peer.
-func (c *Cluster) Peers(ctx context.Context, fn func(api.ID) error) error {
-	return fn(c.ID(ctx))
+func (c *Cluster) localID(context.Context) api.ID {
+	ipfsID := c.kuboID()
+	return api.ID{
+		ID:                    c.cfg.Peer,
+		Addresses:             c.addrs(),
+		ClusterPeers:          c.peerset(),
+		ClusterPeersAddresses: []api.Multiaddr{},
+		Version:               api.Version,
+		RPCProtocolVersion:    api.RPCProtocol,
+		IPFS:                  &ipfsID,
+		Peername:              c.cfg.PeerName,
+	}
 }
 
 // PinGet returns the pin of c in the pinset.

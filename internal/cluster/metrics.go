@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"ipfs-cluster/internal/api"
 )
 
@@ -24,9 +26,21 @@ type Monitor interface {
 	Alerts() []api.Alert
 }
 
-// pingTTL is how long this peer's ping stays valid: twice the interval at
-// which it is sent, as in the reference.
-const pingInterval = 15 * time.Second
+// pingMetric is the metric whose expiry means a peer is down.
+const pingMetric = "ping"
+
+// ping is the value of the ping metric.
+type ping struct {
+	PeerName      string          `json:"peer_name"`
+	IPFSID        string          `json:"ipfs_id"`
+	IPFSAddresses []api.Multiaddr `json:"ipfs_addresses"`
+}
+
+func decodePing(v string) (ping, error) {
+	var p ping
+	err := json.Unmarshal([]byte(v), &p)
+	return p, err
+}
 
 // startMetrics publishes every informer's metrics once before returning,
 // so the first request after start can be allocated, then again every half
@@ -53,10 +67,15 @@ func (c *Cluster) startMetrics() {
 		}()
 	}
 	c.sendPing()
-	c.every(pingInterval, c.sendPing)
-	c.every(pingInterval, func() {
+	c.every(c.cfg.PingInterval, c.sendPing)
+	c.wg.Add(1)
+	go c.republishOnConnect()
+	c.every(c.cfg.PingInterval, func() {
 		for _, a := range c.monitor.CheckExpired() {
 			c.log.Warn().Str("metric", a.Name).Stringer("peer", a.Peer).Msg("metric expired")
+			if a.Name == pingMetric && !c.cfg.DisableRepinning {
+				c.repinFrom(a.Peer)
+			}
 		}
 	})
 }
@@ -77,13 +96,9 @@ func (c *Cluster) publish(inf Informer) time.Duration {
 
 func (c *Cluster) sendPing() {
 	id := c.kuboID()
-	value, _ := json.Marshal(struct {
-		PeerName      string          `json:"peer_name"`
-		IPFSID        string          `json:"ipfs_id"`
-		IPFSAddresses []api.Multiaddr `json:"ipfs_addresses"`
-	}{c.cfg.PeerName, id.ID.String(), id.Addresses})
-	m := api.Metric{Name: "ping", Peer: c.cfg.Peer, Value: string(value), Valid: true}
-	m.SetTTL(2 * pingInterval)
+	value, _ := json.Marshal(ping{PeerName: c.cfg.PeerName, IPFSID: id.ID.String(), IPFSAddresses: id.Addresses})
+	m := api.Metric{Name: pingMetric, Peer: c.cfg.Peer, Value: string(value), Valid: true}
+	m.SetTTL(2 * c.cfg.PingInterval)
 	c.monitor.Publish(m)
 }
 
@@ -95,3 +110,36 @@ func (c *Cluster) LatestMetrics(name string) []api.Metric { return c.monitor.Lat
 
 // Alerts returns the alerts raised, newest first.
 func (c *Cluster) Alerts() []api.Alert { return c.monitor.Alerts() }
+
+// republishOnConnect sends all metrics again soon after a peer joins,
+// so a peer that just joined can allocate at once instead of waiting for
+// the next round (half a TTL). Bursts of connections cause one round a
+// second at most.
+func (c *Cluster) republishOnConnect() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.peerJoined:
+		}
+		for _, inf := range c.informers {
+			c.publish(inf)
+		}
+		c.sendPing()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// PeerJoined schedules a republish of this peer's metrics because a peer
+// started listening for them; it never blocks.
+func (c *Cluster) PeerJoined(peer.ID) {
+	select {
+	case c.peerJoined <- struct{}{}:
+	default:
+	}
+}

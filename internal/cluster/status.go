@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/p2p"
 )
 
 // withIPFS fills in the kubo identity of this peer.
@@ -15,47 +16,66 @@ func (c *Cluster) withIPFS(pi api.PinInfo) api.PinInfo {
 	return pi
 }
 
-func (c *Cluster) global(pi api.PinInfo) api.GlobalPinInfo {
+func global(pi api.PinInfo) api.GlobalPinInfo {
 	var gpi api.GlobalPinInfo
-	gpi.Add(c.withIPFS(pi))
+	gpi.Add(pi)
 	return gpi
 }
 
-// Status returns the status of c on the peers that track it.
-func (c *Cluster) Status(ctx context.Context, ci api.Cid, local bool) (api.GlobalPinInfo, error) {
+// localStatus is this peer's status of c.
+func (c *Cluster) localStatus(ctx context.Context, ci api.Cid) (api.PinInfo, error) {
 	pi, err := c.tracker.Status(ctx, ci)
+	return c.withIPFS(pi), err
+}
+
+// Status returns the status of c on this peer (local) or on the peers that
+// track it.
+func (c *Cluster) Status(ctx context.Context, ci api.Cid, local bool) (api.GlobalPinInfo, error) {
+	if !local {
+		return c.statusFromPeers(ctx, ci, rpcStatus)
+	}
+	pi, err := c.localStatus(ctx, ci)
 	if err != nil {
 		return api.GlobalPinInfo{}, err
 	}
-	return c.global(pi), nil
+	return global(pi), nil
 }
 
 // StatusAll streams the status of every pin whose status on some peer
-// matches filter (undefined = all).
+// matches filter (undefined = all), from this peer (local) or from all.
 func (c *Cluster) StatusAll(ctx context.Context, filter api.TrackerStatus, local bool, fn func(api.GlobalPinInfo) error) error {
+	if !local {
+		return c.streamFromPeers(ctx, rpcStatusAll, filter, fn)
+	}
 	return c.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error {
-		return fn(c.global(pi))
+		return fn(global(c.withIPFS(pi)))
 	})
 }
 
 // Recover requeues c where it failed and returns its status.
 func (c *Cluster) Recover(ctx context.Context, ci api.Cid, local bool) (api.GlobalPinInfo, error) {
+	if !local {
+		return c.statusFromPeers(ctx, ci, rpcRecover)
+	}
 	pi, err := c.tracker.Recover(ctx, ci)
 	if err != nil {
 		return api.GlobalPinInfo{}, err
 	}
-	return c.global(pi), nil
+	return global(c.withIPFS(pi)), nil
 }
 
-// RecoverAll requeues every failed item and streams those it requeued.
+// RecoverAll requeues every failed item (here, or on every peer) and
+// streams those it requeued.
 func (c *Cluster) RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPinInfo) error) error {
+	if !local {
+		return c.streamFromPeers(ctx, rpcRecoverAll, struct{}{}, fn)
+	}
 	return c.tracker.RecoverAll(ctx, func(pi api.PinInfo) error {
-		return fn(c.global(pi))
+		return fn(global(c.withIPFS(pi)))
 	})
 }
 
-// RepoGC runs kubo's garbage collection.
-func (c *Cluster) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error) {
+func (c *Cluster) localRepoGC(ctx context.Context) api.RepoGC {
 	gc := api.RepoGC{Peer: c.cfg.Peer, Peername: c.cfg.PeerName, Keys: []api.IPFSRepoGC{}}
 	err := c.ipfs.RepoGC(ctx, func(k api.IPFSRepoGC) error {
 		gc.Keys = append(gc.Keys, k)
@@ -64,5 +84,23 @@ func (c *Cluster) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, err
 	if err != nil {
 		gc.Error = fmt.Sprintf("repo gc: %v", err)
 	}
-	return api.GlobalRepoGC{PeerMap: map[string]api.RepoGC{c.cfg.Peer.String(): gc}}, nil
+	return gc
+}
+
+// RepoGC runs kubo's garbage collection here (local) or on every peer.
+func (c *Cluster) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error) {
+	out := api.GlobalRepoGC{PeerMap: map[string]api.RepoGC{}}
+	if local {
+		out.PeerMap[c.cfg.Peer.String()] = c.localRepoGC(ctx)
+		return out, nil
+	}
+	names := c.peerNames()
+	for _, r := range p2p.CallAll[api.RepoGC](ctx, c.rpc, c.peerset(), rpcRepoGCLocal, struct{}{}, 0) {
+		gc := r.Value
+		if r.Err != nil {
+			gc = api.RepoGC{Peer: r.Peer, Peername: names[r.Peer], Error: r.Err.Error()}
+		}
+		out.PeerMap[r.Peer.String()] = gc
+	}
+	return out, nil
 }

@@ -1,46 +1,106 @@
 // Package daemon assembles a cluster peer from its configuration: the
-// state store, the kubo connector, the pin tracker, the core and the APIs.
-// The daemon command and the tests that need a whole peer both use it.
+// state store, the libp2p host and peer RPC, the CRDT consensus, the kubo
+// connector, the pin tracker, the monitor, the core and the APIs. The
+// daemon command and the tests that need a whole peer both use it.
 package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"ipfs-cluster/internal/allocator"
 	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/consensus/crdt"
 	"ipfs-cluster/internal/informer"
 	"ipfs-cluster/internal/ipfsconn"
 	"ipfs-cluster/internal/logging"
 	"ipfs-cluster/internal/monitor"
+	"ipfs-cluster/internal/p2p"
 	"ipfs-cluster/internal/pintracker"
 	"ipfs-cluster/internal/restapi"
 	"ipfs-cluster/internal/state"
 )
 
+// Options are the daemon's command-line choices.
+type Options struct {
+	// Bootstrap lists multiaddrs (with /p2p/) of peers to join; they are
+	// trusted unless NoTrust.
+	Bootstrap []string
+	NoTrust   bool
+}
+
 // Peer is a running cluster peer: every component, started in dependency
 // order and stopped in reverse.
 type Peer struct {
-	DB      *state.DB
-	Tracker *pintracker.Tracker
-	Cluster *cluster.Cluster
-	REST    *restapi.Server
+	DB        *state.DB
+	Host      host.Host
+	RPC       *p2p.RPC
+	Consensus *crdt.Consensus
+	Tracker   *pintracker.Tracker
+	Cluster   *cluster.Cluster
+	REST      *restapi.Server
+
+	peerFile *p2p.PeerFile
+	gossip   *monitor.Gossip
+	cancel   context.CancelFunc
 }
 
 // Start builds and starts every component of the peer whose configuration
 // folder is dir. On error, what was started is stopped again.
-func Start(dir string, cfg *config.Config, ident *config.Identity) (p *Peer, err error) {
+func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options) (p *Peer, err error) {
 	p = &Peer{}
 	defer func() {
 		if err != nil {
 			p.Stop()
 		}
 	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	bootstrap, err := parseBootstrap(opts.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
 	if p.DB, err = state.Open(filepath.Join(dir, "pebble"), logging.For("state")); err != nil {
 		return nil, err
 	}
+	cl := cfg.Cluster
+	hostCfg := p2p.DefaultHostConfig()
+	hostCfg.ListenAddrs = cl.ListenMultiaddress
+	hostCfg.AnnounceAddrs = cl.AnnounceMultiaddress
+	hostCfg.NoAnnounceAddrs = cl.NoAnnounceMultiaddress
+	hostCfg.Secret = cl.Secret
+	hostCfg.ConnMgr = p2p.ConnMgrConfig{HighWater: cl.ConnectionManager.HighWater, LowWater: cl.ConnectionManager.LowWater, GracePeriod: cl.ConnectionManager.GracePeriod.D()}
+	hostCfg.Log = logging.For("p2p")
+	if p.Host, err = p2p.NewHost(ctx, hostCfg, ident); err != nil {
+		return nil, err
+	}
+	peerstorePath := cl.PeerstoreFile
+	if peerstorePath == "" {
+		peerstorePath = p2p.PeerstoreFile
+	}
+	if !filepath.IsAbs(peerstorePath) {
+		peerstorePath = filepath.Join(dir, peerstorePath)
+	}
+	if p.peerFile, err = p2p.OpenPeerFile(p.Host, peerstorePath, cl.PeerAddresses, p2p.DefaultSaveDelay, logging.For("p2p")); err != nil {
+		return nil, err
+	}
+	// Flood publishing delivers CRDT head announcements and metrics at
+	// once to every peer instead of waiting for the gossip mesh to form:
+	// what a cluster of a few to a few dozen peers wants.
+	ps, err := pubsub.NewGossipSub(ctx, p.Host, pubsub.WithFloodPublish(true))
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: %w", err)
+	}
+
 	ih := cfg.IPFSConnector.IPFSHTTP
 	conn, err := ipfsconn.New(ipfsconn.Config{
 		NodeMultiaddress:      ih.NodeMultiaddress,
@@ -58,7 +118,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity) (p *Peer, err
 	st := cfg.PinTracker.Stateless
 	p.Tracker = pintracker.New(pintracker.Config{
 		Peer:               ident.ID,
-		PeerName:           cfg.Cluster.Peername,
+		PeerName:           cl.Peername,
 		ConcurrentPins:     st.ConcurrentPins,
 		MaxQueueSize:       st.MaxPinQueueSize,
 		PriorityMaxAge:     st.PriorityPinMaxAge.D(),
@@ -67,6 +127,9 @@ func Start(dir string, cfg *config.Config, ident *config.Identity) (p *Peer, err
 		RetryMaxDelay:      st.RetryMaxDelay.D(),
 	}, conn, p.DB, p.DB, logging.For("pintracker"))
 
+	if p.gossip, err = monitor.StartGossip(ps, monitor.New(), ident.ID, logging.For("monitor")); err != nil {
+		return nil, err
+	}
 	inf := cfg.Informer
 	informers := []cluster.Informer{
 		&informer.Disk{IPFS: conn, Peer: ident.ID, MetricTTL: inf.Disk.MetricTTL.D(), MetricType: inf.Disk.MetricType},
@@ -77,21 +140,40 @@ func Start(dir string, cfg *config.Config, ident *config.Identity) (p *Peer, err
 	}
 	p.Cluster = cluster.New(cluster.Config{
 		Peer:                 ident.ID,
-		PeerName:             cfg.Cluster.Peername,
-		ReplicationFactorMin: cfg.Cluster.ReplicationFactorMin,
-		ReplicationFactorMax: cfg.Cluster.ReplicationFactorMax,
-		StateSyncInterval:    cfg.Cluster.StateSyncInterval.D(),
-		PinRecoverInterval:   cfg.Cluster.PinRecoverInterval.D(),
-	}, p.DB, p.Tracker, conn, monitor.New(), informers, &allocator.Allocator{
+		PeerName:             cl.Peername,
+		ReplicationFactorMin: cl.ReplicationFactorMin,
+		ReplicationFactorMax: cl.ReplicationFactorMax,
+		StateSyncInterval:    cl.StateSyncInterval.D(),
+		PinRecoverInterval:   cl.PinRecoverInterval.D(),
+		PingInterval:         cl.MonitorPingInterval.D(),
+		DisableRepinning:     cl.DisableRepinning,
+	}, p.DB, p.Tracker, conn, p.gossip, informers, &allocator.Allocator{
 		AllocateBy:   cfg.Allocator.Balanced.AllocateBy,
 		MinFreeSpace: cfg.Allocator.Balanced.MinFreeSpace,
 	}, logging.For("cluster"))
-	p.Cluster.SetConsensus(cluster.NewSolo(ident.ID, p.Cluster))
+
+	cc := cfg.Consensus.CRDT
+	if p.Consensus, err = crdt.New(crdt.Config{
+		ClusterName:         cc.ClusterName,
+		TrustedPeers:        trusted(cc.TrustedPeers, bootstrap, opts.NoTrust),
+		Batching:            crdt.BatchingConfig{MaxBatchSize: cc.Batching.MaxBatchSize, MaxBatchAge: cc.Batching.MaxBatchAge.D(), MaxQueueSize: cc.Batching.MaxQueueSize},
+		RepairInterval:      cc.RepairInterval.D(),
+		RebroadcastInterval: cc.RebroadcastInterval.D(),
+		DatastoreNamespace:  cc.DatastoreNamespace,
+		DAGSyncTimeout:      cc.DAGSyncTimeout.D(),
+	}, p.Host, ps, p.DB, p.Cluster, logging.For("crdt")); err != nil {
+		return nil, err
+	}
+	p.Cluster.SetConsensus(p.Consensus)
+	p.gossip.OnPeerJoin(p.Cluster.PeerJoined)
+	p.RPC = p2p.NewRPC(p.Host, p2p.Config{IsTrusted: p.Consensus.IsTrusted}, logging.For("rpc"))
+	p.Cluster.SetNetwork(p.Host, p.RPC)
 
 	if err = p.Tracker.Start(); err != nil {
 		return nil, err
 	}
 	p.Cluster.Start()
+	join(ctx, p.Host, p.peerFile, bootstrap, cl.DialPeerTimeout.D())
 
 	if r := cfg.API.RestAPI; r != nil {
 		logFile := r.HTTPLogFile
@@ -119,20 +201,90 @@ func Start(dir string, cfg *config.Config, ident *config.Identity) (p *Peer, err
 	return p, nil
 }
 
+// trusted is the trusted_peers list plus the bootstrap peers, which the
+// daemon trusts unless told not to, as the reference does.
+func trusted(list []string, bootstrap []peer.AddrInfo, noTrust bool) []string {
+	out := append([]string(nil), list...)
+	if noTrust {
+		return out
+	}
+	for _, b := range bootstrap {
+		out = append(out, b.ID.String())
+	}
+	return out
+}
+
+func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("--bootstrap %q: %w", a, err)
+		}
+		info, err := peer.AddrInfoFromP2pAddr(m)
+		if err != nil {
+			return nil, fmt.Errorf("--bootstrap %q: needs /p2p/<peer ID>: %w", a, err)
+		}
+		out = append(out, *info)
+	}
+	return out, nil
+}
+
+// join connects to the bootstrap peers and to known peers from the
+// peerstore, in the background: a peer that is down must not stop this
+// one from starting.
+func join(ctx context.Context, h host.Host, pf *p2p.PeerFile, bootstrap []peer.AddrInfo, timeout time.Duration) {
+	log := logging.For("daemon")
+	go func() {
+		for _, b := range bootstrap {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			err := h.Connect(cctx, b)
+			cancel()
+			if err != nil {
+				log.Warn().Err(err).Stringer("peer", b.ID).Msg("bootstrap: cannot connect")
+				continue
+			}
+			log.Info().Stringer("peer", b.ID).Msg("bootstrap: connected")
+		}
+		pf.Bootstrap(ctx, 3, timeout)
+	}()
+}
+
 // Stop shuts the components down: the API first so that no request arrives
 // during the rest, the state last. It may be called on a peer that did not
 // fully start.
 func (p *Peer) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if p.REST != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		p.REST.Close(ctx)
-		cancel()
 	}
 	if p.Cluster != nil {
 		p.Cluster.Close()
 	}
 	if p.Tracker != nil {
 		p.Tracker.Close()
+	}
+	if p.RPC != nil {
+		p.RPC.Close()
+	}
+	if p.Consensus != nil {
+		if err := p.Consensus.Shutdown(ctx); err != nil && !errors.Is(err, crdt.ErrShutdown) {
+			log := logging.For("daemon")
+			log.Warn().Err(err).Msg("consensus shutdown")
+		}
+	}
+	if p.gossip != nil {
+		p.gossip.Close()
+	}
+	if p.cancel != nil {
+		p.cancel()
+	}
+	if p.peerFile != nil {
+		p.peerFile.Close()
+	}
+	if p.Host != nil {
+		p.Host.Close()
 	}
 	if p.DB != nil {
 		p.DB.Close()

@@ -36,11 +36,11 @@ type Peer struct {
 // before the peer starts. The peer and kubo stop at the end of the test.
 func Start(t testing.TB, tweak func(*config.Config)) *Peer {
 	t.Helper()
-	return StartWithKubo(t, kubotest.Start(t), tweak)
+	return StartWithKubo(t, kubotest.Start(t), tweak, daemon.Options{})
 }
 
 // StartWithKubo starts a peer beside an existing kubo daemon.
-func StartWithKubo(t testing.TB, k *kubo.Daemon, tweak func(*config.Config)) *Peer {
+func StartWithKubo(t testing.TB, k *kubo.Daemon, tweak func(*config.Config), opts daemon.Options) *Peer {
 	t.Helper()
 	// Keep test output to what matters: warnings and errors.
 	logging.Setup(os.Stderr, logging.Levels{Default: zerolog.WarnLevel})
@@ -53,6 +53,9 @@ func StartWithKubo(t testing.TB, k *kubo.Daemon, tweak func(*config.Config)) *Pe
 	}
 	cfg.Cluster.Secret = secret
 	cfg.API.RestAPI.HTTPListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Cluster.MonitorPingInterval = config.Duration(500 * time.Millisecond)
+	cfg.Consensus.CRDT.RebroadcastInterval = config.Duration(300 * time.Millisecond)
 	cfg.IPFSConnector.IPFSHTTP.NodeMultiaddress = k.APIAddr
 	cfg.PinTracker.Stateless.RetryMinDelay = config.Duration(time.Second)
 	cfg.PinTracker.Stateless.RetryMaxDelay = config.Duration(5 * time.Second)
@@ -66,7 +69,7 @@ func StartWithKubo(t testing.TB, k *kubo.Daemon, tweak func(*config.Config)) *Pe
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := daemon.Start(dir, cfg, ident)
+	p, err := daemon.Start(dir, cfg, ident, opts)
 	if err != nil {
 		t.Fatalf("start peer: %v", err)
 	}
@@ -77,4 +80,53 @@ func StartWithKubo(t testing.TB, k *kubo.Daemon, tweak func(*config.Config)) *Pe
 		APIURL:  "http://" + addr.String(),
 		APIAddr: "/ip4/127.0.0.1/tcp/" + strconv.Itoa(addr.Port),
 	}
+}
+
+// StartCluster starts n peers, each beside its own kubo, sharing one secret;
+// peers 1..n-1 bootstrap to peer 0 and the kubo daemons are connected to
+// each other so blocks can move. It returns once every peer counts all n
+// in its peerset and holds the free-space metric of each, so allocation
+// can use them all. tweak, when given, edits each peer's configuration.
+func StartCluster(t testing.TB, n int, tweak func(i int, c *config.Config)) []*Peer {
+	t.Helper()
+	secret, err := config.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := make([]*Peer, n)
+	for i := range peers {
+		k := kubotest.Start(t)
+		var opts daemon.Options
+		if i > 0 {
+			opts.Bootstrap = []string{peers[0].ClusterAddr()}
+			for _, prev := range peers[:i] {
+				if err := k.ConnectTo(t.Context(), prev.Kubo); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		peers[i] = StartWithKubo(t, k, func(c *config.Config) {
+			c.Cluster.Secret = secret
+			c.Cluster.Peername = "peer" + strconv.Itoa(i)
+			if tweak != nil {
+				tweak(i, c)
+			}
+		}, opts)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range peers {
+		for len(p.Cluster.ID(t.Context()).ClusterPeers) < n || len(p.Cluster.LatestMetrics("freespace")) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s sees %d peers and %d free-space metrics after 30s, want %d", p.Config.Cluster.Peername,
+					len(p.Cluster.ID(t.Context()).ClusterPeers), len(p.Cluster.LatestMetrics("freespace")), n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return peers
+}
+
+// ClusterAddr is the peer's libp2p address with its /p2p/ suffix.
+func (p *Peer) ClusterAddr() string {
+	return p.Host.Addrs()[0].String() + "/p2p/" + p.Host.ID().String()
 }

@@ -1,0 +1,164 @@
+package cluster_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/daemon/daemontest"
+	"ipfs-cluster/internal/kubo/kubotest"
+)
+
+// waitUntil polls cond every 50ms for at most d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not reached after %s: %s", what, d, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func peerIndex(peers []*daemontest.Peer) map[peer.ID]*daemontest.Peer {
+	m := map[peer.ID]*daemontest.Peer{}
+	for _, p := range peers {
+		m[p.Identity.ID] = p
+	}
+	return m
+}
+
+func TestReplicationAcrossThreePeers(t *testing.T) {
+	peers := daemontest.StartCluster(t, 3, nil)
+	byID := peerIndex(peers)
+	const n = 100
+	cids := cids(t, peers[0], n)
+	for i, c := range cids {
+		if _, err := peers[i%3].Cluster.Pin(t.Context(), c, api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2, Name: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every peer sees every pin with exactly two allocations.
+	for _, p := range peers {
+		waitUntil(t, 30*time.Second, p.Config.Cluster.Peername+" has the pinset", func() (bool, string) {
+			l := p.DB.Len()
+			return l == n, fmt.Sprintf("%d pins", l)
+		})
+	}
+	for _, c := range cids {
+		pin, err := peers[2].Cluster.PinGet(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pin.Allocations) != 2 || pin.Allocations[0] == pin.Allocations[1] {
+			t.Fatalf("%s allocations %v", c, pin.Allocations)
+		}
+	}
+	// Allocated peers pin it in their kubo; the third reports remote.
+	for _, c := range cids {
+		pin, _ := peers[0].Cluster.PinGet(t.Context(), c)
+		waitUntil(t, 60*time.Second, c.String()+" pinned on its allocations", func() (bool, string) {
+			gpi, err := peers[0].Cluster.Status(t.Context(), c, false)
+			if err != nil {
+				return false, err.Error()
+			}
+			pinned, remote := 0, 0
+			for id, pi := range gpi.PeerMap {
+				allocated := slices.ContainsFunc(pin.Allocations, func(p peer.ID) bool { return p.String() == id })
+				switch {
+				case allocated && pi.Status == api.TrackerStatusPinned:
+					pinned++
+				case !allocated && pi.Status == api.TrackerStatusRemote:
+					remote++
+				}
+			}
+			return pinned == 2 && remote == 1, fmt.Sprintf("%+v", gpi.PeerMap)
+		})
+		for _, a := range pin.Allocations {
+			if !kubotest.Pins(t, byID[a].Kubo, "recursive")[c.String()] {
+				t.Fatalf("kubo of %s does not hold %s", a, c)
+			}
+		}
+	}
+}
+
+func TestTagSpreadWithUserAllocation(t *testing.T) {
+	groups := []string{"a", "a", "b"}
+	peers := daemontest.StartCluster(t, 3, func(i int, c *config.Config) {
+		c.Informer.Tags.Tags = map[string]string{"group": groups[i]}
+	})
+	group := map[peer.ID]string{}
+	for i, p := range peers {
+		group[p.Identity.ID] = groups[i]
+	}
+	// Every peer must know every peer's tag before allocating.
+	waitUntil(t, 20*time.Second, "tags everywhere", func() (bool, string) {
+		n := len(peers[0].Cluster.LatestMetrics("tag:group"))
+		return n == 3, fmt.Sprintf("%d tag metrics", n)
+	})
+	cs := cids(t, peers[0], 20)
+	for i, c := range cs {
+		opts := api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}
+		if i%2 == 0 {
+			opts.UserAllocations = []peer.ID{peers[1].Identity.ID} // group a
+		}
+		pin, err := peers[0].Cluster.Pin(t.Context(), c, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := map[string]bool{}
+		for _, a := range pin.Allocations {
+			g[group[a]] = true
+		}
+		if len(pin.Allocations) != 2 || !g["a"] || !g["b"] {
+			t.Fatalf("pin %d allocated to %v: want one peer of group a and one of b", i, pin.Allocations)
+		}
+		if i%2 == 0 && !slices.Contains(pin.Allocations, peers[1].Identity.ID) {
+			t.Fatalf("pin %d ignores the user allocation: %v", i, pin.Allocations)
+		}
+	}
+}
+
+func TestRepinWhenAPeerGoesDown(t *testing.T) {
+	peers := daemontest.StartCluster(t, 3, func(_ int, c *config.Config) { c.Cluster.DisableRepinning = false })
+	cs := cids(t, peers[0], 12)
+	for _, c := range cs {
+		if _, err := peers[0].Cluster.Pin(t.Context(), c, api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range peers {
+		waitUntil(t, 30*time.Second, "pinset everywhere", func() (bool, string) { return p.DB.Len() == len(cs), "" })
+	}
+	dead := peers[2]
+	dead.Stop()
+	live := peers[:2]
+	for _, c := range cs {
+		waitUntil(t, 60*time.Second, c.String()+" repinned away from the dead peer", func() (bool, string) {
+			pin, err := live[0].Cluster.PinGet(t.Context(), c)
+			if err != nil {
+				return false, err.Error()
+			}
+			if slices.Contains(pin.Allocations, dead.Identity.ID) {
+				return false, fmt.Sprintf("allocations %v", pin.Allocations)
+			}
+			for _, p := range live {
+				gpi, err := p.Cluster.Status(t.Context(), c, true)
+				if err != nil || gpi.PeerMap[p.Identity.ID.String()].Status != api.TrackerStatusPinned {
+					return false, fmt.Sprintf("%s: %+v %v", p.Config.Cluster.Peername, gpi.PeerMap, err)
+				}
+			}
+			return true, ""
+		})
+	}
+}

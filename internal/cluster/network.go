@@ -1,0 +1,235 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/crypto/blake2b"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/p2p"
+)
+
+// RPC method names served to other peers.
+const (
+	rpcID           = "Cluster.ID"
+	rpcStatus       = "PinTracker.Status"
+	rpcStatusAll    = "PinTracker.StatusAll"
+	rpcRecover      = "PinTracker.Recover"
+	rpcRecoverAll   = "PinTracker.RecoverAll"
+	rpcRepoGCLocal  = "Cluster.RepoGCLocal"
+	peerCallTimeout = 15 * time.Second
+)
+
+// SetNetwork gives the core its libp2p host and peer RPC, and registers
+// the methods other peers call. It must be called before Start.
+func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC) {
+	c.host, c.rpc = h, r
+	p2p.Handle(r, rpcID, p2p.Open, func(ctx context.Context, _ peer.ID, _ struct{}) (api.ID, error) {
+		return c.localID(ctx), nil
+	})
+	p2p.Handle(r, rpcStatus, p2p.Trusted, func(ctx context.Context, _ peer.ID, ci api.Cid) (api.PinInfo, error) {
+		return c.localStatus(ctx, ci)
+	})
+	p2p.HandleStream(r, rpcStatusAll, p2p.Trusted, func(ctx context.Context, _ peer.ID, filter api.TrackerStatus, send func(api.PinInfo) error) error {
+		return c.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error { return send(c.withIPFS(pi)) })
+	})
+	p2p.Handle(r, rpcRecover, p2p.Trusted, func(ctx context.Context, _ peer.ID, ci api.Cid) (api.PinInfo, error) {
+		pi, err := c.tracker.Recover(ctx, ci)
+		return c.withIPFS(pi), err
+	})
+	p2p.HandleStream(r, rpcRecoverAll, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}, send func(api.PinInfo) error) error {
+		return c.tracker.RecoverAll(ctx, func(pi api.PinInfo) error { return send(c.withIPFS(pi)) })
+	})
+	p2p.Handle(r, rpcRepoGCLocal, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}) (api.RepoGC, error) {
+		return c.localRepoGC(ctx), nil
+	})
+}
+
+// peerset is this peer and every peer whose ping metric is valid: the
+// peers the cluster counts as up.
+func (c *Cluster) peerset() []peer.ID {
+	peers := []peer.ID{c.cfg.Peer}
+	for _, m := range c.monitor.LatestMetrics(pingMetric) {
+		if m.Peer != c.cfg.Peer {
+			peers = append(peers, m.Peer)
+		}
+	}
+	slices.Sort(peers)
+	return peers
+}
+
+// peerNames maps the peers with a valid ping to the peername they
+// announced, for status entries of peers that were not asked.
+func (c *Cluster) peerNames() map[peer.ID]string {
+	names := map[peer.ID]string{c.cfg.Peer: c.cfg.PeerName}
+	for _, m := range c.monitor.LatestMetrics(pingMetric) {
+		if p, err := decodePing(m.Value); err == nil {
+			names[m.Peer] = p.PeerName
+		}
+	}
+	return names
+}
+
+// addrs lists the host's addresses with this peer's /p2p/ suffix.
+func (c *Cluster) addrs() []api.Multiaddr {
+	out := []api.Multiaddr{}
+	if c.host == nil {
+		return out
+	}
+	suffix, err := ma.NewMultiaddr("/p2p/" + c.cfg.Peer.String())
+	if err != nil {
+		return out
+	}
+	for _, a := range c.host.Addrs() {
+		out = append(out, api.Multiaddr{Multiaddr: a.Encapsulate(suffix)})
+	}
+	return out
+}
+
+// Peers streams the ID of every peer in the peerset, asked in parallel;
+// one that does not answer is listed with its error.
+func (c *Cluster) Peers(ctx context.Context, fn func(api.ID) error) error {
+	for _, r := range p2p.CallAll[api.ID](ctx, c.rpc, c.peerset(), rpcID, struct{}{}, peerCallTimeout) {
+		id := r.Value
+		if r.Err != nil {
+			id = api.ID{ID: r.Peer, Error: r.Err.Error()}
+		}
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statusFromPeers builds the global status of a pin: the peers that track
+// it are asked (in parallel, each with its own timeout), the other peers
+// of the peerset are listed as remote, and a peer that cannot be reached
+// shows cluster_error.
+func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string) (api.GlobalPinInfo, error) {
+	pin, err := c.state.Get(ci)
+	switch {
+	case err == nil:
+	case isNotFound(err):
+		pin = api.Pin{Cid: ci}
+	default:
+		return api.GlobalPinInfo{}, fmt.Errorf("status %s: %w", ci, err)
+	}
+	peers := c.peerset()
+	ask := peers
+	if len(pin.Allocations) > 0 {
+		ask = pin.Allocations
+	}
+	names := c.peerNames()
+	var gpi api.GlobalPinInfo
+	for _, r := range p2p.CallAll[api.PinInfo](ctx, c.rpc, ask, method, ci, peerCallTimeout) {
+		if r.Err != nil {
+			gpi.Add(errorInfo(pin, r.Peer, names[r.Peer], r.Err))
+			continue
+		}
+		gpi.Add(r.Value)
+	}
+	for _, p := range peers {
+		if !slices.Contains(ask, p) {
+			gpi.Add(remoteInfo(pin, p, names[p]))
+		}
+	}
+	return gpi, nil
+}
+
+func errorInfo(pin api.Pin, p peer.ID, name string, err error) api.PinInfo {
+	return api.PinInfo{
+		Cid: pin.Cid, Name: pin.Name, Peer: p, Allocations: pin.Allocations, Origins: pin.Origins,
+		Created: pin.Timestamp, Metadata: pin.Metadata,
+		PinInfoShort: api.PinInfoShort{PeerName: name, Status: api.TrackerStatusClusterError, TS: time.Now(), Error: err.Error()},
+	}
+}
+
+func remoteInfo(pin api.Pin, p peer.ID, name string) api.PinInfo {
+	return api.PinInfo{
+		Cid: pin.Cid, Name: pin.Name, Peer: p, Allocations: pin.Allocations, Origins: pin.Origins,
+		Created: pin.Timestamp, Metadata: pin.Metadata,
+		PinInfoShort: api.PinInfoShort{PeerName: name, Status: api.TrackerStatusRemote, TS: pin.Timestamp},
+	}
+}
+
+// streamFromPeers merges what every peer streams for method into one
+// global status per CID, emitted once all peers have answered. A peer that
+// fails adds a cluster_error entry to every pin it would have reported.
+func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn func(api.GlobalPinInfo) error) error {
+	peers := c.peerset()
+	names := c.peerNames()
+	results := make([][]api.PinInfo, len(peers))
+	errs := p2p.Fanout(ctx, peers, 0, func(ctx context.Context, i int, p peer.ID) error {
+		return c.rpc.Stream(ctx, p, method, in, func(decode p2p.Decoder) error {
+			var pi api.PinInfo
+			if err := decode(&pi); err != nil {
+				return err
+			}
+			results[i] = append(results[i], pi)
+			return nil
+		})
+	})
+	merged := map[string]*api.GlobalPinInfo{}
+	var order []string
+	for _, list := range results {
+		for _, pi := range list {
+			key := pi.Cid.KeyString()
+			g, ok := merged[key]
+			if !ok {
+				g = &api.GlobalPinInfo{}
+				merged[key] = g
+				order = append(order, key)
+			}
+			g.Add(pi)
+		}
+	}
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		c.log.Warn().Err(err).Stringer("peer", peers[i]).Str("method", method).Msg("peer did not answer")
+		for _, key := range order {
+			g := merged[key]
+			pin := api.Pin{Cid: g.Cid, Allocations: g.Allocations}
+			pin.Name = g.Name
+			g.Add(errorInfo(pin, peers[i], names[peers[i]], err))
+		}
+	}
+	for _, key := range order {
+		if err := fn(*merged[key]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closestPeer is the peer of peers whose hash is nearest (XOR) to the
+// CID's: the one peer responsible for repinning it, chosen the same way by
+// every peer without talking.
+func closestPeer(ci api.Cid, peers []peer.ID) peer.ID {
+	target := blake(ci.Bytes())
+	var best peer.ID
+	var bestDist [32]byte
+	for i, p := range peers {
+		h := blake([]byte(p))
+		var d [32]byte
+		for j := range d {
+			d[j] = h[j] ^ target[j]
+		}
+		if i == 0 || string(d[:]) < string(bestDist[:]) {
+			best, bestDist = p, d
+		}
+	}
+	return best
+}
+
+func blake(b []byte) [32]byte { return blake2b.Sum256(b) }
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -1,0 +1,59 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"ipfs-cluster/internal/api"
+)
+
+// repinFrom allocates elsewhere the pins of a peer that went down, for the
+// pins whose closest live peer is this one, so that exactly one peer acts
+// for each pin. It visits only the dead peer's pins (the allocation index).
+func (c *Cluster) repinFrom(dead peer.ID) {
+	live := slices.DeleteFunc(c.peerset(), func(p peer.ID) bool { return p == dead })
+	var mine []api.Cid
+	err := c.state.ListAllocatedTo(c.ctx, dead, func(ci api.Cid) error {
+		if closestPeer(ci, live) == c.cfg.Peer {
+			mine = append(mine, ci)
+		}
+		return nil
+	})
+	if err != nil {
+		c.log.Warn().Err(err).Stringer("peer", dead).Msg("repin: list allocations")
+		return
+	}
+	moved := 0
+	for _, ci := range mine {
+		if err := c.repin(c.ctx, ci, dead); err != nil {
+			c.log.Warn().Err(err).Stringer("cid", ci).Stringer("peer", dead).Msg("repin")
+			continue
+		}
+		moved++
+	}
+	if len(mine) > 0 {
+		c.log.Info().Stringer("peer", dead).Int("pins", len(mine)).Int("repinned", moved).Msg("repinned the pins of a peer that is down")
+	}
+}
+
+// repin re-allocates one pin without the dead peer; current allocations
+// that are still live are kept, and only a pin below its minimum gets new
+// ones.
+func (c *Cluster) repin(ctx context.Context, ci api.Cid, dead peer.ID) error {
+	pin, err := c.state.Get(ci)
+	if err != nil {
+		return err
+	}
+	current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(p peer.ID) bool { return p == dead })
+	if len(current) >= pin.ReplicationFactorMin {
+		return nil
+	}
+	allocs, err := c.allocateExcluding(ctx, pin, current, []peer.ID{dead})
+	if err != nil {
+		return err
+	}
+	pin.Allocations = allocs
+	return c.consensus.LogPin(ctx, pin)
+}
