@@ -31,8 +31,11 @@ type Consensus interface {
 
 // State is the shared pinset as applied on this peer.
 type State interface {
-	Put(pin api.Pin) error
-	Delete(c api.Cid) error
+	// PutApplied and DeleteApplied need not sync: the consensus log that
+	// calls ApplyPin and ApplyUnpin is durable and replays what a crash
+	// cut short.
+	PutApplied(pin api.Pin) error
+	DeleteApplied(c api.Cid) error
 	Get(c api.Cid) (api.Pin, error)
 	ListType(ctx context.Context, types api.PinType, fn func(api.Pin) error) error
 	ListAllocatedTo(ctx context.Context, p peer.ID, fn func(api.Cid) error) error

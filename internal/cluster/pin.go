@@ -166,7 +166,7 @@ func (c *Cluster) resolve(ctx context.Context, path string) (api.Cid, error) {
 // ApplyPin writes a committed pin to the local state and hands it to the
 // tracker. Every consensus implementation calls it.
 func (c *Cluster) ApplyPin(pin api.Pin) error {
-	if err := c.state.Put(pin); err != nil {
+	if err := c.state.PutApplied(pin); err != nil {
 		return fmt.Errorf("apply pin %s: %w", pin.Cid, err)
 	}
 	if err := c.tracker.Track(pin); err != nil {
@@ -180,7 +180,7 @@ func (c *Cluster) ApplyPin(pin api.Pin) error {
 // ApplyUnpin removes a committed unpin from the local state and tells the
 // tracker.
 func (c *Cluster) ApplyUnpin(pin api.Pin) error {
-	if err := c.state.Delete(pin.Cid); err != nil {
+	if err := c.state.DeleteApplied(pin.Cid); err != nil {
 		return fmt.Errorf("apply unpin %s: %w", pin.Cid, err)
 	}
 	if err := c.tracker.Untrack(pin); err != nil {

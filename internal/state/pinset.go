@@ -18,7 +18,15 @@ import (
 // write is synced to disk. Concurrent Puts share WAL syncs through pebble's
 // commit pipeline, so throughput grows with the number of writers.
 func (db *DB) Put(p api.Pin) error {
-	return wrapErr("put", p.Cid, db.writePins([]api.Pin{p}))
+	return wrapErr("put", p.Cid, db.writePins([]api.Pin{p}, pebble.Sync))
+}
+
+// PutApplied stores p like Put but without waiting for a disk sync. It is
+// for changes already made durable elsewhere in this database (a consensus
+// log that re-applies them after a crash): the WAL keeps writes in order,
+// so a crash cannot keep a later write and lose this one.
+func (db *DB) PutApplied(p api.Pin) error {
+	return wrapErr("put", p.Cid, db.writePins([]api.Pin{p}, pebble.NoSync))
 }
 
 // PutMany stores pins in one synced batch: all or none are written. A CID
@@ -27,7 +35,7 @@ func (db *DB) PutMany(pins []api.Pin) error {
 	if len(pins) == 0 {
 		return nil
 	}
-	if err := db.writePins(pins); err != nil {
+	if err := db.writePins(pins, pebble.Sync); err != nil {
 		return fmt.Errorf("state: put %d pins: %w", len(pins), err)
 	}
 	return nil
@@ -36,7 +44,7 @@ func (db *DB) PutMany(pins []api.Pin) error {
 // writePins writes pins in one synced batch together with the counters of
 // the stripes that gain pins. The stripe locks make the check for an
 // existing pin and the counter update exact.
-func (db *DB) writePins(pins []api.Pin) error {
+func (db *DB) writePins(pins []api.Pin, sync *pebble.WriteOptions) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
@@ -101,7 +109,7 @@ func (db *DB) writePins(pins []api.Pin) error {
 			}
 		}
 	}
-	if err = b.Commit(pebble.Sync); err != nil {
+	if err = b.Commit(sync); err != nil {
 		return err
 	}
 	for s := range stripes.each() {
@@ -121,7 +129,13 @@ func checkStorable(p *api.Pin) error {
 
 // Delete removes the pin for c, if any. It returns once the removal is
 // synced to disk.
-func (db *DB) Delete(c api.Cid) error {
+func (db *DB) Delete(c api.Cid) error { return db.delete(c, pebble.Sync) }
+
+// DeleteApplied is Delete without waiting for a disk sync, for the same
+// reason as PutApplied.
+func (db *DB) DeleteApplied(c api.Cid) error { return db.delete(c, pebble.NoSync) }
+
+func (db *DB) delete(c api.Cid, sync *pebble.WriteOptions) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
@@ -146,7 +160,7 @@ func (db *DB) Delete(c api.Cid) error {
 		b.Set(metaKey(metaPinCount, s), binary.AppendUvarint(nil, db.pinCount[s]-1), nil),
 	)
 	if err == nil {
-		err = b.Commit(pebble.Sync)
+		err = b.Commit(sync)
 	}
 	if err != nil {
 		return wrapErr("delete", c, err)
