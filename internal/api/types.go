@@ -436,6 +436,18 @@ type Alert struct {
 	TriggeredAt time.Time `json:"triggered_at"`
 }
 
+// ConnectGraph is the connectivity of the cluster as one peer sees it:
+// which cluster peers each peer is connected to, which kubo daemon each
+// peer drives and which kubo daemons those are connected to.
+type ConnectGraph struct {
+	ClusterID         peer.ID              `json:"cluster_id"`
+	IDtoPeername      map[string]string    `json:"id_to_peername"`
+	IPFSLinks         map[string][]peer.ID `json:"ipfs_links"`
+	ClusterLinks      map[string][]peer.ID `json:"cluster_links"`
+	ClusterTrustLinks map[string]bool      `json:"cluster_trust_links"`
+	ClustertoIPFS     map[string]peer.ID   `json:"cluster_to_ipfs"`
+}
+
 // IPFSRepoGC is one key kubo collected (or failed to).
 type IPFSRepoGC struct {
 	Key   Cid    `json:"key"`

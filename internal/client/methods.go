@@ -15,16 +15,8 @@ import (
 	"ipfs-cluster/internal/api"
 )
 
-// ConnectGraph is the reply of GET /health/graph: who is connected to whom
-// among the cluster peers and their IPFS daemons. Map keys are peer IDs.
-type ConnectGraph struct {
-	ClusterID         peer.ID              `json:"cluster_id"`
-	IDtoPeername      map[string]string    `json:"id_to_peername"`
-	IPFSLinks         map[string][]peer.ID `json:"ipfs_links"`
-	ClusterLinks      map[string][]peer.ID `json:"cluster_links"`
-	ClusterTrustLinks map[string]bool      `json:"cluster_trust_links"`
-	ClustertoIPFS     map[string]peer.ID   `json:"cluster_to_ipfs"`
-}
+// ConnectGraph is the cluster connectivity graph (GET /health/graph).
+type ConnectGraph = api.ConnectGraph
 
 // Bandwidth is the traffic of one libp2p protocol.
 type Bandwidth struct {

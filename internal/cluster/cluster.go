@@ -56,6 +56,7 @@ type Tracker interface {
 // IPFS is what the core asks kubo directly.
 type IPFS interface {
 	ID(ctx context.Context) (api.IPFSID, error)
+	SwarmPeers(ctx context.Context) ([]peer.ID, error)
 	Resolve(ctx context.Context, path string) (api.Cid, error)
 	RepoGC(ctx context.Context, fn func(api.IPFSRepoGC) error) error
 }
@@ -98,6 +99,7 @@ type Cluster struct {
 	allocator Allocator
 	host      host.Host
 	rpc       *p2p.RPC
+	isTrusted func(peer.ID) bool
 	log       zerolog.Logger
 	// peerJoined wakes the republishing of metrics (capacity 1).
 	peerJoined chan struct{}

@@ -34,6 +34,9 @@ type ping struct {
 	PeerName      string          `json:"peer_name"`
 	IPFSID        string          `json:"ipfs_id"`
 	IPFSAddresses []api.Multiaddr `json:"ipfs_addresses"`
+	// ClusterAddresses lets peers that only share a bootstrap peer find
+	// and dial each other (the reference used a DHT for this).
+	ClusterAddresses []api.Multiaddr `json:"cluster_addresses,omitempty"`
 }
 
 func decodePing(v string) (ping, error) {
@@ -67,7 +70,10 @@ func (c *Cluster) startMetrics() {
 		}()
 	}
 	c.sendPing()
-	c.every(c.cfg.PingInterval, c.sendPing)
+	c.every(c.cfg.PingInterval, func() {
+		c.sendPing()
+		c.connectPeerset()
+	})
 	c.wg.Add(1)
 	go c.republishOnConnect()
 	c.every(c.cfg.PingInterval, func() {
@@ -96,7 +102,7 @@ func (c *Cluster) publish(inf Informer) time.Duration {
 
 func (c *Cluster) sendPing() {
 	id := c.kuboID()
-	value, _ := json.Marshal(ping{PeerName: c.cfg.PeerName, IPFSID: id.ID.String(), IPFSAddresses: id.Addresses})
+	value, _ := json.Marshal(ping{PeerName: c.cfg.PeerName, IPFSID: id.ID.String(), IPFSAddresses: id.Addresses, ClusterAddresses: c.addrs()})
 	m := api.Metric{Name: pingMetric, Peer: c.cfg.Peer, Value: string(value), Valid: true}
 	m.SetTTL(2 * c.cfg.PingInterval)
 	c.monitor.Publish(m)

@@ -106,6 +106,20 @@ func TestTagSpreadWithUserAllocation(t *testing.T) {
 		n := len(peers[0].Cluster.LatestMetrics("tag:group"))
 		return n == 3, fmt.Sprintf("%d tag metrics", n)
 	})
+	// Peers 1 and 2 only bootstrapped to peer 0: they find each other
+	// through the addresses in their pings, so the graph becomes complete.
+	waitUntil(t, 20*time.Second, "a complete connectivity graph", func() (bool, string) {
+		g := peers[1].Cluster.ConnectGraph(t.Context())
+		if len(g.ClusterLinks) != 3 || len(g.ClustertoIPFS) != 3 || g.ClusterID != peers[1].Identity.ID {
+			return false, fmt.Sprintf("%+v", g)
+		}
+		for id, links := range g.ClusterLinks {
+			if len(links) != 2 || !g.ClusterTrustLinks[id] {
+				return false, fmt.Sprintf("%s links to %v (trusted %v)", id, links, g.ClusterTrustLinks[id])
+			}
+		}
+		return true, ""
+	})
 	cs := cids(t, peers[0], 20)
 	for i, c := range cs {
 		opts := api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}

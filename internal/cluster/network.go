@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/crypto/blake2b"
@@ -27,10 +28,14 @@ const (
 	peerCallTimeout = 15 * time.Second
 )
 
-// SetNetwork gives the core its libp2p host and peer RPC, and registers
-// the methods other peers call. It must be called before Start.
-func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC) {
-	c.host, c.rpc = h, r
+// SetNetwork gives the core its libp2p host, its peer RPC and whom it
+// trusts, and registers the methods other peers call. It must be called
+// before Start.
+func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC, isTrusted func(peer.ID) bool) {
+	c.host, c.rpc, c.isTrusted = h, r, isTrusted
+	p2p.Handle(r, rpcConnections, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}) (connections, error) {
+		return c.localConnections(ctx), nil
+	})
 	p2p.Handle(r, rpcID, p2p.Open, func(ctx context.Context, _ peer.ID, _ struct{}) (api.ID, error) {
 		return c.localID(ctx), nil
 	})
@@ -75,6 +80,37 @@ func (c *Cluster) peerNames() map[peer.ID]string {
 		}
 	}
 	return names
+}
+
+// connectPeerset dials, in the background, the peers of the peerset this
+// host is not connected to, at the addresses their ping announced, so that
+// RPC reaches every peer and not only those met at bootstrap.
+func (c *Cluster) connectPeerset() {
+	if c.host == nil {
+		return
+	}
+	for _, m := range c.monitor.LatestMetrics(pingMetric) {
+		if m.Peer == c.cfg.Peer || c.host.Network().Connectedness(m.Peer) == network.Connected {
+			continue
+		}
+		p, err := decodePing(m.Value)
+		if err != nil || len(p.ClusterAddresses) == 0 {
+			continue
+		}
+		info := peer.AddrInfo{ID: m.Peer}
+		for _, a := range p.ClusterAddresses {
+			if id, err := peer.AddrInfoFromP2pAddr(a.Multiaddr); err == nil && id.ID == m.Peer {
+				info.Addrs = append(info.Addrs, id.Addrs...)
+			}
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(c.ctx, peerCallTimeout)
+			defer cancel()
+			if err := c.host.Connect(ctx, info); err != nil {
+				c.log.Debug().Err(err).Stringer("peer", info.ID).Msg("connect to peer")
+			}
+		}()
+	}
 }
 
 // addrs lists the host's addresses with this peer's /p2p/ suffix.

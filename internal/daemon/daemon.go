@@ -167,7 +167,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	p.Cluster.SetConsensus(p.Consensus)
 	p.gossip.OnPeerJoin(p.Cluster.PeerJoined)
 	p.RPC = p2p.NewRPC(p.Host, p2p.Config{IsTrusted: p.Consensus.IsTrusted}, logging.For("rpc"))
-	p.Cluster.SetNetwork(p.Host, p.RPC)
+	p.Cluster.SetNetwork(p.Host, p.RPC, p.Consensus.IsTrusted)
 
 	if err = p.Tracker.Start(); err != nil {
 		return nil, err

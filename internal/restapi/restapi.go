@@ -41,6 +41,7 @@ type Cluster interface {
 	MetricNames() []string
 	LatestMetrics(name string) []api.Metric
 	Alerts() []api.Alert
+	ConnectGraph(ctx context.Context) api.ConnectGraph
 }
 
 // Config holds the server's settings (section api.restapi).
@@ -202,6 +203,9 @@ func (s *Server) router() *httprouter.Router {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	r.GET("/health/alerts", s.alerts)
+	r.GET("/health/graph", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		s.writeJSON(w, http.StatusOK, s.cluster.ConnectGraph(r.Context()))
+	})
 	r.GET("/monitor/metrics", s.metricNames)
 	r.GET("/monitor/metrics/:name", s.metrics)
 	return r
