@@ -34,6 +34,13 @@ func (c *Cluster) allocateExcluding(_ context.Context, pin api.Pin, current, exc
 	for _, name := range names {
 		metrics[name] = c.monitor.LatestMetrics(name)
 	}
+	if c.cfg.PinOnlyOnTrustedPeers && c.isTrusted != nil {
+		for _, m := range metrics[names[0]] {
+			if !c.isTrusted(m.Peer) {
+				excluded = append(excluded, m.Peer)
+			}
+		}
+	}
 	allocs, err := c.allocator.Allocate(allocator.Request{Pin: pin, Current: current, Metrics: metrics, Excluded: excluded})
 	if err != nil {
 		return nil, fmt.Errorf("allocate: %w", err)

@@ -75,6 +75,9 @@ type Config struct {
 	// DisableRepinning leaves the pins of a peer that went down where
 	// they are instead of allocating them elsewhere.
 	DisableRepinning bool
+	// PinOnlyOnTrustedPeers never allocates to peers outside
+	// trusted_peers.
+	PinOnlyOnTrustedPeers bool
 }
 
 // Sentinel errors the APIs map to status codes.

@@ -139,14 +139,15 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		&informer.Counter{MetricName: "numpin", Count: p.DB.Len, Peer: ident.ID, MetricTTL: inf.NumPin.MetricTTL.D()},
 	}
 	p.Cluster = cluster.New(cluster.Config{
-		Peer:                 ident.ID,
-		PeerName:             cl.Peername,
-		ReplicationFactorMin: cl.ReplicationFactorMin,
-		ReplicationFactorMax: cl.ReplicationFactorMax,
-		StateSyncInterval:    cl.StateSyncInterval.D(),
-		PinRecoverInterval:   cl.PinRecoverInterval.D(),
-		PingInterval:         cl.MonitorPingInterval.D(),
-		DisableRepinning:     cl.DisableRepinning,
+		Peer:                  ident.ID,
+		PeerName:              cl.Peername,
+		ReplicationFactorMin:  cl.ReplicationFactorMin,
+		ReplicationFactorMax:  cl.ReplicationFactorMax,
+		StateSyncInterval:     cl.StateSyncInterval.D(),
+		PinRecoverInterval:    cl.PinRecoverInterval.D(),
+		PingInterval:          cl.MonitorPingInterval.D(),
+		DisableRepinning:      cl.DisableRepinning,
+		PinOnlyOnTrustedPeers: cl.PinOnlyOnTrustedPeers,
 	}, p.DB, p.Tracker, conn, p.gossip, informers, &allocator.Allocator{
 		AllocateBy:   cfg.Allocator.Balanced.AllocateBy,
 		MinFreeSpace: cfg.Allocator.Balanced.MinFreeSpace,
