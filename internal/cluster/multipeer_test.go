@@ -176,3 +176,27 @@ func TestRepinWhenAPeerGoesDown(t *testing.T) {
 		})
 	}
 }
+
+func TestPeerRemoveMovesItsPins(t *testing.T) {
+	peers := daemontest.StartCluster(t, 3, nil) // repinning stays off
+	cs := cids(t, peers[0], 6)
+	for _, c := range cs {
+		if _, err := peers[0].Cluster.Pin(t.Context(), c, api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := peers[2]
+	gone.Stop()
+	if err := peers[0].Cluster.PeerRemove(t.Context(), peers[0].Identity.ID); err == nil {
+		t.Fatal("a peer removed itself")
+	}
+	if err := peers[0].Cluster.PeerRemove(t.Context(), gone.Identity.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		pin, err := peers[0].Cluster.PinGet(t.Context(), c)
+		if err != nil || len(pin.Allocations) != 2 || slices.Contains(pin.Allocations, gone.Identity.ID) {
+			t.Fatalf("%s allocations %v after removing %s (%v)", c, pin.Allocations, gone.Identity.ID, err)
+		}
+	}
+}

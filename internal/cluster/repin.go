@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -56,4 +57,34 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, dead peer.ID) error {
 	}
 	pin.Allocations = allocs
 	return c.consensus.LogPin(ctx, pin)
+}
+
+// PeerRemove takes a peer out of the cluster's placement: every pin
+// allocated to it is allocated elsewhere at once (whatever
+// disable_repinning says: the operator asked), and this peer drops its
+// connections to it. A peer that keeps running announces itself again
+// with its next ping; stop it first to remove it for good.
+func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
+	if p == c.cfg.Peer {
+		return fmt.Errorf("%w: a peer cannot remove itself: stop it, then remove it from another peer", ErrInvalidRequest)
+	}
+	var pins []api.Cid
+	err := c.state.ListAllocatedTo(ctx, p, func(ci api.Cid) error {
+		pins = append(pins, ci)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove peer %s: %w", p, err)
+	}
+	for _, ci := range pins {
+		if err := c.repin(ctx, ci, p); err != nil {
+			return fmt.Errorf("remove peer %s: repin %s: %w", p, ci, err)
+		}
+	}
+	if c.host != nil {
+		c.host.Network().ClosePeer(p)
+		c.host.Peerstore().ClearAddrs(p)
+	}
+	c.log.Info().Stringer("peer", p).Int("repinned", len(pins)).Msg("peer removed")
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/julienschmidt/httprouter"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/cluster"
@@ -25,6 +26,19 @@ func (s *Server) version(w http.ResponseWriter, _ *http.Request, _ httprouter.Pa
 
 func (s *Server) peers(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	streamEach(s, w, r, s.cluster.Peers)
+}
+
+func (s *Server) peerRemove(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	p, err := peer.Decode(ps.ByName("peer"))
+	if err != nil {
+		s.writeError(w, http.StatusBadRequest, fmt.Errorf("error decoding Peer ID: %w", err))
+		return
+	}
+	if err := s.cluster.PeerRemove(r.Context(), p); err != nil {
+		s.writeError(w, statusOf(err), err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) allocations(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/rs/zerolog"
@@ -42,6 +43,7 @@ type Cluster interface {
 	LatestMetrics(name string) []api.Metric
 	Alerts() []api.Alert
 	ConnectGraph(ctx context.Context) api.ConnectGraph
+	PeerRemove(ctx context.Context, p peer.ID) error
 }
 
 // Config holds the server's settings (section api.restapi).
@@ -189,6 +191,7 @@ func (s *Server) router() *httprouter.Router {
 	r.GET("/id", s.id)
 	r.GET("/version", s.version)
 	r.GET("/peers", s.peers)
+	r.DELETE("/peers/:peer", s.peerRemove)
 	r.GET("/allocations", s.allocations)
 	r.GET("/allocations/:cid", s.allocation)
 	r.GET("/pins", s.statusAll)
