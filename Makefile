@@ -5,7 +5,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X ipfs-cluster/internal/cli.BuildVersion=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all build kubo reference test bench run clean
+.PHONY: all build kubo reference test bench bench-cluster run clean
 
 all: build kubo
 
@@ -42,6 +42,10 @@ test: build kubo reference
 ## bench: the Go benchmarks of the hot paths
 bench: build kubo
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-cluster: measure a three-peer local cluster (JSON line per figure)
+bench-cluster: build kubo
+	$(GO) run ./scripts/benchcluster
 
 clean:
 	rm -rf $(BIN)

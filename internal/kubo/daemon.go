@@ -20,6 +20,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"ipfs-cluster/internal/proc"
 )
 
 const (
@@ -419,7 +421,7 @@ func startProcess(bin string, args, env []string) (*process, error) {
 	p.cmd.Env = env
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = sysProcAttr()
+	proc.DieWithParent(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start kubo daemon: %w", err)
 	}

@@ -44,6 +44,7 @@ import (
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/kubo"
+	"ipfs-cluster/internal/proc"
 	"ipfs-cluster/internal/state"
 )
 
@@ -81,6 +82,7 @@ func (p *peerProc) start() (time.Duration, error) {
 	p.cmd = exec.Command(p.bin, "--config", p.dir, "--loglevel", "warn", "daemon")
 	p.cmd.Env = append(os.Environ(), "CLUSTER_IPFSHTTP_NODEMULTIADDRESS="+p.kuboAddr)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	proc.DieWithParent(p.cmd)
 	start := time.Now()
 	if err := p.cmd.Start(); err != nil {
 		return 0, err

@@ -25,6 +25,7 @@ import (
 
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/kubo"
+	"ipfs-cluster/internal/proc"
 )
 
 func main() {
@@ -159,6 +160,7 @@ func (p *peer) start(bin string, args ...string) error {
 	p.cmd = exec.Command(bin, append([]string{"--config", p.dir, "daemon"}, args...)...)
 	p.cmd.Env = append(os.Environ(), "CLUSTER_IPFSHTTP_NODEMULTIADDRESS="+p.kubo.APIAddr, "CLUSTER_PEERNAME="+filepath.Base(p.dir))
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	proc.DieWithParent(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("start peer: %w", err)
 	}
