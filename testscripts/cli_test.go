@@ -8,9 +8,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +56,8 @@ func TestScripts(t *testing.T) {
 			"kubo":        cmdKubo,
 			"wait-api":    cmdWaitAPI,
 			"wait-status": cmdWaitStatus,
+			"free-port":   cmdFreePort,
+			"peer-id":     cmdPeerID,
 		},
 	})
 }
@@ -187,4 +191,41 @@ func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ts.Fatalf("%s: status %q after 30s, want %s", args[0], last, args[1])
+}
+
+// cmdFreePort sets each VAR to a TCP port free on 127.0.0.1, for
+// addresses a script must know before the daemon starts (such as a
+// --bootstrap address).
+//
+//	free-port VAR...
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 || neg {
+		ts.Fatalf("usage: free-port VAR...")
+	}
+	// All listeners stay open until every port is chosen, so the ports
+	// differ.
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for _, name := range args {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		ts.Check(err)
+		ls = append(ls, l)
+		ts.Setenv(name, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	}
+}
+
+// cmdPeerID sets VAR to the peer ID in DIR/identity.json.
+//
+//	peer-id DIR VAR
+func cmdPeerID(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: peer-id DIR VAR")
+	}
+	ident, err := config.LoadIdentity(ts.MkAbs(args[0]), func(string) string { return "" })
+	ts.Check(err)
+	ts.Setenv(args[1], ident.ID.String())
 }

@@ -48,8 +48,8 @@ func (c *Cluster) ConnectGraph(ctx context.Context) api.ConnectGraph {
 		ClusterTrustLinks: map[string]bool{},
 		ClustertoIPFS:     map[string]peer.ID{},
 	}
-	for p, name := range c.peerNames() {
-		g.IDtoPeername[p.String()] = name
+	for p, pg := range c.peerNames() {
+		g.IDtoPeername[p.String()] = pg.PeerName
 	}
 	for _, r := range p2p.CallAll[connections](ctx, c.rpc, c.peerset(), rpcConnections, struct{}{}, peerCallTimeout) {
 		id := r.Peer.String()

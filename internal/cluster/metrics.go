@@ -21,6 +21,7 @@ type Informer interface {
 type Monitor interface {
 	Publish(m api.Metric)
 	LatestMetrics(name string) []api.Metric
+	Last(name string) []api.Metric
 	MetricNames() []string
 	CheckExpired() []api.Alert
 	Alerts() []api.Alert

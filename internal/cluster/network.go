@@ -70,13 +70,14 @@ func (c *Cluster) peerset() []peer.ID {
 	return peers
 }
 
-// peerNames maps the peers with a valid ping to the peername they
-// announced, for status entries of peers that were not asked.
-func (c *Cluster) peerNames() map[peer.ID]string {
-	names := map[peer.ID]string{c.cfg.Peer: c.cfg.PeerName}
-	for _, m := range c.monitor.LatestMetrics(pingMetric) {
+// peerNames maps every peer that ever sent a ping, up or down, to what
+// its last ping announced, so status entries of peers that were not asked
+// or did not answer still carry their name and kubo.
+func (c *Cluster) peerNames() map[peer.ID]ping {
+	names := map[peer.ID]ping{c.cfg.Peer: {PeerName: c.cfg.PeerName}}
+	for _, m := range c.monitor.Last(pingMetric) {
 		if p, err := decodePing(m.Value); err == nil {
-			names[m.Peer] = p.PeerName
+			names[m.Peer] = p
 		}
 	}
 	return names
@@ -179,20 +180,24 @@ func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string
 	return gpi, nil
 }
 
-func errorInfo(pin api.Pin, p peer.ID, name string, err error) api.PinInfo {
+// peerInfo is the status entry of a peer that was not asked or did not
+// answer, named from its last ping.
+func peerInfo(pin api.Pin, p peer.ID, pg ping, st api.TrackerStatus, ts time.Time, errText string) api.PinInfo {
+	ipfsID, _ := peer.Decode(pg.IPFSID)
 	return api.PinInfo{
 		Cid: pin.Cid, Name: pin.Name, Peer: p, Allocations: pin.Allocations, Origins: pin.Origins,
 		Created: pin.Timestamp, Metadata: pin.Metadata,
-		PinInfoShort: api.PinInfoShort{PeerName: name, Status: api.TrackerStatusClusterError, TS: time.Now(), Error: err.Error()},
+		PinInfoShort: api.PinInfoShort{PeerName: pg.PeerName, IPFS: ipfsID, IPFSAddresses: pg.IPFSAddresses,
+			Status: st, TS: ts, Error: errText},
 	}
 }
 
-func remoteInfo(pin api.Pin, p peer.ID, name string) api.PinInfo {
-	return api.PinInfo{
-		Cid: pin.Cid, Name: pin.Name, Peer: p, Allocations: pin.Allocations, Origins: pin.Origins,
-		Created: pin.Timestamp, Metadata: pin.Metadata,
-		PinInfoShort: api.PinInfoShort{PeerName: name, Status: api.TrackerStatusRemote, TS: pin.Timestamp},
-	}
+func errorInfo(pin api.Pin, p peer.ID, pg ping, err error) api.PinInfo {
+	return peerInfo(pin, p, pg, api.TrackerStatusClusterError, time.Now(), err.Error())
+}
+
+func remoteInfo(pin api.Pin, p peer.ID, pg ping) api.PinInfo {
+	return peerInfo(pin, p, pg, api.TrackerStatusRemote, pin.Timestamp, "")
 }
 
 // streamFromPeers merges what every peer streams for method into one

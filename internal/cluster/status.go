@@ -98,7 +98,7 @@ func (c *Cluster) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, err
 	for _, r := range p2p.CallAll[api.RepoGC](ctx, c.rpc, c.peerset(), rpcRepoGCLocal, struct{}{}, 0) {
 		gc := r.Value
 		if r.Err != nil {
-			gc = api.RepoGC{Peer: r.Peer, Peername: names[r.Peer], Error: r.Err.Error()}
+			gc = api.RepoGC{Peer: r.Peer, Peername: names[r.Peer].PeerName, Error: r.Err.Error()}
 		}
 		out.PeerMap[r.Peer.String()] = gc
 	}

@@ -58,6 +58,18 @@ func (m *Monitor) LatestMetrics(name string) []api.Metric {
 	return out
 }
 
+// Last returns the last metric of each peer for name, expired or not, so
+// that a peer that went down can still be named.
+func (m *Monitor) Last(name string) []api.Metric {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]api.Metric, 0, len(m.latest[name]))
+	for _, metric := range m.latest[name] {
+		out = append(out, metric)
+	}
+	return out
+}
+
 // MetricNames lists the names of the metrics received, sorted.
 func (m *Monitor) MetricNames() []string {
 	m.mu.RLock()

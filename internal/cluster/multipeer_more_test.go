@@ -1,0 +1,599 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multihash"
+	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/daemon"
+	"ipfs-cluster/internal/daemon/daemontest"
+	"ipfs-cluster/internal/kubo/kubotest"
+	"ipfs-cluster/internal/logging"
+)
+
+// identityCids returns n distinct identity CIDs. Their content is inline,
+// so kubo pins them without fetching or storing a block: the pins cost the
+// cluster its usual work and kubo almost none.
+func identityCids(t *testing.T, prefix string, n int) []api.Cid {
+	t.Helper()
+	out := make([]api.Cid, n)
+	for i := range out {
+		mh, err := multihash.Sum([]byte(prefix+"-"+strconv.Itoa(i)), multihash.IDENTITY, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = api.NewCid(cid.NewCidV1(cid.Raw, mh))
+	}
+	return out
+}
+
+// everywhere pins on every peer of the cluster: no allocation.
+var everywhere = api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1}
+
+// pinAll pins cs with opts from `workers` goroutines, spreading the
+// requests over the given peers, and returns how long it took.
+func pinAll(t *testing.T, peers []*daemontest.Peer, cs []api.Cid, opts api.PinOptions, workers int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if _, err := peers[i%len(peers)].Cluster.Pin(t.Context(), cs[i], opts); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range cs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		t.Fatal(first)
+	}
+	return time.Since(start)
+}
+
+// pinset lists the CIDs in the peer's pinset.
+func pinset(t *testing.T, p *daemontest.Peer) map[string]bool {
+	t.Helper()
+	set := map[string]bool{}
+	err := p.Cluster.Pins(t.Context(), api.AllType, func(pin api.Pin) error {
+		set[pin.Cid.String()] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// sameSet compares a pinset with the CIDs wanted and describes the
+// difference.
+func sameSet(got map[string]bool, want []api.Cid) (bool, string) {
+	missing := 0
+	for _, c := range want {
+		if !got[c.String()] {
+			missing++
+		}
+	}
+	extra := len(got) - (len(want) - missing)
+	return missing == 0 && extra == 0, fmt.Sprintf("%d pins: %d missing, %d extra", len(got), missing, extra)
+}
+
+// waitPinset waits until the peer's pinset is exactly want.
+func waitPinset(t *testing.T, d time.Duration, p *daemontest.Peer, want []api.Cid) {
+	t.Helper()
+	waitUntil(t, d, p.Config.Cluster.Peername+" has the pinset", func() (bool, string) {
+		if n := p.DB.Len(); n != len(want) {
+			_, d := sameSet(pinset(t, p), want)
+			return false, fmt.Sprintf("%d pins, want %d: %s", n, len(want), d)
+		}
+		return sameSet(pinset(t, p), want)
+	})
+}
+
+// startWithIdentity starts a peer as daemontest.StartWithKubo does (same
+// test settings, its own kubo), but with a given identity, so that other
+// peers' configurations can name it before it starts.
+func startWithIdentity(t *testing.T, ident *config.Identity, tweak func(*config.Config), opts daemon.Options) *daemontest.Peer {
+	t.Helper()
+	logging.Setup(os.Stderr, logging.Levels{Default: zerolog.WarnLevel})
+	k := kubotest.Start(t)
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.API.RestAPI.HTTPListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Cluster.MonitorPingInterval = config.Duration(500 * time.Millisecond)
+	cfg.Consensus.CRDT.RebroadcastInterval = config.Duration(300 * time.Millisecond)
+	cfg.IPFSConnector.IPFSHTTP.NodeMultiaddress = k.APIAddr
+	cfg.PinTracker.Stateless.RetryMinDelay = config.Duration(time.Second)
+	cfg.PinTracker.Stateless.RetryMaxDelay = config.Duration(5 * time.Second)
+	if tweak != nil {
+		tweak(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := daemon.Start(dir, cfg, ident, opts)
+	if err != nil {
+		t.Fatalf("start peer: %v", err)
+	}
+	t.Cleanup(p.Stop)
+	addr := p.REST.Addrs()[0].(*net.TCPAddr)
+	return &daemontest.Peer{
+		Peer: p, Dir: dir, Config: cfg, Identity: ident, Kubo: k,
+		APIURL:  "http://" + addr.String(),
+		APIAddr: "/ip4/127.0.0.1/tcp/" + strconv.Itoa(addr.Port),
+	}
+}
+
+// restPins lists the pinset through GET /allocations.
+func restPins(t *testing.T, p *daemontest.Peer) map[string]bool {
+	t.Helper()
+	resp, err := http.Get(p.APIURL + "/allocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET /allocations: %s: %s", resp.Status, b)
+	}
+	set := map[string]bool{}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var pin api.Pin
+		err := dec.Decode(&pin)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("GET /allocations: %v", err)
+		}
+		set[pin.Cid.String()] = true
+	}
+	return set
+}
+
+// restStatus is GET /pins/{cid} (global status) on p.
+func restStatus(t *testing.T, p *daemontest.Peer, c api.Cid) api.GlobalPinInfo {
+	t.Helper()
+	resp, err := http.Get(p.APIURL + "/pins/" + c.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /pins/%s: %s: %s", c, resp.Status, b)
+	}
+	var gpi api.GlobalPinInfo
+	if err := json.Unmarshal(b, &gpi); err != nil {
+		t.Fatalf("GET /pins/%s: %v: %s", c, err, b)
+	}
+	return gpi
+}
+
+func inPeerset(p *daemontest.Peer, id peer.ID) bool {
+	return slices.Contains(p.Cluster.ID(context.Background()).ClusterPeers, id)
+}
+
+// TestLateJoinerListsThousandPins pins 1,000 CIDs on a running 3-peer
+// cluster, then starts a 4th peer: it must list all of them within 30s.
+func TestLateJoinerListsThousandPins(t *testing.T) {
+	peers := daemontest.StartCluster(t, 3, nil)
+	const n = 1000
+	cs := identityCids(t, "late", n)
+	took := pinAll(t, peers, cs, everywhere, 16)
+	start := time.Now()
+	for _, p := range peers {
+		waitPinset(t, 30*time.Second, p, cs)
+	}
+	t.Logf("%d pins committed on 3 peers in %s (%.0f pins/s); every peer listed them %s later",
+		n, took.Round(time.Millisecond), n/took.Seconds(), time.Since(start).Round(time.Millisecond))
+	if st, err := peers[0].Consensus.Stats(t.Context()); err == nil {
+		t.Logf("DAG to catch up with: %d heads, height %d", st.Heads, st.MaxHeight)
+	}
+
+	k := kubotest.Start(t)
+	start = time.Now()
+	late := daemontest.StartWithKubo(t, k, func(c *config.Config) {
+		c.Cluster.Secret = peers[0].Config.Cluster.Secret
+		c.Cluster.Peername = "peer3"
+	}, daemon.Options{Bootstrap: []string{peers[0].ClusterAddr()}})
+	started := time.Since(start)
+	waitPinset(t, 30*time.Second, late, cs)
+	listed := time.Since(start)
+	if ok, diff := sameSet(restPins(t, late), cs); !ok {
+		t.Fatalf("GET /allocations on the late joiner: %s", diff)
+	}
+	t.Logf("late joiner: started in %s, listed all %d pins %s after its start",
+		started.Round(time.Millisecond), n, listed.Round(time.Millisecond))
+	if listed > 30*time.Second {
+		t.Fatalf("the late joiner took %s to list the pinset, want at most 30s", listed)
+	}
+}
+
+// TestPeerWithAnotherSecretCannotJoin bootstraps a peer with a different
+// cluster secret to the cluster: it must never enter the peerset and never
+// receive a pin.
+func TestPeerWithAnotherSecretCannotJoin(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, nil)
+	stranger := daemontest.StartWithKubo(t, kubotest.Start(t), func(c *config.Config) {
+		c.Cluster.Peername = "stranger"
+		if c.Cluster.Secret == peers[0].Config.Cluster.Secret {
+			t.Fatal("the stranger got the cluster's secret")
+		}
+	}, daemon.Options{Bootstrap: []string{peers[0].ClusterAddr()}})
+	sid := stranger.Identity.ID
+
+	// An explicit dial fails too: the private network handshake does
+	// (at once, or it hangs until the timeout).
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	err := stranger.Host.Connect(ctx, peer.AddrInfo{ID: peers[1].Identity.ID, Addrs: peers[1].Host.Addrs()})
+	cancel()
+	if err == nil {
+		t.Fatal("a peer with another secret connected to the cluster")
+	}
+
+	cs := identityCids(t, "secret", 10)
+	pinAll(t, peers, cs, everywhere, 4)
+	mine := identityCids(t, "stranger", 1)
+	if _, err := stranger.Cluster.Pin(t.Context(), mine[0], everywhere); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		waitPinset(t, 10*time.Second, p, cs)
+	}
+	// Several rebroadcasts and pings later, nothing crossed either way.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, p := range peers {
+			if inPeerset(p, sid) {
+				t.Fatalf("%s lists the stranger in its peerset", p.Config.Cluster.Peername)
+			}
+			if p.Host.Network().Connectedness(sid) == network.Connected {
+				t.Fatalf("%s is connected to the stranger", p.Config.Cluster.Peername)
+			}
+			if ids, err := p.Consensus.Peers(t.Context()); err != nil || slices.Contains(ids, sid) {
+				t.Fatalf("%s: consensus peers %v (%v)", p.Config.Cluster.Peername, ids, err)
+			}
+			if p.DB.Len() != len(cs) {
+				t.Fatalf("%s holds %d pins, want %d: the stranger's pin came in", p.Config.Cluster.Peername, p.DB.Len(), len(cs))
+			}
+		}
+		if got := stranger.Cluster.ID(t.Context()).ClusterPeers; len(got) != 1 {
+			t.Fatalf("the stranger's peerset is %v", got)
+		}
+		if ok, diff := sameSet(pinset(t, stranger), mine); !ok {
+			t.Fatalf("the stranger received pins of the cluster: %s", diff)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestUntrustedPeerPinStaysLocal trusts peers 0 and 1 only, on every peer
+// and without the bootstrap trust: a pin committed on peer 2 stays there,
+// while peer 2 still merges what the trusted peers commit.
+func TestUntrustedPeerPinStaysLocal(t *testing.T) {
+	idents := make([]*config.Identity, 3)
+	for i := range idents {
+		var err error
+		if idents[i], err = config.NewIdentity(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trusted := []string{idents[0].ID.String(), idents[1].ID.String()}
+	secret, err := config.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := make([]*daemontest.Peer, 3)
+	for i := range peers {
+		var opts daemon.Options
+		if i > 0 {
+			opts = daemon.Options{Bootstrap: []string{peers[0].ClusterAddr()}, NoTrust: true}
+		}
+		peers[i] = startWithIdentity(t, idents[i], func(c *config.Config) {
+			c.Cluster.Secret = secret
+			c.Cluster.Peername = "peer" + strconv.Itoa(i)
+			c.Consensus.CRDT.TrustedPeers = trusted
+		}, opts)
+	}
+	for _, p := range peers {
+		waitUntil(t, 20*time.Second, p.Config.Cluster.Peername+" sees 3 peers", func() (bool, string) {
+			ids, err := p.Consensus.Peers(t.Context())
+			n := len(p.Cluster.ID(t.Context()).ClusterPeers)
+			return err == nil && len(ids) == 3 && n == 3, fmt.Sprintf("%d topic peers, peerset of %d", len(ids), n)
+		})
+	}
+	if peers[0].Consensus.IsTrusted(idents[2].ID) || !peers[2].Consensus.IsTrusted(idents[0].ID) || !peers[0].Consensus.IsTrusted(idents[1].ID) {
+		t.Fatal("trust does not follow trusted_peers")
+	}
+
+	cs := identityCids(t, "trust", 3)
+	fromTrusted, fromUntrusted, later := cs[0], cs[1], cs[2]
+	if _, err := peers[0].Cluster.Pin(t.Context(), fromTrusted, everywhere); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		waitPinset(t, 10*time.Second, p, []api.Cid{fromTrusted})
+	}
+	if _, err := peers[2].Cluster.Pin(t.Context(), fromUntrusted, everywhere); err != nil {
+		t.Fatal(err)
+	}
+	waitPinset(t, 5*time.Second, peers[2], []api.Cid{fromTrusted, fromUntrusted})
+	// 5s: many rebroadcasts of peer 2's heads (every 300ms).
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, p := range peers[:2] {
+			if ok, diff := sameSet(pinset(t, p), []api.Cid{fromTrusted}); !ok {
+				t.Fatalf("%s merged the pin of the untrusted peer: %s", p.Config.Cluster.Peername, diff)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The trusted peers still work together and reach peer 2; peer 2's
+	// pin still stays out.
+	if _, err := peers[1].Cluster.Pin(t.Context(), later, everywhere); err != nil {
+		t.Fatal(err)
+	}
+	waitPinset(t, 10*time.Second, peers[2], cs)
+	for _, p := range peers[:2] {
+		waitPinset(t, 10*time.Second, p, []api.Cid{fromTrusted, later})
+	}
+}
+
+// partition cuts the libp2p connections between the two groups until the
+// returned function is called. The peers redial each other (a peer
+// reconnects to the peers whose ping it holds), so the cut is kept: every
+// connection across the groups is closed as soon as it opens, each side
+// forgets the other's addresses, and a ticker closes whatever remains.
+func partition(t *testing.T, left, right []*daemontest.Peer) (heal func()) {
+	t.Helper()
+	group := map[peer.ID]int{}
+	for _, p := range left {
+		group[p.Identity.ID] = 1
+	}
+	for _, p := range right {
+		group[p.Identity.ID] = 2
+	}
+	all := append(slices.Clone(left), right...)
+	var mu sync.Mutex
+	reopened := 0
+	notifiees := make([]*network.NotifyBundle, len(all))
+	for i, p := range all {
+		self := group[p.Identity.ID]
+		notifiees[i] = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+			if g := group[c.RemotePeer()]; g != 0 && g != self {
+				_ = c.Close()
+				mu.Lock()
+				reopened++
+				mu.Unlock()
+			}
+		}}
+		p.Host.Network().Notify(notifiees[i])
+	}
+	cut := func() {
+		for _, l := range left {
+			for _, r := range right {
+				l.Host.Peerstore().ClearAddrs(r.Identity.ID)
+				r.Host.Peerstore().ClearAddrs(l.Identity.ID)
+				_ = l.Host.Network().ClosePeer(r.Identity.ID)
+				_ = r.Host.Network().ClosePeer(l.Identity.ID)
+			}
+		}
+	}
+	cut()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				cut()
+			}
+		}
+	}()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		<-done
+		for i, p := range all {
+			p.Host.Network().StopNotify(notifiees[i])
+		}
+		mu.Lock()
+		t.Logf("partition: %d connections across the groups closed as they opened", reopened)
+		mu.Unlock()
+	})
+	t.Cleanup(stop)
+	return func() {
+		stop()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		for _, l := range left {
+			for _, r := range right {
+				if err := l.Host.Connect(ctx, peer.AddrInfo{ID: r.Identity.ID, Addrs: r.Host.Addrs()}); err != nil {
+					t.Fatalf("heal: %v", err)
+				}
+			}
+		}
+	}
+}
+
+// TestPartitionedClusterConverges splits 4 peers into two groups that keep
+// accepting pins and unpins, then heals the network: every peer must end
+// with the same pinset.
+func TestPartitionedClusterConverges(t *testing.T) {
+	peers := daemontest.StartCluster(t, 4, nil)
+	base := identityCids(t, "base", 20)
+	pinAll(t, peers[:1], base, everywhere, 4)
+	for _, p := range peers {
+		waitPinset(t, 10*time.Second, p, base)
+	}
+
+	left, right := peers[:2], peers[2:]
+	heal := partition(t, left, right)
+	for _, p := range peers {
+		waitUntil(t, 10*time.Second, p.Config.Cluster.Peername+" sees only its group", func() (bool, string) {
+			ids, err := p.Consensus.Peers(t.Context())
+			return err == nil && len(ids) == 2, fmt.Sprintf("topic peers %v (%v)", ids, err)
+		})
+	}
+
+	leftPins, rightPins := identityCids(t, "left", 20), identityCids(t, "right", 20)
+	pinAll(t, left, leftPins, everywhere, 4)
+	pinAll(t, right, rightPins, everywhere, 4)
+	// Each side unpins a different base pin.
+	if _, err := left[1].Cluster.Unpin(t.Context(), base[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := right[1].Cluster.Unpin(t.Context(), base[1]); err != nil {
+		t.Fatal(err)
+	}
+	leftWant := append(slices.Clone(base[1:]), leftPins...)
+	rightWant := append(append([]api.Cid{base[0]}, base[2:]...), rightPins...)
+	for _, p := range left {
+		waitPinset(t, 10*time.Second, p, leftWant)
+	}
+	for _, p := range right {
+		waitPinset(t, 10*time.Second, p, rightWant)
+	}
+	// A few rebroadcasts later, nothing crossed the partition.
+	time.Sleep(time.Second)
+	for _, p := range left {
+		if ok, diff := sameSet(pinset(t, p), leftWant); !ok {
+			t.Fatalf("%s during the partition: %s", p.Config.Cluster.Peername, diff)
+		}
+	}
+	for _, p := range right {
+		if ok, diff := sameSet(pinset(t, p), rightWant); !ok {
+			t.Fatalf("%s during the partition: %s", p.Config.Cluster.Peername, diff)
+		}
+	}
+
+	heal()
+	start := time.Now()
+	want := append(append(slices.Clone(base[2:]), leftPins...), rightPins...)
+	for _, p := range peers {
+		waitPinset(t, 30*time.Second, p, want)
+	}
+	t.Logf("after healing, 4 peers agree on %d pins in %s", len(want), time.Since(start).Round(time.Millisecond))
+}
+
+// TestStatusWithAPeerDown stops the peer a pin is allocated to: the global
+// status asked of another peer shows cluster_error for it and remote for
+// the others, before and after its ping expires.
+func TestStatusWithAPeerDown(t *testing.T) {
+	const ping = 2 * time.Second // the ping lives 4s
+	peers := daemontest.StartCluster(t, 3, func(_ int, c *config.Config) {
+		c.Cluster.MonitorPingInterval = config.Duration(ping)
+	})
+	dead, live := peers[2], peers[:2]
+	c := identityCids(t, "status", 1)[0]
+	pin, err := live[0].Cluster.Pin(t.Context(), c, api.PinOptions{
+		ReplicationFactorMin: 1, ReplicationFactorMax: 1, UserAllocations: []peer.ID{dead.Identity.ID},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pin.Allocations) != 1 || pin.Allocations[0] != dead.Identity.ID {
+		t.Fatalf("allocations %v, want the peer to stop", pin.Allocations)
+	}
+	waitPinned(t, dead, c)
+	for _, p := range live {
+		waitPinset(t, 10*time.Second, p, []api.Cid{c})
+	}
+
+	// check asks each live peer (GET /pins/{cid}) and expects the dead
+	// peer's entry to be deadStatus and the others remote. While its ping
+	// is valid the dead peer's entry carries its name.
+	check := func(when string, deadStatus api.TrackerStatus, pingValid bool) {
+		t.Helper()
+		for _, p := range live {
+			gpi := restStatus(t, p, c)
+			if len(gpi.PeerMap) != 3 {
+				t.Fatalf("%s: status from %s has %d entries: %+v", when, p.Config.Cluster.Peername, len(gpi.PeerMap), gpi.PeerMap)
+			}
+			for id, pi := range gpi.PeerMap {
+				want := api.TrackerStatusRemote
+				if id == dead.Identity.ID.String() {
+					want = deadStatus
+				}
+				if pi.Status != want {
+					t.Fatalf("%s: status from %s: %s is %s, want %s (%+v)", when, p.Config.Cluster.Peername, id, pi.Status, want, gpi.PeerMap)
+				}
+				if want == api.TrackerStatusClusterError && pi.Error == "" {
+					t.Fatalf("%s: cluster_error without an error message", when)
+				}
+				// Named from its last ping, expired or not, with its kubo.
+				if id == dead.Identity.ID.String() && (pi.PeerName != dead.Config.Cluster.Peername || pi.IPFS == "") {
+					t.Fatalf("%s: the entry of the stopped peer names %q with kubo %q, want %q (ping valid: %v)",
+						when, pi.PeerName, pi.IPFS, dead.Config.Cluster.Peername, pingValid)
+				}
+			}
+		}
+	}
+	check("all up", api.TrackerStatusPinned, true)
+
+	stopStart := time.Now()
+	dead.Stop()
+	stopped := time.Since(stopStart)
+	up := inPeerset(live[0], dead.Identity.ID) && inPeerset(live[1], dead.Identity.ID)
+	if !up {
+		t.Fatalf("the ping of the stopped peer expired before it was asked (stop took %s)", stopped)
+	}
+	check("down, ping valid", api.TrackerStatusClusterError, true)
+	if !inPeerset(live[0], dead.Identity.ID) {
+		t.Fatal("the ping expired during the first check: lengthen the ping interval")
+	}
+	t.Logf("peer stopped in %s; status checked while its ping was valid", stopped.Round(time.Millisecond))
+
+	for _, p := range live {
+		waitUntil(t, 4*ping, p.Config.Cluster.Peername+" drops the stopped peer", func() (bool, string) {
+			return !inPeerset(p, dead.Identity.ID), ""
+		})
+	}
+	// Out of the peerset, the peer is still an allocation: it is asked and
+	// reported unreachable.
+	check("down, ping expired", api.TrackerStatusClusterError, false)
+}
