@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -33,35 +34,15 @@ func (p *Pin) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.AppendUvarint(b, p.ShardSize)
 	b = appendTime(b, p.ExpireAt)
 	b = appendTime(b, p.Timestamp)
-	b = binary.AppendUvarint(b, uint64(len(p.Allocations)))
-	for _, a := range p.Allocations {
-		b = appendBytes(b, []byte(a))
-	}
-	keys := p.SortedMetadataKeys()
-	b = binary.AppendUvarint(b, uint64(len(keys)))
-	for _, k := range keys {
-		b = appendBytes(b, []byte(k))
-		b = appendBytes(b, []byte(p.Metadata[k]))
-	}
+	b = appendPeerList(b, p.Allocations)
+	b = appendMetadata(b, p.Metadata)
 	if p.Reference != nil {
 		b = appendBytes(b, p.Reference.Bytes())
 	} else {
 		b = appendBytes(b, nil)
 	}
 	b = appendBytes(b, p.PinUpdate.Bytes())
-	n := 0
-	for _, o := range p.Origins {
-		if o.Multiaddr != nil && len(o.Bytes()) > 0 {
-			n++
-		}
-	}
-	b = binary.AppendUvarint(b, uint64(n))
-	for _, o := range p.Origins {
-		if o.Multiaddr != nil && len(o.Bytes()) > 0 {
-			b = appendBytes(b, o.Bytes())
-		}
-	}
-	return b, nil
+	return appendAddrs(b, p.Origins), nil
 }
 
 // MarshalBinary encodes p.
@@ -86,37 +67,13 @@ func (p *Pin) UnmarshalBinary(data []byte) error {
 	out.ShardSize = d.uvarint()
 	out.ExpireAt = d.time()
 	out.Timestamp = d.time()
-	if n := d.count(); n > 0 {
-		out.Allocations = make([]peer.ID, 0, n)
-		for i := 0; i < n && d.err == nil; i++ {
-			out.Allocations = append(out.Allocations, peer.ID(d.bytes()))
-		}
-	}
-	if n := d.count(); n > 0 {
-		out.Metadata = make(map[string]string, n)
-		for i := 0; i < n && d.err == nil; i++ {
-			k := string(d.bytes())
-			out.Metadata[k] = string(d.bytes())
-		}
-	}
+	out.Allocations = d.peers()
+	out.Metadata = d.metadata()
 	if ref := d.cid(); ref.Defined() {
 		out.Reference = &ref
 	}
 	out.PinUpdate = d.cid()
-	if n := d.count(); n > 0 {
-		out.Origins = make([]Multiaddr, 0, n)
-		for i := 0; i < n && d.err == nil; i++ {
-			raw := d.bytes()
-			if d.err != nil {
-				break
-			}
-			m, err := ma.NewMultiaddrBytes(raw)
-			if err != nil {
-				return fmt.Errorf("%w: origin: %v", ErrCorruptPin, err)
-			}
-			out.Origins = append(out.Origins, Multiaddr{m})
-		}
-	}
+	out.Origins = d.addrs()
 	if d.err != nil {
 		return d.err
 	}
@@ -128,6 +85,45 @@ func (p *Pin) UnmarshalBinary(data []byte) error {
 	}
 	*p = out
 	return nil
+}
+
+func appendPeerList(b []byte, peers []peer.ID) []byte {
+	b = binary.AppendUvarint(b, uint64(len(peers)))
+	for _, p := range peers {
+		b = appendBytes(b, []byte(p))
+	}
+	return b
+}
+
+func appendMetadata(b []byte, m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendBytes(b, []byte(k))
+		b = appendBytes(b, []byte(m[k]))
+	}
+	return b
+}
+
+// appendAddrs writes the multiaddresses that are set, dropping empty ones.
+func appendAddrs(b []byte, addrs []Multiaddr) []byte {
+	n := 0
+	for _, a := range addrs {
+		if a.Multiaddr != nil && len(a.Bytes()) > 0 {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for _, a := range addrs {
+		if a.Multiaddr != nil && len(a.Bytes()) > 0 {
+			b = appendBytes(b, a.Bytes())
+		}
+	}
+	return b
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -217,6 +213,52 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
+func (d *decoder) peers() []peer.ID {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	out := make([]peer.ID, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		out = append(out, peer.ID(d.bytes()))
+	}
+	return out
+}
+
+func (d *decoder) metadata() map[string]string {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	out := make(map[string]string, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		k := string(d.bytes())
+		out[k] = string(d.bytes())
+	}
+	return out
+}
+
+func (d *decoder) addrs() []Multiaddr {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	out := make([]Multiaddr, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		raw := d.bytes()
+		if d.err != nil {
+			break
+		}
+		m, err := ma.NewMultiaddrBytes(raw)
+		if err != nil {
+			d.err = fmt.Errorf("%w: multiaddress: %v", ErrCorruptPin, err)
+			return nil
+		}
+		out = append(out, Multiaddr{m})
+	}
+	return out
+}
+
 func (d *decoder) cid() Cid {
 	raw := d.bytes()
 	if d.err != nil || len(raw) == 0 {
@@ -244,4 +286,66 @@ func (d *decoder) time() time.Time {
 	}
 	d.fail("time")
 	return time.Time{}
+}
+
+// pinInfoCodecVersion versions the binary PinInfo encoding, which peers
+// exchange when they stream status (it is much cheaper than JSON there).
+const pinInfoCodecVersion = 1
+
+// AppendBinary appends the binary encoding of pi to b.
+func (pi *PinInfo) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, pinInfoCodecVersion)
+	b = appendBytes(b, pi.Cid.Bytes())
+	b = appendBytes(b, []byte(pi.Name))
+	b = appendBytes(b, []byte(pi.Peer))
+	b = appendPeerList(b, pi.Allocations)
+	b = appendAddrs(b, pi.Origins)
+	b = appendTime(b, pi.Created)
+	b = appendMetadata(b, pi.Metadata)
+	b = appendBytes(b, []byte(pi.PeerName))
+	b = appendBytes(b, []byte(pi.IPFS))
+	b = appendAddrs(b, pi.IPFSAddresses)
+	b = binary.AppendUvarint(b, uint64(pi.Status))
+	b = appendTime(b, pi.TS)
+	b = appendBytes(b, []byte(pi.Error))
+	b = binary.AppendUvarint(b, uint64(pi.AttemptCount))
+	if pi.PriorityPin {
+		return append(b, 1), nil
+	}
+	return append(b, 0), nil
+}
+
+// UnmarshalBinary decodes pi from data. It never panics on bad input.
+func (pi *PinInfo) UnmarshalBinary(data []byte) error {
+	d := decoder{buf: data}
+	if v := d.byte(); v != pinInfoCodecVersion {
+		if d.err != nil {
+			return d.err
+		}
+		return fmt.Errorf("%w: unknown pin info version %d", ErrCorruptPin, v)
+	}
+	var out PinInfo
+	out.Cid = d.cid()
+	out.Name = string(d.bytes())
+	out.Peer = peer.ID(d.bytes())
+	out.Allocations = d.peers()
+	out.Origins = d.addrs()
+	out.Created = d.time()
+	out.Metadata = d.metadata()
+	out.PeerName = string(d.bytes())
+	out.IPFS = peer.ID(d.bytes())
+	out.IPFSAddresses = d.addrs()
+	out.Status = TrackerStatus(d.uvarint())
+	out.TS = d.time()
+	out.Error = string(d.bytes())
+	out.AttemptCount = int(d.uvarint())
+	out.PriorityPin = d.byte() == 1
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.buf) > 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptPin, len(d.buf))
+	}
+	*pi = out
+	return nil
 }
