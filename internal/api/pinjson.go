@@ -35,22 +35,7 @@ func (p *Pin) AppendJSON(b []byte, peerNames map[peer.ID]string) []byte {
 	b = append(b, `,"pin_update":`...)
 	b = appendCid(b, p.PinUpdate)
 	b = append(b, `,"origins":`...)
-	if p.Origins == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, o := range p.Origins {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if o.Multiaddr == nil {
-				b = append(b, `""`...)
-			} else {
-				b = appendJSONString(b, o.String())
-			}
-		}
-		b = append(b, ']')
-	}
+	b = appendMultiaddrs(b, p.Origins)
 	b = append(b, `,"cid":`...)
 	b = appendCid(b, p.Cid)
 	b = append(b, `,"type":"`...)
@@ -91,16 +76,39 @@ func appendPeers(b []byte, peers []peer.ID, names map[peer.ID]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		s, ok := names[p]
-		if !ok {
-			s = p.String()
-			if names != nil {
-				names[p] = s
-			}
+		b = appendPeer(b, p, names)
+	}
+	return append(b, ']')
+}
+
+// appendPeer writes a peer ID as a JSON string, through the cache.
+func appendPeer(b []byte, p peer.ID, names map[peer.ID]string) []byte {
+	s, ok := names[p]
+	if !ok {
+		s = p.String()
+		if names != nil {
+			names[p] = s
 		}
-		b = append(b, '"')
-		b = append(b, s...)
-		b = append(b, '"')
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+func appendMultiaddrs(b []byte, addrs []Multiaddr) []byte {
+	if addrs == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, a := range addrs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if a.Multiaddr == nil {
+			b = append(b, `""`...)
+		} else {
+			b = appendJSONString(b, a.String())
+		}
 	}
 	return append(b, ']')
 }
@@ -146,4 +154,68 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// AppendJSON appends the JSON encoding of gpi to b: byte for byte what
+// encoding/json produces, without reflection (cluster-wide status lists
+// every pin with one entry per peer). peerNames caches peer ID strings as
+// for Pin.AppendJSON.
+func (gpi *GlobalPinInfo) AppendJSON(b []byte, peerNames map[peer.ID]string) []byte {
+	b = append(b, `{"cid":`...)
+	b = appendCid(b, gpi.Cid)
+	b = append(b, `,"name":`...)
+	b = appendJSONString(b, gpi.Name)
+	b = append(b, `,"allocations":`...)
+	b = appendPeers(b, gpi.Allocations, peerNames)
+	b = append(b, `,"origins":`...)
+	b = appendMultiaddrs(b, gpi.Origins)
+	b = append(b, `,"created":`...)
+	b = appendJSONTime(b, gpi.Created)
+	b = append(b, `,"metadata":`...)
+	b = appendStringMap(b, gpi.Metadata)
+	b = append(b, `,"peer_map":`...)
+	if gpi.PeerMap == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '{')
+		for i, id := range gpi.SortedPeers() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, id)
+			b = append(b, ':')
+			b = gpi.PeerMap[id].appendJSON(b, peerNames)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+func (s PinInfoShort) appendJSON(b []byte, peerNames map[peer.ID]string) []byte {
+	b = append(b, `{"peername":`...)
+	b = appendJSONString(b, s.PeerName)
+	if s.IPFS != "" {
+		b = append(b, `,"ipfs_peer_id":`...)
+		b = appendPeer(b, s.IPFS, peerNames)
+	}
+	if len(s.IPFSAddresses) > 0 {
+		b = append(b, `,"ipfs_peer_addresses":`...)
+		b = appendMultiaddrs(b, s.IPFSAddresses)
+	}
+	b = append(b, `,"status":"`...)
+	b = append(b, s.Status.String()...)
+	b = append(b, `","timestamp":`...)
+	b = appendJSONTime(b, s.TS)
+	b = append(b, `,"error":`...)
+	b = appendJSONString(b, s.Error)
+	b = append(b, `,"attempt_count":`...)
+	b = strconv.AppendInt(b, int64(s.AttemptCount), 10)
+	b = append(b, `,"priority_pin":`...)
+	b = strconv.AppendBool(b, s.PriorityPin)
+	return append(b, '}')
+}
+
+// MarshalJSON encodes the global status (see AppendJSON).
+func (gpi GlobalPinInfo) MarshalJSON() ([]byte, error) {
+	return gpi.AppendJSON(make([]byte, 0, 512), nil), nil
 }

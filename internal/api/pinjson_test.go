@@ -132,3 +132,38 @@ func BenchmarkPinEncodingJSON(b *testing.B) {
 		json.Marshal((*reflected)(&p))
 	}
 }
+
+type reflectedGPI GlobalPinInfo
+
+func TestGlobalPinInfoJSONMatchesEncodingJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	peers := testPeers(t, 4)
+	names := map[peer.ID]string{}
+	for i := range 1000 {
+		p := randomPin(r, peers)
+		gpi := GlobalPinInfo{Cid: p.Cid, Name: p.Name, Allocations: p.Allocations, Origins: p.Origins, Created: p.Timestamp, Metadata: p.Metadata}
+		for j := range r.IntN(4) {
+			s := PinInfoShort{PeerName: p.Name, Status: TrackerStatusAll[r.IntN(len(TrackerStatusAll))],
+				TS: time.Unix(r.Int64N(1<<33), r.Int64N(1e9)).UTC(), Error: p.Name, AttemptCount: r.IntN(9), PriorityPin: r.IntN(2) == 0}
+			if r.IntN(2) == 0 {
+				s.IPFS = peers[j]
+				o, _ := NewMultiaddr("/ip4/127.0.0.1/tcp/4001")
+				s.IPFSAddresses = []Multiaddr{o}
+			}
+			if gpi.PeerMap == nil {
+				gpi.PeerMap = map[string]PinInfoShort{}
+			}
+			gpi.PeerMap[peers[j].String()] = s
+		}
+		want, err := json.Marshal((*reflectedGPI)(&gpi))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gpi.AppendJSON(nil, names); string(got) != string(want) {
+			t.Fatalf("gpi %d:\n got %s\nwant %s", i, got, want)
+		}
+		if got, _ := json.Marshal(gpi); string(got) != string(want) {
+			t.Fatalf("json.Marshal(gpi) %d differs", i)
+		}
+	}
+}
