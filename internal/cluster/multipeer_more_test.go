@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,14 +17,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multihash"
-	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon"
 	"ipfs-cluster/internal/daemon/daemontest"
 	"ipfs-cluster/internal/kubo/kubotest"
-	"ipfs-cluster/internal/logging"
 )
 
 // identityCids returns n distinct identity CIDs. Their content is inline,
@@ -122,41 +118,6 @@ func waitPinset(t *testing.T, d time.Duration, p *daemontest.Peer, want []api.Ci
 		}
 		return sameSet(pinset(t, p), want)
 	})
-}
-
-// startWithIdentity starts a peer as daemontest.StartWithKubo does (same
-// test settings, its own kubo), but with a given identity, so that other
-// peers' configurations can name it before it starts.
-func startWithIdentity(t *testing.T, ident *config.Identity, tweak func(*config.Config), opts daemon.Options) *daemontest.Peer {
-	t.Helper()
-	logging.Setup(os.Stderr, logging.Levels{Default: zerolog.WarnLevel})
-	k := kubotest.Start(t)
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.API.RestAPI.HTTPListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/0"}
-	cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/0"}
-	cfg.Cluster.MonitorPingInterval = config.Duration(500 * time.Millisecond)
-	cfg.Consensus.CRDT.RebroadcastInterval = config.Duration(300 * time.Millisecond)
-	cfg.IPFSConnector.IPFSHTTP.NodeMultiaddress = k.APIAddr
-	cfg.PinTracker.Stateless.RetryMinDelay = config.Duration(time.Second)
-	cfg.PinTracker.Stateless.RetryMaxDelay = config.Duration(5 * time.Second)
-	if tweak != nil {
-		tweak(cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := daemon.Start(dir, cfg, ident, opts)
-	if err != nil {
-		t.Fatalf("start peer: %v", err)
-	}
-	t.Cleanup(p.Stop)
-	addr := p.REST.Addrs()[0].(*net.TCPAddr)
-	return &daemontest.Peer{
-		Peer: p, Dir: dir, Config: cfg, Identity: ident, Kubo: k,
-		APIURL:  "http://" + addr.String(),
-		APIAddr: "/ip4/127.0.0.1/tcp/" + strconv.Itoa(addr.Port),
-	}
 }
 
 // restPins lists the pinset through GET /allocations.
@@ -329,7 +290,7 @@ func TestUntrustedPeerPinStaysLocal(t *testing.T) {
 		if i > 0 {
 			opts = daemon.Options{Bootstrap: []string{peers[0].ClusterAddr()}, NoTrust: true}
 		}
-		peers[i] = startWithIdentity(t, idents[i], func(c *config.Config) {
+		peers[i] = daemontest.StartWithIdentity(t, kubotest.Start(t), idents[i], func(c *config.Config) {
 			c.Cluster.Secret = secret
 			c.Cluster.Peername = "peer" + strconv.Itoa(i)
 			c.Consensus.CRDT.TrustedPeers = trusted

@@ -42,6 +42,17 @@ func Start(t testing.TB, tweak func(*config.Config)) *Peer {
 // StartWithKubo starts a peer beside an existing kubo daemon.
 func StartWithKubo(t testing.TB, k *kubo.Daemon, tweak func(*config.Config), opts daemon.Options) *Peer {
 	t.Helper()
+	ident, err := config.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StartWithIdentity(t, k, ident, tweak, opts)
+}
+
+// StartWithIdentity is StartWithKubo with a given identity, so that other
+// peers' configurations can name the peer before it starts.
+func StartWithIdentity(t testing.TB, k *kubo.Daemon, ident *config.Identity, tweak func(*config.Config), opts daemon.Options) *Peer {
+	t.Helper()
 	// Keep test output to what matters: warnings and errors.
 	logging.Setup(os.Stderr, logging.Levels{Default: zerolog.WarnLevel})
 	dir := t.TempDir()
@@ -63,10 +74,6 @@ func StartWithKubo(t testing.TB, k *kubo.Daemon, tweak func(*config.Config), opt
 		tweak(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ident, err := config.NewIdentity()
-	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := daemon.Start(dir, cfg, ident, opts)
