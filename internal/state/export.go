@@ -162,8 +162,8 @@ func (db *DB) Clear(ctx context.Context) error {
 	defer b.Close()
 	err := errors.Join(
 		b.DeleteRange([]byte{prefixPin}, []byte{prefixAlloc + 1}, nil),
-		b.DeleteRange([]byte{prefixMeta, metaPinCount}, []byte{prefixMeta, metaPinCount + 1}, nil),
-		b.DeleteRange([]byte{prefixMeta, metaStatusCount}, []byte{prefixMeta, metaStatusCount + 1}, nil),
+		b.DeleteRange([]byte{prefixSys, metaPinCount}, []byte{prefixSys, metaPinCount + 1}, nil),
+		b.DeleteRange([]byte{prefixSys, metaStatusCount}, []byte{prefixSys, metaStatusCount + 1}, nil),
 	)
 	if err == nil {
 		err = b.Commit(pebble.Sync)

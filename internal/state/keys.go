@@ -43,7 +43,7 @@ func appendIndexKey(b []byte, st api.TrackerStatus, cid string) []byte {
 func statusBit(st api.TrackerStatus) byte { return byte(bits.TrailingZeros64(uint64(st))) }
 
 // metaKey is the counter key of kind for stripe.
-func metaKey(kind byte, stripe int) []byte { return []byte{prefixMeta, kind, byte(stripe)} }
+func metaKey(kind byte, stripe int) []byte { return []byte{prefixSys, kind, byte(stripe)} }
 
 // boundsOf returns iterator bounds covering every key starting with prefix.
 // No prefix used here ends in 0xff, so incrementing the last byte suffices.

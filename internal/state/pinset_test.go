@@ -361,7 +361,7 @@ func TestClosed(t *testing.T) {
 func TestFormatVersion(t *testing.T) {
 	dir := t.TempDir()
 	db := openTestDB(t, dir)
-	if err := db.Pebble().Set([]byte{prefixMeta, metaFormat}, []byte{9}, pebble.Sync); err != nil {
+	if err := db.Pebble().Set([]byte{prefixSys, metaFormat}, []byte{9}, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {

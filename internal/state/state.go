@@ -48,7 +48,7 @@ var (
 )
 
 const (
-	prefixMeta   byte = 0x00
+	prefixSys   byte = 0x00
 	prefixPin    byte = 0x01
 	prefixRecord byte = 0x02
 	prefixIndex  byte = 0x03
@@ -146,10 +146,10 @@ func pebbleOptions(log zerolog.Logger) *pebble.Options {
 
 // load checks the format version and loads the counters.
 func (db *DB) load() error {
-	v, closer, err := db.pdb.Get([]byte{prefixMeta, metaFormat})
+	v, closer, err := db.pdb.Get([]byte{prefixSys, metaFormat})
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
-		if err := db.pdb.Set([]byte{prefixMeta, metaFormat}, []byte{formatVersion}, pebble.Sync); err != nil {
+		if err := db.pdb.Set([]byte{prefixSys, metaFormat}, []byte{formatVersion}, pebble.Sync); err != nil {
 			return fmt.Errorf("write format version: %w", err)
 		}
 	case err != nil:
@@ -183,7 +183,7 @@ func (db *DB) load() error {
 
 // scanMeta calls fn with the stripe and value of every counter key of kind.
 func (db *DB) scanMeta(kind byte, fn func(stripe int, v []byte) error) error {
-	it, err := db.pdb.NewIter(boundsOf(prefixMeta, kind))
+	it, err := db.pdb.NewIter(boundsOf(prefixSys, kind))
 	if err != nil {
 		return err
 	}
