@@ -48,7 +48,7 @@ var (
 )
 
 const (
-	prefixSys   byte = 0x00
+	prefixSys    byte = 0x00
 	prefixPin    byte = 0x01
 	prefixRecord byte = 0x02
 	prefixIndex  byte = 0x03
