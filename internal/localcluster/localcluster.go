@@ -1,0 +1,340 @@
+// Package localcluster starts a cluster on 127.0.0.1: kubo daemons and
+// ipfs-cluster peer processes from bin/, the later peers joining the first.
+// make run and both bench programs use it.
+package localcluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	ma "github.com/multiformats/go-multiaddr"
+	mh "github.com/multiformats/go-multihash"
+
+	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/kubo"
+	"ipfs-cluster/internal/proc"
+)
+
+const (
+	// startTimeout bounds a peer's start until /id answers, and the wait
+	// for the peers to see each other.
+	startTimeout = 60 * time.Second
+	// stopGrace is how long a peer may take to exit after SIGTERM.
+	stopGrace = 30 * time.Second
+	// requestTimeout bounds one plain request.
+	requestTimeout = 30 * time.Second
+)
+
+// Options describe the cluster to start.
+type Options struct {
+	// Work is the folder that holds every repo, config and log.
+	Work string
+	// Peers is the number of kubo daemons and peers.
+	Peers int
+	// LogLevel is the peers' --loglevel ("" for the default).
+	LogLevel string
+	// Out receives the output of `ipfs-cluster init` (nil discards it).
+	Out io.Writer
+}
+
+// Peer is one ipfs-cluster daemon process beside its kubo daemon. Its
+// methods are not safe for concurrent use.
+type Peer struct {
+	Name        string
+	Dir         string
+	Kubo        *kubo.Daemon
+	ID          string
+	APIURL      string // http://127.0.0.1:N
+	APIAddr     string // /ip4/127.0.0.1/tcp/N, as ctl --host takes it
+	ClusterAddr string // with /p2p/<ID>, as --bootstrap takes it
+
+	bin, logLevel string
+	args          []string // after "daemon"
+	cmd           *exec.Cmd
+	exited        chan struct{}
+	started       time.Time
+}
+
+// Bin is the path of bin/ipfs-cluster, which sits beside the kubo binary.
+func Bin() (string, error) {
+	kuboBin, err := kubo.Binary()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(filepath.Dir(kuboBin), "ipfs-cluster")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%s is missing: run 'make build' first", bin)
+	}
+	return bin, nil
+}
+
+// Start starts the kubo daemons (each connected to the previous ones) and
+// the peers (sharing the first one's secret and joining it), and waits
+// until every peer counts all of them and holds their free-space metric.
+// On error, what was started is stopped.
+func Start(ctx context.Context, o Options) (peers []*Peer, err error) {
+	bin, err := Bin()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			Stop(peers)
+		}
+	}()
+	var secret string
+	var bootstrap []string
+	for i := 0; i < o.Peers; i++ {
+		name := fmt.Sprintf("peer%d", i)
+		k, err := kubo.Start(ctx, kubo.Options{RepoDir: filepath.Join(o.Work, fmt.Sprintf("kubo%d", i))})
+		if err != nil {
+			return peers, err
+		}
+		p := &Peer{Name: name, Dir: filepath.Join(o.Work, name), Kubo: k, bin: bin, logLevel: o.LogLevel, args: bootstrap}
+		peers = append(peers, p)
+		for _, prev := range peers[:i] {
+			if err := k.ConnectTo(ctx, prev.Kubo); err != nil {
+				return peers, err
+			}
+		}
+		if err := p.init(ctx, secret, o.Out); err != nil {
+			return peers, err
+		}
+		if i == 0 {
+			cfg, err := config.Load(p.Dir, noEnv)
+			if err != nil {
+				return peers, err
+			}
+			secret, bootstrap = cfg.Cluster.Secret, []string{"--bootstrap", p.ClusterAddr}
+		}
+		if _, err := p.Start(ctx); err != nil {
+			return peers, err
+		}
+	}
+	return peers, waitJoined(ctx, peers)
+}
+
+// Stop stops the peers, then their kubo daemons.
+func Stop(peers []*Peer) {
+	for _, p := range peers {
+		p.Stop()
+	}
+	for _, p := range peers {
+		p.Kubo.Stop()
+	}
+}
+
+func noEnv(string) string { return "" }
+
+// init runs `ipfs-cluster init --randomports` (with the cluster's secret
+// when one is given), then makes the peer listen on 127.0.0.1 only and
+// learns its addresses.
+func (p *Peer) init(ctx context.Context, secret string, out io.Writer) error {
+	args := []string{"--config", p.Dir, "init", "--randomports"}
+	if out != nil {
+		fmt.Fprintf(out, "$ ipfs-cluster %s\n", strings.Join(args, " "))
+	}
+	cmd := exec.CommandContext(ctx, p.bin, args...)
+	if secret != "" {
+		cmd.Env = append(os.Environ(), "CLUSTER_SECRET="+secret)
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s init: %w", p.Name, err)
+	}
+	cfg, err := config.Load(p.Dir, noEnv)
+	if err != nil {
+		return err
+	}
+	swarmPort, err := tcpPort(cfg.Cluster.ListenMultiaddress[0])
+	if err != nil {
+		return err
+	}
+	cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/" + swarmPort}
+	if err := cfg.Save(p.Dir); err != nil {
+		return err
+	}
+	apiPort, err := tcpPort(cfg.API.RestAPI.HTTPListenMultiaddress[0])
+	if err != nil {
+		return err
+	}
+	ident, err := config.LoadIdentity(p.Dir, noEnv)
+	if err != nil {
+		return err
+	}
+	p.ID = ident.ID.String()
+	p.APIURL = "http://127.0.0.1:" + apiPort
+	p.APIAddr = "/ip4/127.0.0.1/tcp/" + apiPort
+	p.ClusterAddr = cfg.Cluster.ListenMultiaddress[0] + "/p2p/" + p.ID
+	return nil
+}
+
+func tcpPort(addr string) (string, error) {
+	m, err := ma.NewMultiaddr(addr)
+	if err != nil {
+		return "", err
+	}
+	port, err := m.ValueForProtocol(ma.P_TCP)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", addr, err)
+	}
+	return port, nil
+}
+
+// Start runs the daemon (its log in Dir/daemon.log) and returns how long
+// it took until /id answered.
+func (p *Peer) Start(ctx context.Context) (time.Duration, error) {
+	logf, err := os.OpenFile(filepath.Join(p.Dir, "daemon.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	args := []string{"--config", p.Dir}
+	if p.logLevel != "" {
+		args = append(args, "--loglevel", p.logLevel)
+	}
+	cmd := exec.Command(p.bin, append(append(args, "daemon"), p.args...)...)
+	cmd.Env = append(os.Environ(), "CLUSTER_IPFSHTTP_NODEMULTIADDRESS="+p.Kubo.APIAddr, "CLUSTER_PEERNAME="+p.Name)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	proc.DieWithParent(cmd)
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return 0, fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	p.cmd, p.exited = cmd, exited
+	for {
+		if err := GetJSON(ctx, p.APIURL+"/id", nil); err == nil {
+			return time.Since(p.started), nil
+		}
+		select {
+		case <-exited:
+			return 0, fmt.Errorf("%s exited while starting (%v); see %s", p.Name, cmd.ProcessState, filepath.Join(p.Dir, "daemon.log"))
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Since(p.started) > startTimeout {
+			return 0, fmt.Errorf("%s did not answer /id within %s", p.Name, startTimeout)
+		}
+	}
+}
+
+// Started is when the last Start began.
+func (p *Peer) Started() time.Time { return p.started }
+
+// Stop sends SIGTERM and waits for the exit, killing the daemon after a
+// grace period.
+func (p *Peer) Stop() {
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(stopGrace):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+	p.cmd = nil
+}
+
+// RSSMB reads the resident set of the daemon process (0 when stopped).
+func (p *Peer) RSSMB() float64 {
+	if p.cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// waitJoined waits until every peer counts all peers and has the free-space
+// metric of each, so that a pin can be allocated to any of them.
+func waitJoined(ctx context.Context, peers []*Peer) error {
+	deadline := time.Now().Add(startTimeout)
+	for _, p := range peers {
+		for {
+			var id struct {
+				ClusterPeers []string `json:"cluster_peers"`
+			}
+			var metrics []json.RawMessage
+			if GetJSON(ctx, p.APIURL+"/id", &id) == nil && GetJSON(ctx, p.APIURL+"/monitor/metrics/freespace", &metrics) == nil &&
+				len(id.ClusterPeers) >= len(peers) && len(metrics) >= len(peers) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s did not see %d peers and their free-space metrics within %s; see the daemon logs", p.Name, len(peers), startTimeout)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// client is shared by every request; connections to the peers are reused.
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// GetJSON GETs url and decodes its JSON reply into v (nil: discard); a
+// status other than 200 is an error.
+func GetJSON(ctx context.Context, url string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if v == nil {
+		_, err := io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// IdentityCid is a CIDv1 (raw) whose multihash is IDENTITY of a small
+// unique payload: the block is the CID itself, so kubo pins it at once
+// without fetching anything.
+func IdentityCid(prefix string, i int) string {
+	h, _ := mh.Sum([]byte(prefix+strconv.Itoa(i)), mh.IDENTITY, -1)
+	return cid.NewCidV1(cid.Raw, h).String()
+}
