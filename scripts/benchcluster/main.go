@@ -34,23 +34,16 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/ipfs/go-cid"
-	ma "github.com/multiformats/go-multiaddr"
-	mh "github.com/multiformats/go-multihash"
-
-	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/kubo"
-	"ipfs-cluster/internal/proc"
+	"ipfs-cluster/internal/localcluster"
 )
 
 const (
@@ -61,11 +54,6 @@ const (
 	// requestTimeout bounds one plain request; streamTimeout one listing.
 	requestTimeout = 30 * time.Second
 	streamTimeout  = 10 * time.Minute
-	// startTimeout bounds a peer's start until /id answers, and the wait
-	// for the peers to see each other.
-	startTimeout = 60 * time.Second
-	// stopGrace is how long a peer may take to exit after SIGTERM.
-	stopGrace = 30 * time.Second
 	// propagationTimeout bounds the wait for one pin to reach peer 2.
 	propagationTimeout = 10 * time.Second
 )
@@ -119,15 +107,6 @@ var client = func() *http.Client {
 }()
 
 func run(ctx context.Context, o options) (err error) {
-	kuboBin, err := kubo.Binary()
-	if err != nil {
-		return err
-	}
-	// The cluster binary sits beside kubo in bin/.
-	bin := filepath.Join(filepath.Dir(kuboBin), "ipfs-cluster")
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s is missing: run 'make build' first", bin)
-	}
 	work, err := os.MkdirTemp("", "ipfs-cluster-benchcluster-")
 	if err != nil {
 		return err
@@ -135,7 +114,7 @@ func run(ctx context.Context, o options) (err error) {
 	defer os.RemoveAll(work)
 
 	b := &bench{clients: o.clients, allocs: map[string]int{}}
-	defer b.stopAll()
+	defer func() { localcluster.Stop(b.peers) }()
 	defer func() {
 		// The peers' logs go away with the work folder: show their ends,
 		// unless we were interrupted.
@@ -144,7 +123,9 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 	progress("starting %d kubo daemons and %d cluster peers", nPeers, nPeers)
-	if err := b.startCluster(ctx, bin, work); err != nil {
+	// Logging is at warn: info logs a line per pin, which would cost the
+	// peers more than the benchmark wants to measure.
+	if b.peers, err = localcluster.Start(ctx, localcluster.Options{Work: work, Peers: nPeers, LogLevel: "warn"}); err != nil {
 		return err
 	}
 	b.reportRSS("rss_idle")
@@ -166,7 +147,7 @@ func run(ctx context.Context, o options) (err error) {
 	report("all_pinned", time.Since(ingestStart).Seconds(), "s", "pins", b.pins, "allocations", b.totalAllocs(),
 		"after_ingest_s", round3(time.Since(ingestStart.Add(took)).Seconds()))
 	progress("pinning %d CIDs directly on kubo 0", o.pins)
-	rate, err := b.kuboPinRate(ctx, b.peers[0].kubo, o.pins)
+	rate, err := b.kuboPinRate(ctx, b.peers[0].Kubo, o.pins)
 	if err != nil {
 		return err
 	}
@@ -214,7 +195,7 @@ func run(ctx context.Context, o options) (err error) {
 
 // bench is the running cluster and what the benchmark put into it.
 type bench struct {
-	peers   []*peer
+	peers   []*localcluster.Peer
 	clients int
 
 	mu     sync.Mutex
@@ -222,83 +203,9 @@ type bench struct {
 	pins   int            // pins in the cluster state
 }
 
-// startCluster starts the kubo daemons and the peers as scripts/localcluster
-// does, and waits until every peer sees the others and their free space.
-func (b *bench) startCluster(ctx context.Context, bin, work string) error {
-	var secret string
-	var bootstrap []string
-	for i := 0; i < nPeers; i++ {
-		k, err := kubo.Start(ctx, kubo.Options{RepoDir: filepath.Join(work, fmt.Sprintf("kubo%d", i))})
-		if err != nil {
-			return err
-		}
-		p := &peer{name: fmt.Sprintf("peer%d", i), bin: bin, dir: filepath.Join(work, fmt.Sprintf("peer%d", i)), kubo: k, args: bootstrap}
-		b.peers = append(b.peers, p)
-		for _, prev := range b.peers[:i] {
-			if err := k.ConnectTo(ctx, prev.kubo); err != nil {
-				return err
-			}
-		}
-		// Later peers share the first one's secret, as in localcluster.
-		initCmd := exec.CommandContext(ctx, bin, "--config", p.dir, "init", "--randomports")
-		if secret != "" {
-			initCmd.Env = append(os.Environ(), "CLUSTER_SECRET="+secret)
-		}
-		if out, err := initCmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s init: %v: %s", p.name, err, out)
-		}
-		addr, s, err := p.loopbackOnly()
-		if err != nil {
-			return err
-		}
-		if i == 0 {
-			secret, bootstrap = s, []string{"--bootstrap", addr}
-		}
-		if _, err := p.start(ctx); err != nil {
-			return err
-		}
-	}
-	return b.waitJoined(ctx)
-}
-
-// waitJoined waits until every peer counts all peers and has the free-space
-// metric of each, so that a pin can be allocated to any of them.
-func (b *bench) waitJoined(ctx context.Context) error {
-	deadline := time.Now().Add(startTimeout)
-	for _, p := range b.peers {
-		for {
-			var id struct {
-				ClusterPeers []string `json:"cluster_peers"`
-			}
-			var metrics []json.RawMessage
-			if getJSON(ctx, p.api+"/id", &id) == nil && getJSON(ctx, p.api+"/monitor/metrics/freespace", &metrics) == nil &&
-				len(id.ClusterPeers) >= nPeers && len(metrics) >= nPeers {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s did not see %d peers and their freespace metrics within %s", p.name, nPeers, startTimeout)
-			}
-			if err := sleep(ctx, 200*time.Millisecond); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// stopAll stops the peers, then their kubo daemons.
-func (b *bench) stopAll() {
-	for _, p := range b.peers {
-		p.stop()
-	}
-	for _, p := range b.peers {
-		p.kubo.Stop()
-	}
-}
-
 func (b *bench) printLogTails() {
 	for _, p := range b.peers {
-		log, _ := os.ReadFile(filepath.Join(p.dir, "daemon.log"))
+		log, _ := os.ReadFile(filepath.Join(p.Dir, "daemon.log"))
 		if len(bytes.TrimSpace(log)) == 0 {
 			continue
 		}
@@ -306,18 +213,18 @@ func (b *bench) printLogTails() {
 		if len(lines) > 20 {
 			lines = lines[len(lines)-20:]
 		}
-		fmt.Fprintf(os.Stderr, "--- end of %s's log ---\n%s\n", p.name, strings.Join(lines, "\n"))
+		fmt.Fprintf(os.Stderr, "--- end of %s's log ---\n%s\n", p.Name, strings.Join(lines, "\n"))
 	}
 }
 
 // postMany POSTs n pins to p from b.clients concurrent clients, records
 // their allocations and returns the sorted latencies and the wall time.
-func (b *bench) postMany(ctx context.Context, p *peer, prefix string, n int) ([]time.Duration, time.Duration, error) {
+func (b *bench) postMany(ctx context.Context, p *localcluster.Peer, prefix string, n int) ([]time.Duration, time.Duration, error) {
 	lat := make([][]time.Duration, b.clients)
 	start := time.Now()
 	err := parallel(ctx, n, b.clients, func(ctx context.Context, w, i int) error {
 		t0 := time.Now()
-		if err := b.pin(ctx, p, identityCid(prefix, i)); err != nil {
+		if err := b.pin(ctx, p, localcluster.IdentityCid(prefix, i)); err != nil {
 			return err
 		}
 		lat[w] = append(lat[w], time.Since(t0))
@@ -333,10 +240,10 @@ func (b *bench) postMany(ctx context.Context, p *peer, prefix string, n int) ([]
 }
 
 // pin POSTs one pin and counts where the reply says it was allocated.
-func (b *bench) pin(ctx context.Context, p *peer, c string) error {
+func (b *bench) pin(ctx context.Context, p *localcluster.Peer, c string) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.api+"/pins/"+c+pinQuery, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.APIURL+"/pins/"+c+pinQuery, nil)
 	if err != nil {
 		return err
 	}
@@ -350,7 +257,7 @@ func (b *bench) pin(ctx context.Context, p *peer, c string) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST /pins/%s on %s: %s: %s", c, p.name, resp.Status, bytes.TrimSpace(body))
+		return fmt.Errorf("POST /pins/%s on %s: %s: %s", c, p.Name, resp.Status, bytes.TrimSpace(body))
 	}
 	var pin struct {
 		Allocations []string `json:"allocations"`
@@ -386,7 +293,7 @@ func (b *bench) waitPinned(ctx context.Context) error {
 	want := make([]int, len(b.peers))
 	total := 0
 	for i, p := range b.peers {
-		want[i] = b.allocs[p.id]
+		want[i] = b.allocs[p.ID]
 		total += want[i]
 	}
 	b.mu.Unlock()
@@ -402,7 +309,7 @@ func (b *bench) waitPinned(ctx context.Context) error {
 			if got[i] >= want[i] {
 				continue
 			}
-			n, _, err := stream(ctx, p.api+"/pins?local=true&filter=pinned")
+			n, _, err := stream(ctx, p.APIURL+"/pins?local=true&filter=pinned")
 			if err != nil {
 				return err
 			}
@@ -429,7 +336,7 @@ func (b *bench) waitPinned(ctx context.Context) error {
 func (b *bench) kuboPinRate(ctx context.Context, k *kubo.Daemon, n int) (float64, error) {
 	call := func(endpoint string) func(context.Context, int, int) error {
 		return func(ctx context.Context, _, i int) error {
-			return kuboRPC(ctx, k.APIURL, endpoint, identityCid("kubo-", i))
+			return kuboRPC(ctx, k.APIURL, endpoint, localcluster.IdentityCid("kubo-", i))
 		}
 	}
 	start := time.Now()
@@ -447,14 +354,14 @@ func (b *bench) kuboPinRate(ctx context.Context, k *kubo.Daemon, n int) (float64
 func (b *bench) propagation(ctx context.Context, n int) (fromReturn, fromSend []time.Duration, err error) {
 	from, to := b.peers[0], b.peers[2]
 	for i := 0; i < n; i++ {
-		c := identityCid("propagation-", i)
+		c := localcluster.IdentityCid("propagation-", i)
 		sent := time.Now()
 		if err := b.pin(ctx, from, c); err != nil {
 			return nil, nil, err
 		}
 		returned := time.Now()
 		for {
-			code, err := statusOf(ctx, to.api+"/allocations/"+c)
+			code, err := statusOf(ctx, to.APIURL+"/allocations/"+c)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -462,7 +369,7 @@ func (b *bench) propagation(ctx context.Context, n int) (fromReturn, fromSend []
 				break
 			}
 			if time.Since(returned) > propagationTimeout {
-				return nil, nil, fmt.Errorf("%s did not know %s within %s (last status %d)", to.name, c, propagationTimeout, code)
+				return nil, nil, fmt.Errorf("%s did not know %s within %s (last status %d)", to.Name, c, propagationTimeout, code)
 			}
 			if err := sleep(ctx, time.Millisecond); err != nil {
 				return nil, nil, err
@@ -483,7 +390,7 @@ func (b *bench) listings(ctx context.Context) error {
 		{"get_allocations", "/allocations"},
 		{"get_pins_status", "/pins"},
 	} {
-		n, took, err := stream(ctx, b.peers[0].api+l.path)
+		n, took, err := stream(ctx, b.peers[0].APIURL+l.path)
 		if err != nil {
 			return err
 		}
@@ -497,7 +404,7 @@ func (b *bench) listings(ctx context.Context) error {
 func (b *bench) reportRSS(figure string, extra ...any) {
 	var per []float64
 	for _, p := range b.peers {
-		per = append(per, round3(p.rssMB()))
+		per = append(per, round3(p.RSSMB()))
 	}
 	report(figure, slices.Max(per), "MB", append([]any{"per_peer_mb", per}, extra...)...)
 }
@@ -505,169 +412,32 @@ func (b *bench) reportRSS(figure string, extra ...any) {
 // restart stops p with SIGTERM and starts it again with the same config and
 // bootstrap address, timing until /id answers and until its state lists
 // every pin.
-func (b *bench) restart(ctx context.Context, p *peer) error {
+func (b *bench) restart(ctx context.Context, p *localcluster.Peer) error {
 	t0 := time.Now()
-	p.stop()
+	p.Stop()
 	stopped := time.Since(t0)
-	toID, err := p.start(ctx)
+	toID, err := p.Start(ctx)
 	if err != nil {
 		return err
 	}
 	report("restart_to_id", toID.Seconds(), "s", "pins", b.pins, "stop_s", round3(stopped.Seconds()))
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		n, took, err := stream(ctx, p.api+"/allocations")
+		n, took, err := stream(ctx, p.APIURL+"/allocations")
 		if err != nil {
 			return err
 		}
 		if n >= b.pins {
-			report("restart_to_state", time.Since(p.started).Seconds(), "s", "pins", b.pins, "listing_s", round3(took.Seconds()))
+			report("restart_to_state", time.Since(p.Started()).Seconds(), "s", "pins", b.pins, "listing_s", round3(took.Seconds()))
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s listed %d of %d pins 5 minutes after restart", p.name, n, b.pins)
+			return fmt.Errorf("%s listed %d of %d pins 5 minutes after restart", p.Name, n, b.pins)
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
-}
-
-// peer is one ipfs-cluster daemon beside its kubo.
-type peer struct {
-	name, bin, dir string
-	args           []string // daemon arguments after "daemon" (--bootstrap)
-	kubo           *kubo.Daemon
-	api            string // REST API base URL
-	id             string // cluster peer ID
-
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once cmd has exited
-	started time.Time
-}
-
-// loopbackOnly makes the peer listen on 127.0.0.1 only (init chose the
-// port), learns its REST API address and peer ID, and returns its cluster
-// address and secret.
-func (p *peer) loopbackOnly() (addr, secret string, err error) {
-	noEnv := func(string) string { return "" }
-	cfg, err := config.Load(p.dir, noEnv)
-	if err != nil {
-		return "", "", err
-	}
-	port, err := tcpPort(cfg.Cluster.ListenMultiaddress[0])
-	if err != nil {
-		return "", "", err
-	}
-	cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/" + port}
-	if err := cfg.Save(p.dir); err != nil {
-		return "", "", err
-	}
-	restPort, err := tcpPort(cfg.API.RestAPI.HTTPListenMultiaddress[0])
-	if err != nil {
-		return "", "", err
-	}
-	p.api = "http://127.0.0.1:" + restPort
-	ident, err := config.LoadIdentity(p.dir, noEnv)
-	if err != nil {
-		return "", "", err
-	}
-	p.id = ident.ID.String()
-	return cfg.Cluster.ListenMultiaddress[0] + "/p2p/" + p.id, cfg.Cluster.Secret, nil
-}
-
-func tcpPort(addr string) (string, error) {
-	m, err := ma.NewMultiaddr(addr)
-	if err != nil {
-		return "", err
-	}
-	port, err := m.ValueForProtocol(ma.P_TCP)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", addr, err)
-	}
-	return port, nil
-}
-
-// start runs the daemon and returns how long it took until /id answered.
-// Logging is at warn: info logs a line per pin, which would cost the peer
-// more than the benchmark wants to measure.
-func (p *peer) start(ctx context.Context) (time.Duration, error) {
-	logf, err := os.OpenFile(filepath.Join(p.dir, "daemon.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return 0, err
-	}
-	cmd := exec.Command(p.bin, append([]string{"--config", p.dir, "--loglevel", "warn", "daemon"}, p.args...)...)
-	cmd.Env = append(os.Environ(), "CLUSTER_IPFSHTTP_NODEMULTIADDRESS="+p.kubo.APIAddr, "CLUSTER_PEERNAME="+p.name)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	proc.DieWithParent(cmd)
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return 0, fmt.Errorf("start %s: %w", p.name, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(exited)
-	}()
-	p.cmd, p.exited = cmd, exited
-	for {
-		if code, _ := statusOf(ctx, p.api+"/id"); code == http.StatusOK {
-			return time.Since(p.started), nil
-		}
-		select {
-		case <-exited:
-			return 0, fmt.Errorf("%s exited while starting: %v", p.name, cmd.ProcessState)
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Since(p.started) > startTimeout {
-			return 0, fmt.Errorf("%s did not answer /id within %s", p.name, startTimeout)
-		}
-	}
-}
-
-// stop sends SIGTERM and waits for the exit, killing the daemon after
-// stopGrace.
-func (p *peer) stop() {
-	if p.cmd == nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(stopGrace):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-	p.cmd = nil
-}
-
-// rssMB reads the resident set of the daemon process.
-func (p *peer) rssMB() float64 {
-	if p.cmd == nil {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.Atoi(f[1])
-			return float64(kb) / 1024
-		}
-	}
-	return 0
-}
-
-// identityCid is a CIDv1 (raw) whose multihash is IDENTITY of a small
-// unique payload: the block is the CID itself.
-func identityCid(prefix string, i int) string {
-	h, _ := mh.Sum([]byte(prefix+strconv.Itoa(i)), mh.IDENTITY, -1)
-	return cid.NewCidV1(cid.Raw, h).String()
 }
 
 // parallel calls do(ctx, worker, i) for every i in [0, n) from the given
@@ -737,24 +507,6 @@ func statusOf(ctx context.Context, url string) (int, error) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-func getJSON(ctx context.Context, url string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // stream GETs an NDJSON listing, counts its lines and returns the wall time
