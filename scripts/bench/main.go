@@ -19,32 +19,24 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
-	mh "github.com/multiformats/go-multihash"
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/config"
-	"ipfs-cluster/internal/kubo"
-	"ipfs-cluster/internal/proc"
+	"ipfs-cluster/internal/localcluster"
 	"ipfs-cluster/internal/state"
 )
 
@@ -68,130 +60,47 @@ func report(figure string, value float64, unit string, extra ...any) {
 	fmt.Println(string(b))
 }
 
-type peerProc struct {
-	bin, dir, kuboAddr string
-	port               int
-	cmd                *exec.Cmd
-}
-
-func (p *peerProc) start() (time.Duration, error) {
-	logf, err := os.OpenFile(filepath.Join(p.dir, "daemon.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return 0, err
-	}
-	p.cmd = exec.Command(p.bin, "--config", p.dir, "--loglevel", "warn", "daemon")
-	p.cmd.Env = append(os.Environ(), "CLUSTER_IPFSHTTP_NODEMULTIADDRESS="+p.kuboAddr)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	proc.DieWithParent(p.cmd)
-	start := time.Now()
-	if err := p.cmd.Start(); err != nil {
-		return 0, err
-	}
-	for deadline := start.Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		resp, err := http.Get(p.url("/id"))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return time.Since(start), nil
-			}
-		}
-	}
-	return 0, errors.New("peer did not answer /id within 60s")
-}
-
-func (p *peerProc) stop() {
-	if p.cmd == nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.cmd.Wait()
-	p.cmd = nil
-}
-
-func (p *peerProc) url(path string) string { return "http://127.0.0.1:" + strconv.Itoa(p.port) + path }
-
-// rssMB reads the resident set of the peer process.
-func (p *peerProc) rssMB() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			kb, _ := strconv.Atoi(strings.Fields(line)[1])
-			return float64(kb) / 1024
-		}
-	}
-	return 0
-}
-
-func identityCid(prefix string, i int) api.Cid {
-	h, _ := mh.Sum([]byte(prefix+strconv.Itoa(i)), mh.IDENTITY, -1)
-	return api.NewCid(cid.NewCidV1(cid.Raw, h))
-}
-
 func run(pins, clients, big int) error {
-	kuboBin, err := kubo.Binary()
-	if err != nil {
-		return err
-	}
 	work, err := os.MkdirTemp("", "ipfs-cluster-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
 	ctx := context.Background()
-	k, err := kubo.Start(ctx, kubo.Options{RepoDir: filepath.Join(work, "kubo")})
+	// Logging is at warn: info logs a line per pin, which would cost the
+	// peer more than the bench wants to measure.
+	peers, err := localcluster.Start(ctx, localcluster.Options{Work: work, Peers: 1, LogLevel: "warn"})
+	defer localcluster.Stop(peers)
 	if err != nil {
 		return err
 	}
-	defer k.Stop()
-
-	p := &peerProc{bin: filepath.Join(filepath.Dir(kuboBin), "ipfs-cluster"), dir: filepath.Join(work, "peer"), kuboAddr: k.APIAddr}
-	if p.port, err = freePort(); err != nil {
-		return err
-	}
-	if out, err := exec.Command(p.bin, "--config", p.dir, "init").CombinedOutput(); err != nil {
-		return fmt.Errorf("init: %v: %s", err, out)
-	}
-	cfg, err := config.Load(p.dir, func(string) string { return "" })
-	if err != nil {
-		return err
-	}
-	cfg.API.RestAPI.HTTPListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/" + strconv.Itoa(p.port)}
-	if err := cfg.Save(p.dir); err != nil {
-		return err
-	}
-	if _, err := p.start(); err != nil {
-		return err
-	}
-	defer p.stop()
+	p := peers[0]
 	time.Sleep(2 * time.Second)
-	report("rss_idle", p.rssMB(), "MB")
+	report("rss_idle", p.RSSMB(), "MB")
 
 	if err := ingest(p, pins, clients); err != nil {
 		return err
 	}
-	report("rss_after_ingest", p.rssMB(), "MB", "pins", pins)
-	p.stop()
+	report("rss_after_ingest", p.RSSMB(), "MB", "pins", pins)
+	p.Stop()
 
-	if err := seed(p.dir, big); err != nil {
+	if err := seed(p.Dir, big); err != nil {
 		return err
 	}
-	took, err := p.start()
+	took, err := p.Start(ctx)
 	if err != nil {
 		return err
 	}
 	report("restart_to_id", took.Seconds(), "s", "pins", big+pins)
 	time.Sleep(3 * time.Second)
-	report("rss_with_pins", p.rssMB(), "MB", "pins", big+pins)
+	report("rss_with_pins", p.RSSMB(), "MB", "pins", big+pins)
 
-	before := p.rssMB()
+	before := p.RSSMB()
 	var peak atomic.Uint64
 	done := make(chan struct{})
 	go func() {
 		for {
-			if mb := uint64(p.rssMB() * 1024); mb > peak.Load() {
+			if mb := uint64(p.RSSMB() * 1024); mb > peak.Load() {
 				peak.Store(mb)
 			}
 			select {
@@ -201,7 +110,7 @@ func run(pins, clients, big int) error {
 			}
 		}
 	}()
-	n, took, err := stream(p.url("/allocations"))
+	n, took, err := stream(p.APIURL + "/allocations")
 	close(done)
 	if err != nil {
 		return err
@@ -209,7 +118,7 @@ func run(pins, clients, big int) error {
 	report("get_allocations", took.Seconds(), "s", "items", n)
 	report("get_allocations_rss_growth", float64(peak.Load())/1024-before, "MB")
 
-	n, took, err = stream(p.url("/pins?local=true&filter=pin_error"))
+	n, took, err = stream(p.APIURL + "/pins?local=true&filter=pin_error")
 	if err != nil {
 		return err
 	}
@@ -218,7 +127,7 @@ func run(pins, clients, big int) error {
 }
 
 // ingest POSTs pins from concurrent clients and reports rate and latency.
-func ingest(p *peerProc, pins, clients int) error {
+func ingest(p *localcluster.Peer, pins, clients int) error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	var next atomic.Int64
 	lat := make([][]time.Duration, clients)
@@ -235,7 +144,7 @@ func ingest(p *peerProc, pins, clients int) error {
 					return
 				}
 				t0 := time.Now()
-				resp, err := client.Post(p.url("/pins/"+identityCid("ingest-", i).String()), "", nil)
+				resp, err := client.Post(p.APIURL+"/pins/"+localcluster.IdentityCid("ingest-", i), "", nil)
 				if err != nil {
 					errs <- err
 					return
@@ -307,7 +216,11 @@ func seed(dir string, n int) error {
 		if i%(n/10) == 0 {
 			alloc = self.ID
 		}
-		p := api.PinWithOpts(identityCid("seed-", i), api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1, Name: "seed-" + strconv.Itoa(i)})
+		c, err := api.DecodeCid(localcluster.IdentityCid("seed-", i))
+		if err != nil {
+			return err
+		}
+		p := api.PinWithOpts(c, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1, Name: "seed-" + strconv.Itoa(i)})
 		p.Allocations = []peer.ID{alloc}
 		p.Timestamp = now
 		batch = append(batch, p)
@@ -341,13 +254,4 @@ func stream(url string) (int, time.Duration, error) {
 		return n, 0, fmt.Errorf("%s: %s", url, e)
 	}
 	return n, time.Since(start), nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
