@@ -10,7 +10,8 @@ import (
 	"ipfs-cluster/internal/api"
 )
 
-// Informer produces metrics about this peer.
+// Informer produces metrics about this peer. GetMetrics may be slow (it can
+// ask kubo); a failure comes back as an invalid metric, never a valid one.
 type Informer interface {
 	Name() string
 	TTL() time.Duration

@@ -14,14 +14,6 @@ import (
 	"ipfs-cluster/internal/api"
 )
 
-// Informer produces metrics. GetMetrics may be slow (it can ask kubo);
-// an error is reported as an invalid metric, never published as valid.
-type Informer interface {
-	Name() string
-	TTL() time.Duration
-	GetMetrics(ctx context.Context) []api.Metric
-}
-
 // RepoStater is what the disk informer asks kubo.
 type RepoStater interface {
 	RepoStat(ctx context.Context) (api.IPFSRepoStat, error)
