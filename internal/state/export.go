@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/stripe"
 )
 
 // ErrInvalidExport is returned by DecodeExport for input that is not a
@@ -150,11 +151,11 @@ func (db *DB) Clear(ctx context.Context) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	all := allStripes()
-	all.lock(&db.pinMu)
-	defer all.unlock(&db.pinMu)
-	all.lock(&db.statusMu)
-	defer all.unlock(&db.statusMu)
+	all := stripe.All()
+	all.Lock(&db.pinMu)
+	defer all.Unlock(&db.pinMu)
+	all.Lock(&db.statusMu)
+	defer all.Unlock(&db.statusMu)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -171,9 +172,9 @@ func (db *DB) Clear(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state: clear: %w", err)
 	}
-	db.pinCount = [numStripes]uint64{}
+	db.pinCount = [stripe.N]uint64{}
 	db.pins.Store(0)
-	db.statusCount = [numStripes]statusCounts{}
+	db.statusCount = [stripe.N]statusCounts{}
 	db.totalsMu.Lock()
 	db.totals = statusCounts{}
 	db.totalsMu.Unlock()

@@ -4,9 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"iter"
 	"math/bits"
-	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/go-cid"
@@ -80,48 +78,6 @@ func decodeUvarint(v []byte) (uint64, error) {
 		return 0, fmt.Errorf("malformed counter %x", v)
 	}
 	return n, nil
-}
-
-// stripeSet is a set of stripe indexes.
-type stripeSet [numStripes / 64]uint64
-
-func (s *stripeSet) add(i int) { s[i/64] |= 1 << (i % 64) }
-
-// each yields the stripes in ascending order, the order locks are taken in
-// so that writers spanning several stripes cannot deadlock.
-func (s *stripeSet) each() iter.Seq[int] {
-	return func(yield func(int) bool) {
-		for w, word := range s {
-			for word != 0 {
-				b := bits.TrailingZeros64(word)
-				if !yield(w*64 + b) {
-					return
-				}
-				word &^= 1 << b
-			}
-		}
-	}
-}
-
-func (s *stripeSet) lock(mu *[numStripes]sync.Mutex) {
-	for i := range s.each() {
-		mu[i].Lock()
-	}
-}
-
-func (s *stripeSet) unlock(mu *[numStripes]sync.Mutex) {
-	for i := range s.each() {
-		mu[i].Unlock()
-	}
-}
-
-// allStripes returns the set of every stripe.
-func allStripes() stripeSet {
-	var s stripeSet
-	for i := range s {
-		s[i] = ^uint64(0)
-	}
-	return s
 }
 
 // marshal encodes the non-zero counts as (bit, count) uvarint pairs.

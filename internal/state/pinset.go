@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/stripe"
 )
 
 // Put stores p, replacing any pin with the same CID. It returns once the
@@ -48,7 +49,7 @@ func (db *DB) writePins(pins []api.Pin, sync *pebble.WriteOptions) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	var stripes stripeSet
+	var stripes stripe.Set
 	for i := range pins {
 		if err := checkStorable(&pins[i]); err != nil {
 			if len(pins) == 1 {
@@ -56,15 +57,15 @@ func (db *DB) writePins(pins []api.Pin, sync *pebble.WriteOptions) error {
 			}
 			return fmt.Errorf("pin %d: %w", i, err)
 		}
-		stripes.add(stripeOf(pins[i].Cid.KeyString()))
+		stripes.Add(stripe.Of(pins[i].Cid.KeyString()))
 	}
-	stripes.lock(&db.pinMu)
-	defer stripes.unlock(&db.pinMu)
+	stripes.Lock(&db.pinMu)
+	defer stripes.Unlock(&db.pinMu)
 
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	var (
-		delta    [numStripes]uint64 // new pins per stripe
+		delta    [stripe.N]uint64 // new pins per stripe
 		added    int
 		key, val []byte
 		err      error
@@ -85,7 +86,7 @@ func (db *DB) writePins(pins []api.Pin, sync *pebble.WriteOptions) error {
 				return err
 			}
 			if !exists {
-				delta[stripeOf(ks)]++
+				delta[stripe.Of(ks)]++
 				added++
 			}
 		}
@@ -102,7 +103,7 @@ func (db *DB) writePins(pins []api.Pin, sync *pebble.WriteOptions) error {
 			return err
 		}
 	}
-	for s := range stripes.each() {
+	for s := range stripes.Each() {
 		if delta[s] != 0 {
 			if err = b.Set(metaKey(metaPinCount, s), binary.AppendUvarint(nil, db.pinCount[s]+delta[s]), nil); err != nil {
 				return err
@@ -112,7 +113,7 @@ func (db *DB) writePins(pins []api.Pin, sync *pebble.WriteOptions) error {
 	if err = b.Commit(sync); err != nil {
 		return err
 	}
-	for s := range stripes.each() {
+	for s := range stripes.Each() {
 		db.pinCount[s] += delta[s]
 	}
 	db.pins.Add(int64(added))
@@ -143,7 +144,7 @@ func (db *DB) delete(c api.Cid, sync *pebble.WriteOptions) error {
 		return nil
 	}
 	ks := c.KeyString()
-	s := stripeOf(ks)
+	s := stripe.Of(ks)
 	db.pinMu[s].Lock()
 	defer db.pinMu[s].Unlock()
 

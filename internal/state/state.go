@@ -31,6 +31,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/stripe"
 )
 
 // Sentinel errors callers branch on.
@@ -59,11 +61,6 @@ const (
 	metaStatusCount byte = 's'
 
 	formatVersion byte = 1
-
-	// numStripes is the number of lock and counter stripes. 256 keeps the
-	// chance that two of 16 concurrent writers share a stripe around 6%
-	// while the counters stay a few hundred keys.
-	numStripes = 256
 )
 
 // DB is a peer's pinset and tracker records.
@@ -79,13 +76,13 @@ type DB struct {
 	// pinMu[i] serialises the writes of pins in stripe i, so that the
 	// read-before-write deciding whether a pin is new is exact, and guards
 	// pinCount[i].
-	pinMu    [numStripes]sync.Mutex
-	pinCount [numStripes]uint64
+	pinMu    stripe.Locks
+	pinCount [stripe.N]uint64
 	pins     atomic.Int64
 
 	// statusMu[i] does the same for tracker records and statusCount[i].
-	statusMu    [numStripes]sync.Mutex
-	statusCount [numStripes]statusCounts
+	statusMu    stripe.Locks
+	statusCount [stripe.N]statusCounts
 
 	totalsMu sync.Mutex
 	totals   statusCounts // guarded by totalsMu
@@ -225,18 +222,6 @@ func (db *DB) Close() error {
 // (go-ds-pebble's WithPebbleDB). DB owns it: they must keep to keys starting
 // with '/' and must not close it.
 func (db *DB) Pebble() *pebble.DB { return db.pdb }
-
-// stripeOf hashes the CID bytes (FNV-1a) to a stripe. The counters are
-// per-stripe partial sums, so the totals stay exact whatever the function,
-// but keeping it stable keeps each stripe's counter meaningful.
-func stripeOf(key string) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		h ^= uint32(key[i])
-		h *= 16777619
-	}
-	return int(h % numStripes)
-}
 
 // pebbleLogger sends pebble's messages to zerolog. Pebble's informational
 // messages (WAL recovery, format upgrades) are of interest when debugging.

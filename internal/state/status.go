@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/stripe"
 )
 
 // LocalStatus is the pin tracker's record of one CID on this peer.
@@ -40,9 +41,9 @@ func (db *DB) SetStatus(c api.Cid, s LocalStatus) error {
 		return fmt.Errorf("state: set status %s: %w %d", c, ErrInvalidStatus, uint64(s.Status))
 	}
 	ks := c.KeyString()
-	stripe := stripeOf(ks)
-	db.statusMu[stripe].Lock()
-	defer db.statusMu[stripe].Unlock()
+	si := stripe.Of(ks)
+	db.statusMu[si].Lock()
+	defer db.statusMu[si].Unlock()
 
 	key := appendKey(nil, prefixRecord, ks)
 	old, found, err := db.getStatus(key)
@@ -58,14 +59,14 @@ func (db *DB) SetStatus(c api.Cid, s LocalStatus) error {
 		b.Set(key, rec, nil),
 		b.Set(appendIndexKey(nil, s.Status, ks), rec, nil))
 	moved := !found || old.Status != s.Status
-	counts := db.statusCount[stripe]
+	counts := db.statusCount[si]
 	if moved {
 		if found {
 			err = errors.Join(err, b.Delete(appendIndexKey(nil, old.Status, ks), nil))
 			counts[statusBit(old.Status)]--
 		}
 		counts[statusBit(s.Status)]++
-		err = errors.Join(err, b.Set(metaKey(metaStatusCount, stripe), counts.marshal(), nil))
+		err = errors.Join(err, b.Set(metaKey(metaStatusCount, si), counts.marshal(), nil))
 	}
 	if err == nil {
 		err = b.Commit(pebble.NoSync)
@@ -74,7 +75,7 @@ func (db *DB) SetStatus(c api.Cid, s LocalStatus) error {
 		return wrapErr("set status", c, err)
 	}
 	if moved {
-		db.statusCount[stripe] = counts
+		db.statusCount[si] = counts
 		db.moveTotal(old.Status, s.Status)
 	}
 	return nil
@@ -101,30 +102,30 @@ func (db *DB) DeleteStatus(c api.Cid) error {
 		return nil
 	}
 	ks := c.KeyString()
-	stripe := stripeOf(ks)
-	db.statusMu[stripe].Lock()
-	defer db.statusMu[stripe].Unlock()
+	si := stripe.Of(ks)
+	db.statusMu[si].Lock()
+	defer db.statusMu[si].Unlock()
 
 	key := appendKey(nil, prefixRecord, ks)
 	old, found, err := db.getStatus(key)
 	if err != nil || !found {
 		return wrapErr("delete status", c, err)
 	}
-	counts := db.statusCount[stripe]
+	counts := db.statusCount[si]
 	counts[statusBit(old.Status)]--
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	err = errors.Join(
 		b.Delete(key, nil),
 		b.Delete(appendIndexKey(nil, old.Status, ks), nil),
-		b.Set(metaKey(metaStatusCount, stripe), counts.marshal(), nil))
+		b.Set(metaKey(metaStatusCount, si), counts.marshal(), nil))
 	if err == nil {
 		err = b.Commit(pebble.NoSync)
 	}
 	if err != nil {
 		return wrapErr("delete status", c, err)
 	}
-	db.statusCount[stripe] = counts
+	db.statusCount[si] = counts
 	db.moveTotal(old.Status, 0)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/stripe"
 )
 
 // Applier receives every effective change of the shared pinset, this peer's
@@ -52,8 +53,8 @@ type applyQueue struct {
 	valuePrefix string // "<ns>/s/k/": go-ds-crdt's materialized values
 	markPrefix  string // "<ns>/a"
 
-	commitMu stripes
-	applyMu  stripes
+	commitMu stripe.Locks
+	applyMu  stripe.Locks
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -100,16 +101,16 @@ type change struct {
 // commit commits inner, which holds the given value changes, together with
 // an apply marker for each effective one, then queues those.
 func (q *applyQueue) commit(ctx context.Context, inner ds.Batch, changes map[string]change) error {
-	var set stripeSet
+	var set stripe.Set
 	for key := range changes {
-		set.add(key)
+		set.Add(stripe.Of(key))
 	}
-	set.lock(&q.commitMu)
+	set.Lock(&q.commitMu)
 	var effective []string
 	for key, ch := range changes {
 		old, err := q.store.Get(ctx, q.valueKey(key))
 		if err != nil && !errors.Is(err, ds.ErrNotFound) {
-			set.unlock(&q.commitMu)
+			set.Unlock(&q.commitMu)
 			return fmt.Errorf("read value of %s: %w", key, err)
 		}
 		var mark []byte
@@ -122,13 +123,13 @@ func (q *applyQueue) commit(ctx context.Context, inner ds.Batch, changes map[str
 			continue
 		}
 		if err := inner.Put(ctx, q.markerKey(key), mark); err != nil {
-			set.unlock(&q.commitMu)
+			set.Unlock(&q.commitMu)
 			return fmt.Errorf("mark %s: %w", key, err)
 		}
 		effective = append(effective, key)
 	}
 	err := inner.Commit(ctx)
-	set.unlock(&q.commitMu)
+	set.Unlock(&q.commitMu)
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func (q *applyQueue) close() {
 // apply hands the pending change of key, if any, to the Applier and removes
 // its marker unless a newer change replaced it meanwhile.
 func (q *applyQueue) apply(key string) {
-	defer q.applyMu.lockKey(key)()
+	defer q.applyMu.LockKey(key)()
 	ctx := context.Background()
 	mk := q.markerKey(key)
 	mark, err := q.store.Get(ctx, mk)
@@ -239,7 +240,7 @@ func (q *applyQueue) apply(key string) {
 		q.log.Error().Err(err).Str("key", key).Msg("apply change; retried on the next start")
 		return
 	}
-	defer q.commitMu.lockKey(key)()
+	defer q.commitMu.LockKey(key)()
 	cur, err := q.store.Get(ctx, mk)
 	if err == nil && bytes.Equal(cur, mark) {
 		err = q.store.Delete(ctx, mk)

@@ -24,6 +24,7 @@ import (
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/state"
+	"ipfs-cluster/internal/stripe"
 )
 
 // mergeLockTimeout is how long a merge may hold its batch open before the
@@ -59,7 +60,7 @@ type Consensus struct {
 
 	// keyMu serialises the operations on one key from journal write to
 	// journal removal (see the package doc).
-	keyMu stripes
+	keyMu stripe.Locks
 
 	// opMu is held for reading by every operation and for writing by
 	// Shutdown, which so waits for the operations in flight.
@@ -303,7 +304,7 @@ func (c *Consensus) logOp(ctx context.Context, o op) error {
 	if c.closed {
 		return ErrShutdown
 	}
-	defer c.keyMu.lockKey(o.key)()
+	defer c.keyMu.LockKey(o.key)()
 	if c.commits.batching() {
 		return c.logBatched(o)
 	}
