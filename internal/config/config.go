@@ -41,6 +41,10 @@ type Cluster struct {
 	DisableRepinning       bool              `json:"disable_repinning"`
 	PeerstoreFile          string            `json:"peerstore_file"`
 	PeerAddresses          []string          `json:"peer_addresses"`
+	// PolicyFile names the Lua policy, relative to the config folder;
+	// empty means none. PolicyTimeout is the time budget of one hook call.
+	PolicyFile    string   `json:"policy_file"`
+	PolicyTimeout Duration `json:"policy_timeout"`
 }
 
 // ConnectionManager is "cluster.connection_manager".
@@ -73,6 +77,15 @@ type CRDTBatching struct {
 // PubsubMon is the "monitor.pubsubmon" section.
 type PubsubMon struct {
 	CheckInterval Duration `json:"check_interval"`
+}
+
+// Metrics is the "observations.metrics" section: with EnableStats, the
+// peer serves Prometheus metrics at /metrics and Go profiles under
+// /debug/pprof/ on PrometheusEndpoint.
+type Metrics struct {
+	EnableStats        bool     `json:"enable_stats"`
+	PrometheusEndpoint string   `json:"prometheus_endpoint"`
+	ReportingInterval  Duration `json:"reporting_interval"`
 }
 
 // RestAPI is the "api.restapi" section.
@@ -176,7 +189,10 @@ type Config struct {
 	Allocator struct {
 		Balanced Balanced `json:"balanced"`
 	} `json:"allocator"`
-	Informer Informers `json:"informer"`
+	Informer     Informers `json:"informer"`
+	Observations struct {
+		Metrics Metrics `json:"metrics"`
+	} `json:"observations"`
 
 	// Warnings lists what loading ignored (unknown keys and sections).
 	Warnings []string `json:"-"`
@@ -218,6 +234,11 @@ func Default() *Config {
 		MonitorPingInterval:    Duration(15 * time.Second),
 		DisableRepinning:       true,
 		PeerAddresses:          []string{},
+		PolicyTimeout:          Duration(50 * time.Millisecond),
+	}
+	c.Observations.Metrics = Metrics{
+		PrometheusEndpoint: "/ip4/127.0.0.1/tcp/8888",
+		ReportingInterval:  Duration(30 * time.Second),
 	}
 	c.Consensus.CRDT = CRDT{
 		ClusterName:         "ipfs-cluster",
@@ -296,6 +317,7 @@ func (c *Config) sections() []section {
 		{"informer.tags", "CLUSTER_TAGS_", &c.Informer.Tags},
 		{"informer.pinqueue", "CLUSTER_PINQUEUE_", &c.Informer.PinQueue},
 		{"informer.numpin", "CLUSTER_NUMPIN_", &c.Informer.NumPin},
+		{"observations.metrics", "CLUSTER_METRICS_", &c.Observations.Metrics},
 	}
 	if c.API.RestAPI != nil {
 		s = append(s, section{"api.restapi", "CLUSTER_RESTAPI_", c.API.RestAPI})
@@ -430,6 +452,7 @@ func (c *Config) Validate() error {
 		"monitor.pubsubmon.check_interval":    c.Monitor.PubsubMon.CheckInterval,
 		"consensus.crdt.rebroadcast_interval": c.Consensus.CRDT.RebroadcastInterval,
 		"consensus.crdt.dag_sync_timeout":     c.Consensus.CRDT.DAGSyncTimeout,
+		"cluster.policy_timeout":              cl.PolicyTimeout,
 	} {
 		if d <= 0 {
 			return bad(key, d.D(), "must be positive")
@@ -481,6 +504,11 @@ func (c *Config) Validate() error {
 	}
 	if mt := c.Informer.Disk.MetricType; mt != "freespace" && mt != "reposize" {
 		return bad("informer.disk.metric_type", fmt.Sprintf("%q", mt), "want freespace or reposize")
+	}
+	if m := c.Observations.Metrics; m.EnableStats {
+		if _, err := ma.NewMultiaddr(m.PrometheusEndpoint); err != nil {
+			return bad("observations.metrics.prometheus_endpoint", fmt.Sprintf("%q", m.PrometheusEndpoint), err.Error())
+		}
 	}
 	if r := c.API.RestAPI; r != nil {
 		if len(r.HTTPListenMultiaddress) == 0 {

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"ipfs-cluster/internal/allocator"
 	"ipfs-cluster/internal/cluster"
@@ -24,6 +25,7 @@ import (
 	"ipfs-cluster/internal/ipfsconn"
 	"ipfs-cluster/internal/logging"
 	"ipfs-cluster/internal/monitor"
+	"ipfs-cluster/internal/observe"
 	"ipfs-cluster/internal/p2p"
 	"ipfs-cluster/internal/pintracker"
 	"ipfs-cluster/internal/restapi"
@@ -48,7 +50,11 @@ type Peer struct {
 	Tracker   *pintracker.Tracker
 	Cluster   *cluster.Cluster
 	REST      *restapi.Server
+	// Metrics holds the peer's Prometheus collectors; it is served only
+	// with observations.metrics.enable_stats.
+	Metrics *prometheus.Registry
 
+	observer *observe.Server
 	peerFile *p2p.PeerFile
 	gossip   *monitor.Gossip
 	cancel   context.CancelFunc
@@ -68,6 +74,12 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	bootstrap, err := parseBootstrap(opts.Bootstrap)
 	if err != nil {
 		return nil, err
+	}
+	p.Metrics = observe.NewRegistry()
+	if m := cfg.Observations.Metrics; m.EnableStats {
+		if p.observer, err = observe.Start(m.PrometheusEndpoint, p.Metrics, logging.For("observe")); err != nil {
+			return nil, err
+		}
 	}
 	if p.DB, err = state.Open(filepath.Join(dir, "pebble"), logging.For("state")); err != nil {
 		return nil, err
@@ -259,6 +271,12 @@ func (p *Peer) Stop() {
 	defer cancel()
 	if p.REST != nil {
 		p.REST.Close(ctx)
+	}
+	if p.observer != nil {
+		if err := p.observer.Close(ctx); err != nil {
+			log := logging.For("daemon")
+			log.Warn().Err(err).Msg("metrics endpoint shutdown")
+		}
 	}
 	if p.Cluster != nil {
 		p.Cluster.Close()
