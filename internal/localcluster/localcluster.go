@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,6 +47,11 @@ type Options struct {
 	LogLevel string
 	// Out receives the output of `ipfs-cluster init` (nil discards it).
 	Out io.Writer
+	// Stats turns on each peer's metrics and profiling endpoint
+	// (observations.metrics) on a free loopback port: see Peer.StatsURL.
+	Stats bool
+	// Configure, when set, edits peer i's service.json after init.
+	Configure func(i int, c *config.Config)
 }
 
 // Peer is one ipfs-cluster daemon process beside its kubo daemon. Its
@@ -58,6 +64,7 @@ type Peer struct {
 	APIURL      string // http://127.0.0.1:N
 	APIAddr     string // /ip4/127.0.0.1/tcp/N, as ctl --host takes it
 	ClusterAddr string // with /p2p/<ID>, as --bootstrap takes it
+	StatsURL    string // http://127.0.0.1:N serving /metrics and /debug/pprof/, with Options.Stats
 
 	bin, logLevel string
 	args          []string // after "daemon"
@@ -108,7 +115,11 @@ func Start(ctx context.Context, o Options) (peers []*Peer, err error) {
 				return peers, err
 			}
 		}
-		if err := p.init(ctx, secret, o.Out); err != nil {
+		var configure func(*config.Config)
+		if o.Configure != nil {
+			configure = func(c *config.Config) { o.Configure(i, c) }
+		}
+		if err := p.init(ctx, secret, o.Stats, configure, o.Out); err != nil {
 			return peers, err
 		}
 		if i == 0 {
@@ -140,7 +151,7 @@ func noEnv(string) string { return "" }
 // init runs `ipfs-cluster init --randomports` (with the cluster's secret
 // when one is given), then makes the peer listen on 127.0.0.1 only and
 // learns its addresses.
-func (p *Peer) init(ctx context.Context, secret string, out io.Writer) error {
+func (p *Peer) init(ctx context.Context, secret string, stats bool, configure func(*config.Config), out io.Writer) error {
 	args := []string{"--config", p.Dir, "init", "--randomports"}
 	if out != nil {
 		fmt.Fprintf(out, "$ ipfs-cluster %s\n", strings.Join(args, " "))
@@ -165,6 +176,18 @@ func (p *Peer) init(ctx context.Context, secret string, out io.Writer) error {
 		return err
 	}
 	cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/" + swarmPort}
+	if stats {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		cfg.Observations.Metrics.EnableStats = true
+		cfg.Observations.Metrics.PrometheusEndpoint = "/ip4/127.0.0.1/tcp/" + port
+		p.StatsURL = "http://127.0.0.1:" + port
+	}
+	if configure != nil {
+		configure(cfg)
+	}
 	if err := cfg.Save(p.Dir); err != nil {
 		return err
 	}
@@ -181,6 +204,16 @@ func (p *Peer) init(ctx context.Context, secret string, out io.Writer) error {
 	p.APIAddr = "/ip4/127.0.0.1/tcp/" + apiPort
 	p.ClusterAddr = cfg.Cluster.ListenMultiaddress[0] + "/p2p/" + p.ID
 	return nil
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
 }
 
 func tcpPort(addr string) (string, error) {
@@ -255,6 +288,16 @@ func (p *Peer) Stop() {
 		p.cmd.Process.Kill()
 		<-p.exited
 	}
+	p.cmd = nil
+}
+
+// Kill sends SIGKILL, as a crash would, and waits for the exit.
+func (p *Peer) Kill() {
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Kill()
+	<-p.exited
 	p.cmd = nil
 }
 

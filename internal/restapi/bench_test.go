@@ -18,7 +18,20 @@ import (
 // with 16 concurrent clients against a whole peer on real kubo. The CIDs
 // are identity CIDs, so kubo's stage completes without fetching.
 func BenchmarkPostPins(b *testing.B) {
-	p := daemontest.Start(b, nil)
+	postPins(b, daemontest.Start(b, nil).APIURL, "")
+}
+
+// BenchmarkPostPinsCluster is BenchmarkPostPins on the first of three peers
+// (each with its kubo), every pin allocated to all three as in the
+// cluster bench: the CRDT delta goes to two other peers, which apply it and
+// pin into their kubo while the ingest runs.
+func BenchmarkPostPinsCluster(b *testing.B) {
+	peers := daemontest.StartCluster(b, 3, nil)
+	postPins(b, peers[0].APIURL, "?replication-min=2&replication-max=3")
+}
+
+// postPins posts b.N identity CIDs to api from 16 concurrent clients.
+func postPins(b *testing.B, api, query string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	var n atomic.Int64
 	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
@@ -26,7 +39,7 @@ func BenchmarkPostPins(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			h, _ := mh.Sum([]byte("bench-"+strconv.FormatInt(n.Add(1), 10)), mh.IDENTITY, -1)
-			resp, err := client.Post(p.APIURL+"/pins/"+cid.NewCidV1(cid.Raw, h).String(), "", nil)
+			resp, err := client.Post(api+"/pins/"+cid.NewCidV1(cid.Raw, h).String()+query, "", nil)
 			if err != nil {
 				b.Fatal(err)
 			}

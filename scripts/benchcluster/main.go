@@ -60,6 +60,7 @@ const (
 
 type options struct {
 	pins, big, clients, propagation int
+	stats                           bool
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&o.big, "big", 100000, "pins in the cluster for the large-state figures")
 	flag.IntVar(&o.clients, "clients", 16, "concurrent REST clients during ingest")
 	flag.IntVar(&o.propagation, "propagation", 200, "sequential pins timed until peer 2 knows them")
+	flag.BoolVar(&o.stats, "stats", false, "serve each peer's /metrics and /debug/pprof/ (URLs on stderr) to profile a run")
 	flag.Parse()
 	if o.pins < 1 || o.clients < 1 || o.propagation < 1 {
 		fmt.Fprintln(os.Stderr, "benchcluster: -pins, -clients and -propagation must be positive")
@@ -125,8 +127,13 @@ func run(ctx context.Context, o options) (err error) {
 	progress("starting %d kubo daemons and %d cluster peers", nPeers, nPeers)
 	// Logging is at warn: info logs a line per pin, which would cost the
 	// peers more than the benchmark wants to measure.
-	if b.peers, err = localcluster.Start(ctx, localcluster.Options{Work: work, Peers: nPeers, LogLevel: "warn"}); err != nil {
+	if b.peers, err = localcluster.Start(ctx, localcluster.Options{Work: work, Peers: nPeers, LogLevel: "warn", Stats: o.stats}); err != nil {
 		return err
+	}
+	for _, p := range b.peers {
+		if p.StatsURL != "" {
+			progress("%s: %s/metrics, %s/debug/pprof/", p.Name, p.StatsURL, p.StatsURL)
+		}
 	}
 	b.reportRSS("rss_idle")
 
