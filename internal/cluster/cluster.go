@@ -49,7 +49,9 @@ type Tracker interface {
 	Status(ctx context.Context, c api.Cid) (api.PinInfo, error)
 	StatusAll(ctx context.Context, filter api.TrackerStatus, fn func(api.PinInfo) error) error
 	Recover(ctx context.Context, c api.Cid) (api.PinInfo, error)
-	RecoverAll(ctx context.Context, fn func(api.PinInfo) error) error
+	// RecoverAll requeues what failed; final includes the failures the
+	// retry policy made final, which only an operator's recover revives.
+	RecoverAll(ctx context.Context, final bool, fn func(api.PinInfo) error) error
 	QueueSize() int
 }
 
@@ -142,7 +144,7 @@ func (c *Cluster) Start() {
 	})
 	c.every(c.cfg.PinRecoverInterval, func() {
 		n := 0
-		err := c.tracker.RecoverAll(c.ctx, func(api.PinInfo) error { n++; return nil })
+		err := c.tracker.RecoverAll(c.ctx, false, func(api.PinInfo) error { n++; return nil })
 		if err != nil && c.ctx.Err() == nil {
 			c.log.Warn().Err(err).Msg("periodic recover")
 		}

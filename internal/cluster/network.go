@@ -50,7 +50,7 @@ func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC, isTrusted func(peer.ID) bo
 		return c.withIPFS(pi), err
 	})
 	p2p.HandleStream(r, rpcRecoverAll, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}, send func(api.PinInfo) error) error {
-		return c.tracker.RecoverAll(ctx, func(pi api.PinInfo) error { return send(c.withIPFS(pi)) })
+		return c.tracker.RecoverAll(ctx, true, func(pi api.PinInfo) error { return send(c.withIPFS(pi)) })
 	})
 	p2p.Handle(r, rpcRepoGCLocal, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}) (api.RepoGC, error) {
 		return c.localRepoGC(ctx), nil

@@ -70,7 +70,7 @@ func (c *Cluster) RecoverAll(ctx context.Context, local bool, fn func(api.Global
 	if !local {
 		return c.streamFromPeers(ctx, rpcRecoverAll, struct{}{}, fn)
 	}
-	return c.tracker.RecoverAll(ctx, func(pi api.PinInfo) error {
+	return c.tracker.RecoverAll(ctx, true, func(pi api.PinInfo) error {
 		return fn(global(c.withIPFS(pi)))
 	})
 }

@@ -57,6 +57,33 @@ type Config struct {
 	PriorityMaxRetries int
 	RetryMinDelay      time.Duration
 	RetryMaxDelay      time.Duration
+	// Retry, when set, decides what happens to a pin that failed: its
+	// queue and delay, or a final failure. It returns false to leave the
+	// decision to the built-in rule (exponential backoff, priority while
+	// young and rarely failed). It is called with a shard lock held, from
+	// many goroutines at once.
+	Retry func(pin api.Pin, attempts int, cause error) (Retry, bool)
+}
+
+// RetryClass is where a failed pin goes next.
+type RetryClass int
+
+const (
+	// RetryPriority retries in the priority queue.
+	RetryPriority RetryClass = iota + 1
+	// RetryNormal retries in the normal queue.
+	RetryNormal
+	// RetryFailed stops retrying: the pin stays in pin_error until an
+	// explicit recover or a new pin of the CID.
+	RetryFailed
+)
+
+// Retry is a decision about a failed pin. A zero Delay means the built-in
+// backoff; Reason explains a final failure in the pin's status.
+type Retry struct {
+	Class  RetryClass
+	Delay  time.Duration
+	Reason string
 }
 
 type opType int
@@ -81,8 +108,10 @@ type operation struct {
 	phase    phase
 	attempts int
 	priority bool
-	ts       time.Time
-	cancel   context.CancelFunc
+	// policyQueue: priority was chosen by the retry policy and stands.
+	policyQueue bool
+	ts          time.Time
+	cancel      context.CancelFunc
 	// toRemote: after a successful unpin, record the CID as remote (it is
 	// still in the pinset, allocated elsewhere) instead of forgetting it.
 	toRemote bool
@@ -315,7 +344,9 @@ func (t *Tracker) enqueueLocked(sh *shard, op *operation) error {
 	}
 	op.phase = phaseQueued
 	op.ts = time.Now()
-	op.priority = t.isPriority(op)
+	if !op.policyQueue {
+		op.priority = t.isPriority(op)
+	}
 	sh.ops[c.KeyString()] = op
 	if err := t.setStatus(c, t.opRecord(op)); err != nil {
 		return err
@@ -393,21 +424,40 @@ func (t *Tracker) run(op *operation) {
 	}
 }
 
-// failLocked records a failed operation and schedules its retry.
+// failLocked records a failed operation and schedules its retry, as the
+// retry policy decides for pins.
 func (t *Tracker) failLocked(op *operation, cause error) {
 	c := op.pin.Cid
 	op.attempts++
-	st := api.TrackerStatusPinError
+	rec := state.LocalStatus{Status: api.TrackerStatusPinError, Attempts: op.attempts, Error: cause.Error(), TS: time.Now()}
 	if op.typ == opUnpin {
-		st = api.TrackerStatusUnpinError
+		rec.Status = api.TrackerStatusUnpinError
 	}
 	delay := t.backoff(op.attempts)
-	t.log.Warn().Err(cause).Stringer("cid", c).Str("status", st.String()).Int("attempts", op.attempts).
-		Dur("retry_in", delay).Msg("operation failed")
-	if err := t.setStatus(c, state.LocalStatus{Status: st, Attempts: op.attempts, Error: cause.Error(), TS: time.Now()}); err != nil {
+	if op.typ == opPin && t.cfg.Retry != nil {
+		if r, ok := t.cfg.Retry(op.pin, op.attempts, cause); ok {
+			if r.Delay > 0 {
+				delay = r.Delay
+			}
+			rec.PolicyQueue, rec.Priority = true, r.Class == RetryPriority
+			if r.Class == RetryFailed {
+				rec.Terminal = true
+				rec.Error = fmt.Sprintf("failed for good by the retry policy: %s (last error: %s)", r.Reason, cause)
+			}
+		}
+	}
+	ev := t.log.Warn().Err(cause).Stringer("cid", c).Str("status", rec.Status.String()).Int("attempts", op.attempts)
+	if rec.Terminal {
+		ev.Msg("operation failed for good: the retry policy stops it")
+	} else {
+		ev.Dur("retry_in", delay).Msg("operation failed")
+	}
+	if err := t.setStatus(c, rec); err != nil {
 		t.log.Error().Err(err).Stringer("cid", c).Msg("record status")
 	}
-	t.retries.Schedule(c, time.Now().Add(delay))
+	if !rec.Terminal {
+		t.retries.Schedule(c, time.Now().Add(delay))
+	}
 }
 
 // backoff doubles from RetryMinDelay with each attempt, up to RetryMaxDelay.
@@ -421,14 +471,25 @@ func (t *Tracker) backoff(attempts int) time.Duration {
 
 // retryDue requeues a failed CID when its backoff has passed.
 func (t *Tracker) retryDue(c api.Cid) {
-	if _, err := t.recover(c, false); err != nil && t.ctx.Err() == nil {
+	if _, err := t.recover(c, 0); err != nil && t.ctx.Err() == nil {
 		t.log.Warn().Err(err).Stringer("cid", c).Msg("retry")
 	}
 }
 
-// recover requeues c if it failed (or, with missing, if kubo lost it).
-// It returns whether something was queued.
-func (t *Tracker) recover(c api.Cid, missing bool) (bool, error) {
+// recoverMode says how far recover goes.
+type recoverMode int
+
+const (
+	// recoverMissing also repins a CID that kubo lost.
+	recoverMissing recoverMode = 1 << iota
+	// recoverFinal also requeues failures the retry policy made final:
+	// an operator asked.
+	recoverFinal
+)
+
+// recover requeues c if it failed. It returns whether something was
+// queued.
+func (t *Tracker) recover(c api.Cid, mode recoverMode) (bool, error) {
 	sh := t.shard(c)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -439,7 +500,10 @@ func (t *Tracker) recover(c api.Cid, missing bool) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("recover %s: %w", c, err)
 	}
+	missing := mode&recoverMissing != 0
 	switch {
+	case ok && rec.Terminal && mode&recoverFinal == 0:
+		return false, nil
 	case ok && rec.Status == api.TrackerStatusUnpinError:
 		return true, t.enqueueLocked(sh, &operation{typ: opUnpin, pin: api.Pin{Cid: c}, attempts: rec.Attempts})
 	case ok && (rec.Status == api.TrackerStatusPinError || rec.Status == api.TrackerStatusUnexpectedlyUnpinned),
@@ -454,7 +518,11 @@ func (t *Tracker) recover(c api.Cid, missing bool) (bool, error) {
 		if pin.IsRemote(t.cfg.Peer) {
 			return false, t.setStatus(c, state.LocalStatus{Status: api.TrackerStatusRemote, TS: time.Now()})
 		}
-		return true, t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: rec.Attempts})
+		op := &operation{typ: opPin, pin: pin, attempts: rec.Attempts}
+		if rec.PolicyQueue && !rec.Terminal {
+			op.policyQueue, op.priority = true, rec.Priority
+		}
+		return true, t.enqueueLocked(sh, op)
 	}
 	return false, nil
 }
@@ -462,7 +530,7 @@ func (t *Tracker) recover(c api.Cid, missing bool) (bool, error) {
 // Recover requeues c at once if it is in an error state, and returns its
 // status afterwards.
 func (t *Tracker) Recover(ctx context.Context, c api.Cid) (api.PinInfo, error) {
-	if _, err := t.recover(c, true); err != nil {
+	if _, err := t.recover(c, recoverMissing|recoverFinal); err != nil {
 		return api.PinInfo{}, err
 	}
 	return t.Status(ctx, c)
@@ -472,10 +540,15 @@ func (t *Tracker) Recover(ctx context.Context, c api.Cid) (api.PinInfo, error) {
 const recoverable = api.TrackerStatusPinError | api.TrackerStatusUnpinError | api.TrackerStatusUnexpectedlyUnpinned
 
 // RecoverAll requeues every CID in an error state, visiting only those (an
-// index walk), and reports each one it queued.
-func (t *Tracker) RecoverAll(ctx context.Context, fn func(api.PinInfo) error) error {
+// index walk), and reports each one it queued. Failures the retry policy
+// made final are requeued only when an operator asks (final).
+func (t *Tracker) RecoverAll(ctx context.Context, final bool, fn func(api.PinInfo) error) error {
+	var mode recoverMode
+	if final {
+		mode = recoverFinal
+	}
 	return t.records.ListByStatus(ctx, recoverable, func(c api.Cid, _ state.LocalStatus) error {
-		queued, err := t.recover(c, false)
+		queued, err := t.recover(c, mode)
 		if err != nil {
 			return err
 		}
@@ -526,7 +599,9 @@ func (t *Tracker) resume() error {
 	}
 	errs := api.TrackerStatusPinError | api.TrackerStatusUnpinError
 	err = t.records.ListByStatus(t.ctx, errs, func(c api.Cid, rec state.LocalStatus) error {
-		t.retries.Schedule(c, rec.TS.Add(t.backoff(rec.Attempts)))
+		if !rec.Terminal {
+			t.retries.Schedule(c, rec.TS.Add(t.backoff(rec.Attempts)))
+		}
 		return nil
 	})
 	if err != nil {

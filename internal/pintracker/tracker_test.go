@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,7 +235,7 @@ func TestRecoverRequeuesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	if err := f.tracker.RecoverAll(t.Context(), func(api.PinInfo) error { n++; return nil }); err != nil {
+	if err := f.tracker.RecoverAll(t.Context(), true, func(api.PinInfo) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 {
@@ -403,5 +404,57 @@ func TestStatusAllCoversEveryState(t *testing.T) {
 	}
 	if got := collect(api.TrackerStatusPinned | api.TrackerStatusUnpinError); len(got) != 2 {
 		t.Fatalf("pinned,unpin_error filter: %v", got)
+	}
+}
+
+// TestRetryPolicyDecides drives the retry decision: a short priority delay
+// brings a pin back on its own once kubo returns, and a final failure
+// stays in pin_error with the policy's reason until an operator recovers
+// it; periodic recovery leaves it alone.
+func TestRetryPolicyDecides(t *testing.T) {
+	var calls atomic.Int64
+	f := newFixture(t, func(c *Config, _ *ipfsconn.Config) {
+		c.Retry = func(pin api.Pin, attempts int, cause error) (Retry, bool) {
+			calls.Add(1)
+			if pin.Name == "doomed" {
+				return Retry{Class: RetryFailed, Reason: "too many attempts"}, true
+			}
+			return Retry{Class: RetryPriority, Delay: 200 * time.Millisecond}, true
+		}
+	})
+	cids := f.addContent(2)
+	retried, doomed := cids[0], cids[1]
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	f.pin(retried, nil)
+	f.pin(doomed, func(p *api.Pin) { p.Name = "doomed" })
+	f.waitStatus(retried, api.TrackerStatusPinError, 20*time.Second)
+	pi := f.waitStatus(doomed, api.TrackerStatusPinError, 20*time.Second)
+	if !strings.Contains(pi.Error, "too many attempts") {
+		t.Fatalf("final failure %q does not carry the policy's reason", pi.Error)
+	}
+	if err := f.kubo.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The retry policy's 200ms beats the configured one-minute backoff.
+	f.waitStatus(retried, api.TrackerStatusPinned, 20*time.Second)
+	n := 0
+	if err := f.tracker.RecoverAll(t.Context(), false, func(api.PinInfo) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("periodic recovery requeued %d final failures", n)
+	}
+	time.Sleep(time.Second) // no retry is scheduled either
+	if pi, err := f.tracker.Status(t.Context(), doomed); err != nil || pi.Status != api.TrackerStatusPinError {
+		t.Fatalf("final failure became %s (%v)", pi.Status, err)
+	}
+	if _, err := f.tracker.Recover(t.Context(), doomed); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(doomed, api.TrackerStatusPinned, 20*time.Second)
+	if calls.Load() < 2 {
+		t.Fatalf("retry policy consulted %d times", calls.Load())
 	}
 }

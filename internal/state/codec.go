@@ -15,7 +15,7 @@ import (
 //	version byte (1)
 //	status   uvarint (one status bit)
 //	attempts varint
-//	flags    byte: 1 priority, 2 has a timestamp
+//	flags    byte: 1 priority, 2 has a timestamp, 4 terminal, 8 queue chosen by policy
 //	[seconds varint, nanoseconds uvarint] when it has a timestamp
 //	error    uvarint length + bytes
 //
@@ -23,8 +23,11 @@ import (
 const (
 	recordVersion byte = 1
 
-	flagPriority byte = 1 << 0
-	flagTS       byte = 1 << 1
+	flagPriority    byte = 1 << 0
+	flagTS          byte = 1 << 1
+	flagTerminal    byte = 1 << 2
+	flagPolicyQueue byte = 1 << 3
+	knownFlags           = flagPriority | flagTS | flagTerminal | flagPolicyQueue
 )
 
 // errCorruptRecord is returned when bytes do not decode as a tracker record.
@@ -40,6 +43,12 @@ func (s *LocalStatus) appendBinary(b []byte) []byte {
 	}
 	if !s.TS.IsZero() {
 		flags |= flagTS
+	}
+	if s.Terminal {
+		flags |= flagTerminal
+	}
+	if s.PolicyQueue {
+		flags |= flagPolicyQueue
 	}
 	b = append(b, flags)
 	if flags&flagTS != 0 {
@@ -78,13 +87,15 @@ func (s *LocalStatus) unmarshalBinary(v []byte) error {
 		return fmt.Errorf("%w: status %d", errCorruptRecord, uint64(out.Status))
 	case int64(int(attempts)) != attempts:
 		return fmt.Errorf("%w: attempts %d", errCorruptRecord, attempts)
-	case flags&^(flagPriority|flagTS) != 0:
+	case flags&^knownFlags != 0:
 		return fmt.Errorf("%w: flags %#x", errCorruptRecord, flags)
 	case len(r.buf) != 0:
 		return fmt.Errorf("%w: %d trailing bytes", errCorruptRecord, len(r.buf))
 	}
 	out.Attempts = int(attempts)
 	out.Priority = flags&flagPriority != 0
+	out.Terminal = flags&flagTerminal != 0
+	out.PolicyQueue = flags&flagPolicyQueue != 0
 	*s = out
 	return nil
 }

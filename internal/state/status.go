@@ -20,6 +20,13 @@ type LocalStatus struct {
 	Error    string
 	TS       time.Time
 	Priority bool
+	// Terminal marks a failure the retry policy declared final: it is not
+	// retried until an explicit recover or a new pin of the CID.
+	Terminal bool
+	// PolicyQueue says the retry policy chose the queue of the next
+	// attempt (Priority holds the choice), so the tracker's own rule of
+	// age and attempts does not apply.
+	PolicyQueue bool
 }
 
 // SetStatus stores s as the record of c and moves c to the index of

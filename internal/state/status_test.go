@@ -217,6 +217,8 @@ func TestLocalStatusEncoding(t *testing.T) {
 		{Status: api.TrackerStatusRemote, Attempts: -3, Priority: true},
 		{Status: api.TrackerStatusPinError, Attempts: math.MaxInt, Error: "ü\x00", TS: time.Unix(0, 0).UTC()},
 		{Status: api.TrackerStatusUnexpectedlyUnpinned, TS: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)},
+		{Status: api.TrackerStatusPinError, Attempts: 5, Error: "policy", Terminal: true},
+		{Status: api.TrackerStatusPinError, Attempts: 2, PolicyQueue: true, Priority: true},
 		{Status: api.TrackerStatus(1) << 63, TS: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
 	} {
 		var got LocalStatus
@@ -233,7 +235,7 @@ func TestLocalStatusEncoding(t *testing.T) {
 		"version":      {2, 16, 0, 0, 0},
 		"no status":    {1, 0, 0, 0, 0},
 		"two statuses": {1, 48, 0, 0, 0},
-		"flags":        {1, 16, 0, 4, 0},
+		"flags":        {1, 16, 0, 16, 0},
 		"nanoseconds":  append(binary.AppendUvarint([]byte{1, 16, 0, 2, 0}, uint64(time.Second)), 0),
 		"truncated":    valid[:len(valid)-1],
 		"trailing":     append(slices.Clone(valid), 0),
@@ -252,6 +254,7 @@ func FuzzLocalStatus(f *testing.F) {
 	for _, s := range []LocalStatus{
 		{Status: api.TrackerStatusPinned},
 		{Status: api.TrackerStatusPinError, Attempts: 7, Error: "timeout", TS: time.Unix(1_700_000_000, 5), Priority: true},
+		{Status: api.TrackerStatusPinError, Attempts: 3, Error: "failed by policy", Terminal: true, PolicyQueue: true},
 	} {
 		f.Add(s.appendBinary(nil))
 	}
