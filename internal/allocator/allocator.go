@@ -137,6 +137,28 @@ func (a *Allocator) Allocate(req Request) ([]peer.ID, error) {
 	return t.take(s.keptIDs(add), add), nil
 }
 
+// Order returns every peer that may hold req.Pin in the built-in order: the
+// current allocations that still qualify, then each eligible new peer in
+// the order Allocate would add them. Allocate's answer for any count is a
+// prefix of it, so a policy that reorders or shortens Order and takes a
+// prefix gets the balanced choice unless it says otherwise.
+func (a *Allocator) Order(req Request) []peer.ID {
+	names, levels := a.MetricNames(), len(a.allocateBy())
+	s := a.survey(req, names)
+	for _, c := range s.fresh {
+		c.pickable = true
+	}
+	t := newTree(slices.Concat(s.kept, s.fresh), levels)
+	return t.take(s.keptIDs(len(s.fresh)), len(s.fresh))
+}
+
+// NotEnough is the ErrNotEnoughPeers error for a choice narrowed to
+// available peers (by a policy, say) when needed were required.
+func NotEnough(needed, wanted, available int, why string) error {
+	return fmt.Errorf("%w. Needed at least: %d. Wanted at most: %d. Available candidates: %d (%s).",
+		ErrNotEnoughPeers, needed, wanted, available, why)
+}
+
 // reason says why a peer cannot receive a new allocation.
 type reason int
 

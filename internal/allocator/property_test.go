@@ -211,3 +211,38 @@ func (w world) judgePicks(used, pool, picks []peer.ID) string {
 	}
 	return ""
 }
+
+// TestOrderExtendsAllocate checks on random clusters that Order lists every
+// qualifying peer once, current allocations first, and that whenever
+// Allocate adds peers its answer is a prefix of Order: a policy taking a
+// prefix of Order gets the balanced choice.
+func TestOrderExtendsAllocate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for i := range 3000 {
+		w := randomWorld(rng)
+		order := w.alloc.Order(w.req)
+		var want int
+		for id := range w.specs {
+			if w.qualifies(id, slices.Contains(w.req.Current, id)) {
+				want++
+			}
+		}
+		seen := map[peer.ID]bool{}
+		for _, id := range order {
+			if seen[id] || !w.qualifies(id, slices.Contains(w.req.Current, id)) {
+				t.Fatalf("case %d: order %v has %s twice or unqualified", i, order, id)
+			}
+			seen[id] = true
+		}
+		if len(order) != want {
+			t.Fatalf("case %d: order %v lists %d peers, %d qualify", i, order, len(order), want)
+		}
+		got, err := w.alloc.Allocate(w.req)
+		if err != nil || len(got) <= len(w.req.Current) {
+			continue
+		}
+		if !slices.Equal(got, order[:len(got)]) {
+			t.Fatalf("case %d: Allocate %v is not a prefix of Order %v", i, got, order)
+		}
+	}
+}
