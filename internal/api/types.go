@@ -503,3 +503,13 @@ type IPFSPinInfo struct {
 	Cid  Cid           `json:"Cid"`
 	Type IPFSPinStatus `json:"Type"`
 }
+
+// PolicyReload is one peer's answer to POST /policy/reload: the sha256 of
+// the policy it runs afterwards, and why the reload failed if it did (the
+// previous policy then stays active).
+type PolicyReload struct {
+	Peer         peer.ID `json:"peer"`
+	Peername     string  `json:"peername"`
+	PolicySHA256 string  `json:"policy_sha256"`
+	Error        string  `json:"error,omitempty"`
+}

@@ -109,6 +109,7 @@ to check that it matches the CLI version (shown by -v).`,
 			Action: printOne(func(s *ctlSession) (any, error) { return s.client.Version(s.ctx) }),
 		},
 		healthCommand(),
+		ctlPolicyCommand(),
 		{
 			Name:        "ipfs",
 			Usage:       "Manage IPFS daemon",
@@ -642,5 +643,46 @@ rates for each libp2p protocol that the peer uses.`,
 				Action: printOne(func(s *ctlSession) (any, error) { return s.client.BandwidthByProtocol(s.ctx) }),
 			},
 		},
+	}
+}
+
+// ctlPolicyCommand manages the peers' Lua policies through the API.
+func ctlPolicyCommand() *Command {
+	return &Command{
+		Name:        "policy",
+		Usage:       "Manage the peers' Lua policies",
+		Description: "Manage the Lua policies the peers run (cluster.policy_file).",
+		Subcommands: []*Command{{
+			Name:  "reload",
+			Usage: "make the peers read their policy files again",
+			Description: `
+This command makes every peer read its policy file again (only the peer
+contacted with --local) and prints, for each one, the sha256 of the policy
+it runs afterwards. A peer whose new policy does not load keeps the one it
+had and reports the error; the command then exits with an error.`,
+			Flags: []Flag{localFlag()},
+			Action: ctlAction(func(s *ctlSession) error {
+				if err := s.args(0, 0); err != nil {
+					return err
+				}
+				out, err := s.client.PolicyReload(s.ctx, s.cmd.Bool("local"))
+				if err != nil {
+					return err
+				}
+				if err := s.out.print(out); err != nil {
+					return err
+				}
+				failed := 0
+				for _, r := range out {
+					if r.Error != "" {
+						failed++
+					}
+				}
+				if failed > 0 {
+					return fmt.Errorf("policy reload failed on %d of %d peers; they keep their previous policy", failed, len(out))
+				}
+				return nil
+			}),
+		}},
 	}
 }

@@ -92,6 +92,12 @@ func (o *ctlOutput) text(v any) (string, error) {
 		return textRepoGC(v), nil
 	case client.BandwidthByProtocol:
 		return textBandwidth(v), nil
+	case []api.PolicyReload:
+		var b strings.Builder
+		for _, r := range v {
+			b.WriteString(textPolicyReload(r))
+		}
+		return b.String(), nil
 	}
 	return "", fmt.Errorf("no text format for %T", v)
 }
@@ -143,7 +149,22 @@ func textID(id api.ID) string {
 	for _, a := range sortedAddrs(ipfs.Addresses) {
 		fmt.Fprintf(&b, "    - %s\n", a)
 	}
+	if id.PolicySHA256 != "" {
+		fmt.Fprintf(&b, "  > Policy: sha256 %s\n", id.PolicySHA256)
+	}
 	return b.String()
+}
+
+// textPolicyReload is one peer's line of policy reload.
+func textPolicyReload(r api.PolicyReload) string {
+	if r.Error != "" {
+		active := "no policy active"
+		if r.PolicySHA256 != "" {
+			active = "still running sha256 " + r.PolicySHA256
+		}
+		return fmt.Sprintf("%s | %s | ERROR: %s (%s)\n", r.Peer, r.Peername, r.Error, active)
+	}
+	return fmt.Sprintf("%s | %s | reloaded: sha256 %s\n", r.Peer, r.Peername, r.PolicySHA256)
 }
 
 // textGlobalPinInfo is the block of status: one line per peer, in peer ID

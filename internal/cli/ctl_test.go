@@ -226,7 +226,7 @@ func TestCtlCommandsListAndHelpWidth(t *testing.T) {
 		"ipfs-cluster-ctl pin update", "ipfs-cluster-ctl pin ls",
 		"ipfs-cluster-ctl status", "ipfs-cluster-ctl recover", "ipfs-cluster-ctl version",
 		"ipfs-cluster-ctl health", "ipfs-cluster-ctl health graph", "ipfs-cluster-ctl health metrics",
-		"ipfs-cluster-ctl health alerts", "ipfs-cluster-ctl health bandwidth",
+		"ipfs-cluster-ctl health alerts", "ipfs-cluster-ctl health bandwidth", "ipfs-cluster-ctl policy", "ipfs-cluster-ctl policy reload",
 		"ipfs-cluster-ctl ipfs", "ipfs-cluster-ctl ipfs gc",
 		"ipfs-cluster-ctl commands", "ipfs-cluster-ctl help",
 	}

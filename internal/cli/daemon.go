@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -74,7 +75,8 @@ func runDaemon(c *Context) error {
 	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			log.Info().Msg("SIGHUP received: nothing to reload")
+			// The outcome is logged by the core.
+			peer.Cluster.ReloadPolicy(context.Background(), true)
 			continue
 		}
 		break

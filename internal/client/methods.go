@@ -191,6 +191,14 @@ func (c *Client) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, erro
 	return gc, err
 }
 
+// PolicyReload makes every peer (or, with local, the peer the client talks
+// to) read its policy file again, and returns each peer's outcome.
+func (c *Client) PolicyReload(ctx context.Context, local bool) ([]api.PolicyReload, error) {
+	var out []api.PolicyReload
+	err := c.do(ctx, request{method: http.MethodPost, path: "/policy/reload", query: localQuery(local)}, &out)
+	return out, err
+}
+
 // HealthGraph returns the connectivity graph of the cluster.
 func (c *Client) HealthGraph(ctx context.Context) (ConnectGraph, error) {
 	var g ConnectGraph

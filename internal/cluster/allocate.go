@@ -14,18 +14,22 @@ import (
 type Allocator interface {
 	MetricNames() []string
 	Allocate(req allocator.Request) ([]peer.ID, error)
+	// Order lists every peer that may hold the pin, Allocate's choice
+	// first: what the allocate policy reorders.
+	Order(req allocator.Request) []peer.ID
 }
 
 // allocate chooses the peers that hold pin from the latest valid metrics
 // of each peer: current allocations that still qualify are kept, new ones
 // are ranked by the balanced allocator until replication_factor_max.
-// A pin replicated everywhere has no allocations.
+// The allocate policy may then reorder or drop peers. A pin replicated
+// everywhere has no allocations.
 func (c *Cluster) allocate(ctx context.Context, pin api.Pin, current []peer.ID) ([]peer.ID, error) {
 	return c.allocateExcluding(ctx, pin, current, nil)
 }
 
 // allocateExcluding is allocate that never chooses the excluded peers.
-func (c *Cluster) allocateExcluding(_ context.Context, pin api.Pin, current, excluded []peer.ID) ([]peer.ID, error) {
+func (c *Cluster) allocateExcluding(ctx context.Context, pin api.Pin, current, excluded []peer.ID) ([]peer.ID, error) {
 	if pin.IsPinEverywhere() {
 		return nil, nil
 	}
@@ -41,7 +45,11 @@ func (c *Cluster) allocateExcluding(_ context.Context, pin api.Pin, current, exc
 			}
 		}
 	}
-	allocs, err := c.allocator.Allocate(allocator.Request{Pin: pin, Current: current, Metrics: metrics, Excluded: excluded})
+	req := allocator.Request{Pin: pin, Current: current, Metrics: metrics, Excluded: excluded}
+	allocs, err := c.allocator.Allocate(req)
+	if err == nil {
+		allocs, err = c.policyAllocate(ctx, req, metrics, allocs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("allocate: %w", err)
 	}

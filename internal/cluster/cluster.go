@@ -105,6 +105,7 @@ type Cluster struct {
 	host      host.Host
 	rpc       *p2p.RPC
 	isTrusted func(peer.ID) bool
+	policy    Policy // nil: no policy
 	log       zerolog.Logger
 	// peerJoined wakes the republishing of metrics (capacity 1).
 	peerJoined chan struct{}
@@ -126,6 +127,10 @@ func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, i
 	c.peerJoined = make(chan struct{}, 1)
 	return c
 }
+
+// SetPolicy installs the operator's policy; it must be called before
+// Start. Without it every hook has its built-in behaviour.
+func (c *Cluster) SetPolicy(p Policy) { c.policy = p }
 
 // SetConsensus wires the consensus component; it must be called before
 // Start.
@@ -211,6 +216,7 @@ func (c *Cluster) localID(context.Context) api.ID {
 		RPCProtocolVersion:    api.RPCProtocol,
 		IPFS:                  &ipfsID,
 		Peername:              c.cfg.PeerName,
+		PolicySHA256:          c.PolicyHash(),
 	}
 }
 

@@ -25,6 +25,7 @@ const (
 	rpcRecover      = "PinTracker.Recover"
 	rpcRecoverAll   = "PinTracker.RecoverAll"
 	rpcRepoGCLocal  = "Cluster.RepoGCLocal"
+	rpcPolicyReload = "Cluster.PolicyReload"
 	peerCallTimeout = 15 * time.Second
 )
 
@@ -51,6 +52,9 @@ func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC, isTrusted func(peer.ID) bo
 	})
 	p2p.HandleStream(r, rpcRecoverAll, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}, send func(api.PinInfo) error) error {
 		return c.tracker.RecoverAll(ctx, true, func(pi api.PinInfo) error { return send(c.withIPFS(pi)) })
+	})
+	p2p.Handle(r, rpcPolicyReload, p2p.Trusted, func(context.Context, peer.ID, struct{}) (api.PolicyReload, error) {
+		return c.reloadLocal(), nil
 	})
 	p2p.Handle(r, rpcRepoGCLocal, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}) (api.RepoGC, error) {
 		return c.localRepoGC(ctx), nil

@@ -27,24 +27,44 @@ func (c *Cluster) PinPath(ctx context.Context, path string, opts api.PinOptions)
 	return c.Pin(ctx, ci, opts)
 }
 
-// pin is the pin flow: validate, fill replication defaults, carry over a
-// pin update, keep what an existing pin of the same CID requires, allocate,
-// stamp and commit.
+// pin is the pin flow: validate, admit, fill replication defaults, carry
+// over a pin update, then commit.
 func (c *Cluster) pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 	if !pin.Cid.Defined() {
 		return api.Pin{}, fmt.Errorf("%w: no CID given", ErrInvalidRequest)
 	}
-	if !pin.ExpireAt.IsZero() && pin.ExpireAt.Before(time.Now()) {
-		return api.Pin{}, fmt.Errorf("%w: pin %s: expire_at %s is in the past", ErrInvalidRequest, pin.Cid, pin.ExpireAt.Format(time.RFC3339))
-	}
-	if err := c.replicationDefaults(&pin); err != nil {
-		return api.Pin{}, fmt.Errorf("pin %s: %w", pin.Cid, err)
+	if err := c.admitPin(ctx, &pin); err != nil {
+		return api.Pin{}, err
 	}
 	if pin.PinUpdate.Defined() {
 		if err := c.carryOver(&pin); err != nil {
 			return api.Pin{}, err
 		}
 	}
+	return c.commit(ctx, pin, !pin.PinUpdate.Defined())
+}
+
+// admitPin checks what a request can be refused for before anything is
+// stored, the admission policy included, and resolves the replication
+// factors. An add admits its pin before the content (and so the CID) is
+// known.
+func (c *Cluster) admitPin(ctx context.Context, pin *api.Pin) error {
+	if !pin.ExpireAt.IsZero() && pin.ExpireAt.Before(time.Now()) {
+		return fmt.Errorf("%w: pin %s: expire_at %s is in the past", ErrInvalidRequest, pin.Cid, pin.ExpireAt.Format(time.RFC3339))
+	}
+	if err := c.admit(ctx, *pin); err != nil {
+		return fmt.Errorf("pin %s: %w", pin.Cid, err)
+	}
+	if err := c.replicationDefaults(ctx, pin); err != nil {
+		return fmt.Errorf("pin %s: %w", pin.Cid, err)
+	}
+	return nil
+}
+
+// commit keeps what an existing pin of the same CID requires, allocates
+// (unless allocate is false: the allocations are set already), stamps and
+// commits the pin through consensus.
+func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.Pin, error) {
 	existing, err := c.state.Get(pin.Cid)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -56,7 +76,7 @@ func (c *Cluster) pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 			return api.Pin{}, err
 		}
 	}
-	if !pin.PinUpdate.Defined() {
+	if allocate {
 		allocs, err := c.allocate(ctx, pin, existing.Allocations)
 		if err != nil {
 			return api.Pin{}, fmt.Errorf("pin %s: %w", pin.Cid, err)
@@ -71,10 +91,19 @@ func (c *Cluster) pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 	return pin, nil
 }
 
-// replicationDefaults replaces factors left at 0 with the configured ones
-// and validates the result.
-func (c *Cluster) replicationDefaults(pin *api.Pin) error {
-	fromRequest := pin.ReplicationFactorMin != 0 || pin.ReplicationFactorMax != 0
+// replicationDefaults replaces factors left at 0 with the replication
+// policy's answer, else the configured ones, and validates the result.
+func (c *Cluster) replicationDefaults(ctx context.Context, pin *api.Pin) error {
+	// hint tells the client where the factors it did not give came from.
+	hint := ""
+	if pin.ReplicationFactorMin != 0 || pin.ReplicationFactorMax != 0 {
+		hint = fmt.Sprintf(" (a factor left at 0 takes the cluster default %d/%d)", c.cfg.ReplicationFactorMin, c.cfg.ReplicationFactorMax)
+	}
+	if pin.ReplicationFactorMin == 0 || pin.ReplicationFactorMax == 0 {
+		if c.policyReplication(ctx, pin) {
+			hint = " (factors left at 0 came from the replication policy)"
+		}
+	}
 	if pin.ReplicationFactorMin == 0 {
 		pin.ReplicationFactorMin = c.cfg.ReplicationFactorMin
 	}
@@ -82,11 +111,7 @@ func (c *Cluster) replicationDefaults(pin *api.Pin) error {
 		pin.ReplicationFactorMax = c.cfg.ReplicationFactorMax
 	}
 	if err := config.ValidateReplication(pin.ReplicationFactorMin, pin.ReplicationFactorMax); err != nil {
-		if fromRequest {
-			return fmt.Errorf("%w: %v (a factor left at 0 takes the cluster default %d/%d)", ErrInvalidRequest, err,
-				c.cfg.ReplicationFactorMin, c.cfg.ReplicationFactorMax)
-		}
-		return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+		return fmt.Errorf("%w: %v%s", ErrInvalidRequest, err, hint)
 	}
 	return nil
 }

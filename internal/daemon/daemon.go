@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"ipfs-cluster/internal/allocator"
+	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/consensus/crdt"
@@ -28,6 +29,7 @@ import (
 	"ipfs-cluster/internal/observe"
 	"ipfs-cluster/internal/p2p"
 	"ipfs-cluster/internal/pintracker"
+	"ipfs-cluster/internal/policy"
 	"ipfs-cluster/internal/restapi"
 	"ipfs-cluster/internal/state"
 )
@@ -62,8 +64,10 @@ type Peer struct {
 
 // Start builds and starts every component of the peer whose configuration
 // folder is dir. On error, what was started is stopped again.
-func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options) (p *Peer, err error) {
-	p = &Peer{}
+func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options) (_ *Peer, err error) {
+	// The error returns set the named result to nil: keep our own handle
+	// on what was started so that it can be stopped.
+	p := &Peer{}
 	defer func() {
 		if err != nil {
 			p.Stop()
@@ -127,6 +131,14 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	policyPath := cl.PolicyFile
+	if policyPath != "" && !filepath.IsAbs(policyPath) {
+		policyPath = filepath.Join(dir, policyPath)
+	}
+	pol, err := policy.NewHolder(policyPath, policy.Options{Timeout: cl.PolicyTimeout.D(), Registerer: p.Metrics})
+	if err != nil {
+		return nil, fmt.Errorf("cluster.policy_file: %w", err)
+	}
 	st := cfg.PinTracker.Stateless
 	p.Tracker = pintracker.New(pintracker.Config{
 		Peer:               ident.ID,
@@ -137,6 +149,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		PriorityMaxRetries: st.PriorityPinMaxRetries,
 		RetryMinDelay:      st.RetryMinDelay.D(),
 		RetryMaxDelay:      st.RetryMaxDelay.D(),
+		Retry:              retryDecision(pol),
 	}, conn, p.DB, p.DB, logging.For("pintracker"))
 
 	if p.gossip, err = monitor.StartGossip(ps, monitor.New(), ident.ID, logging.For("monitor")); err != nil {
@@ -178,6 +191,9 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		return nil, err
 	}
 	p.Cluster.SetConsensus(p.Consensus)
+	if policyPath != "" {
+		p.Cluster.SetPolicy(pol)
+	}
 	p.gossip.OnPeerJoin(p.Cluster.PeerJoined)
 	p.RPC = p2p.NewRPC(p.Host, p2p.Config{IsTrusted: p.Consensus.IsTrusted}, logging.For("rpc"))
 	p.Cluster.SetNetwork(p.Host, p.RPC, p.Consensus.IsTrusted)
@@ -212,6 +228,29 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		p.REST.Serve()
 	}
 	return p, nil
+}
+
+// retryDecision asks the retry_priority hook what to do with a failed
+// pin; without an answer (no hook, nil, or a failed call, which the holder
+// logs and counts) the tracker's built-in rule applies.
+func retryDecision(pol *policy.Holder) func(api.Pin, int, error) (pintracker.Retry, bool) {
+	classes := map[policy.RetryClass]pintracker.RetryClass{
+		policy.RetryPriority: pintracker.RetryPriority,
+		policy.RetryNormal:   pintracker.RetryNormal,
+		policy.RetryFailed:   pintracker.RetryFailed,
+	}
+	return func(pin api.Pin, attempts int, cause error) (pintracker.Retry, bool) {
+		if pol.Policy() == nil {
+			return pintracker.Retry{}, false
+		}
+		r, err := pol.RetryPriority(context.Background(), pin, attempts, cause.Error())
+		class, ok := classes[r.Class]
+		if err != nil || !ok {
+			return pintracker.Retry{}, false
+		}
+		return pintracker.Retry{Class: class, Delay: r.Delay,
+			Reason: fmt.Sprintf("retry_priority answered \"failed\" after %d attempts", attempts)}, true
+	}
 }
 
 // trusted is the trusted_peers list plus the bootstrap peers, which the

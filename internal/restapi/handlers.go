@@ -210,6 +210,14 @@ func (s *Server) repoGC(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	s.reply(w, gc, err)
 }
 
+func (s *Server) policyReload(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	local, ok := s.boolParam(w, r.URL.Query().Get("local"), "local")
+	if !ok {
+		return
+	}
+	s.writeJSON(w, http.StatusOK, s.cluster.ReloadPolicy(r.Context(), local))
+}
+
 func (s *Server) alerts(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 	s.writeJSON(w, http.StatusOK, s.cluster.Alerts())
 }
@@ -250,6 +258,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, cluster.ErrInvalidRequest):
 		return http.StatusBadRequest
+	case errors.Is(err, cluster.ErrRefused):
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }

@@ -44,6 +44,7 @@ type Cluster interface {
 	Alerts() []api.Alert
 	ConnectGraph(ctx context.Context) api.ConnectGraph
 	PeerRemove(ctx context.Context, p peer.ID) error
+	ReloadPolicy(ctx context.Context, local bool) []api.PolicyReload
 }
 
 // Config holds the server's settings (section api.restapi).
@@ -202,6 +203,7 @@ func (s *Server) router() *httprouter.Router {
 	r.POST("/pins/*rest", s.pinsRoute)
 	r.DELETE("/pins/*rest", s.pinsRoute)
 	r.POST("/ipfs/gc", s.repoGC)
+	r.POST("/policy/reload", s.policyReload)
 	r.GET("/health", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		w.WriteHeader(http.StatusNoContent)
 	})
