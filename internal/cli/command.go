@@ -428,3 +428,13 @@ func indent(s, prefix string) string {
 func Main(root *Command, args []string) {
 	os.Exit(Run(root, args, os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }
+
+// hasFlag reports whether cmd itself defines the flag name.
+func (cmd *Command) hasFlag(name string) bool {
+	for _, f := range cmd.Flags {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}

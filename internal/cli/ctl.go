@@ -57,25 +57,8 @@ func Ctl() *Command {
 		Name:        "ipfs-cluster-ctl",
 		Usage:       "CLI for IPFS Cluster",
 		Description: ctlDescription,
-		Flags: []Flag{
-			{Name: "host", Aliases: []string{"l"}, Kind: StringFlag, Default: client.DefaultHost,
-				Usage: "API endpoint multiaddresses (comma-separated)"},
-			{Name: "secret", Kind: StringFlag,
-				Usage: "cluster secret (32 byte pnet-key), only for libp2p endpoints"},
-			{Name: "https", Aliases: []string{"s"}, Kind: BoolFlag, Usage: "use https to connect to the API"},
-			{Name: "no-check-certificate", Kind: BoolFlag,
-				Usage: "do not verify server TLS certificate. only valid with --https flag"},
-			{Name: "encoding", Aliases: []string{"enc"}, Kind: StringFlag, Default: "text",
-				Usage: "output format encoding [text, json]"},
-			{Name: "timeout", Aliases: []string{"t"}, Kind: IntFlag, Default: "0",
-				Usage: "number of seconds to wait before timing out a request"},
-			{Name: "debug", Aliases: []string{"d"}, Kind: BoolFlag, Usage: "set debug log level"},
-			{Name: "basic-auth", Kind: StringFlag, EnvVar: "CLUSTER_CREDENTIALS",
-				Usage: "<user>[:<password>] credentials; imply --https"},
-			{Name: "force-http", Aliases: []string{"f"}, Kind: BoolFlag,
-				Usage: "force HTTP. only valid when using BasicAuth"},
-			{Name: "version", Aliases: []string{"v"}, Kind: BoolFlag, Usage: "print the version"},
-		},
+		Flags: append(ctlGlobalFlags(),
+			Flag{Name: "version", Aliases: []string{"v"}, Kind: BoolFlag, Usage: "print the version"}),
 		Subcommands: ctlCommands(),
 		Action: func(c *Context) error {
 			switch {
@@ -225,4 +208,27 @@ func printOne(call func(s *ctlSession) (any, error)) func(*Context) error {
 		}
 		return s.out.print(v)
 	})
+}
+
+// ctlGlobalFlags are ctl's connection and output flags, which the
+// top-level add and import take too.
+func ctlGlobalFlags() []Flag {
+	return []Flag{
+		{Name: "host", Aliases: []string{"l"}, Kind: StringFlag, Default: client.DefaultHost,
+			Usage: "API endpoint multiaddresses (comma-separated)"},
+		{Name: "secret", Kind: StringFlag,
+			Usage: "cluster secret (32 byte pnet-key), only for libp2p endpoints"},
+		{Name: "https", Aliases: []string{"s"}, Kind: BoolFlag, Usage: "use https to connect to the API"},
+		{Name: "no-check-certificate", Kind: BoolFlag,
+			Usage: "do not verify server TLS certificate. only valid with --https flag"},
+		{Name: "encoding", Aliases: []string{"enc"}, Kind: StringFlag, Default: "text",
+			Usage: "output format encoding [text, json]"},
+		{Name: "timeout", Aliases: []string{"t"}, Kind: IntFlag, Default: "0",
+			Usage: "number of seconds to wait before timing out a request"},
+		{Name: "debug", Aliases: []string{"d"}, Kind: BoolFlag, Usage: "set debug log level"},
+		{Name: "basic-auth", Kind: StringFlag, EnvVar: "CLUSTER_CREDENTIALS",
+			Usage: "<user>[:<password>] credentials; imply --https"},
+		{Name: "force-http", Aliases: []string{"f"}, Kind: BoolFlag,
+			Usage: "force HTTP. only valid when using BasicAuth"},
+	}
 }

@@ -33,6 +33,24 @@ func localFlag() Flag {
 
 // pinStatusFlags are the flags of the commands that change a pin and then
 // report its status.
+// pinOptionFlags are the pin options pin add and add share.
+func pinOptionFlags() []Flag {
+	return []Flag{
+		{Name: "replication", Aliases: []string{"r"}, Kind: IntFlag, Default: "0",
+			Usage: "Sets a custom replication factor (overrides -rmax and -rmin)"},
+		{Name: "replication-min", Aliases: []string{"rmin"}, Kind: IntFlag, Default: "0",
+			Usage: "Sets the minimum replication factor for this pin"},
+		{Name: "replication-max", Aliases: []string{"rmax"}, Kind: IntFlag, Default: "0",
+			Usage: "Sets the maximum replication factor for this pin"},
+		{Name: "allocations", Aliases: []string{"allocs"}, Kind: StringFlag,
+			Usage: "Optional comma-separated list of peer IDs"},
+		{Name: "name", Aliases: []string{"n"}, Kind: StringFlag, Usage: "Sets a name for this pin"},
+		{Name: "expire-in", Kind: DurationFlag,
+			Usage: "Duration after which pin should be unpinned automatically"},
+		{Name: "metadata", Kind: StringSliceFlag, Usage: "Pin metadata: key=value. Can be added multiple times"},
+	}
+}
+
 func pinStatusFlags(doing string) []Flag {
 	return []Flag{
 		{Name: "no-status", Aliases: []string{"ns"}, Kind: BoolFlag,
@@ -109,6 +127,7 @@ to check that it matches the CLI version (shown by -v).`,
 			Action: printOne(func(s *ctlSession) (any, error) { return s.client.Version(s.ctx) }),
 		},
 		healthCommand(),
+		addCommand(false),
 		ctlPolicyCommand(),
 		{
 			Name:        "ipfs",
@@ -231,21 +250,9 @@ comma-separated list of peer IDs on which we want to pin. Peers in allocations
 are prioritized over automatically-determined ones, but replication factors
 would still be respected.`,
 		ArgsUsage: "<CID|Path>",
-		Flags: append([]Flag{
-			{Name: "replication", Aliases: []string{"r"}, Kind: IntFlag, Default: "0",
-				Usage: "Sets a custom replication factor (overrides -rmax and -rmin)"},
-			{Name: "replication-min", Aliases: []string{"rmin"}, Kind: IntFlag, Default: "0",
-				Usage: "Sets the minimum replication factor for this pin"},
-			{Name: "replication-max", Aliases: []string{"rmax"}, Kind: IntFlag, Default: "0",
-				Usage: "Sets the maximum replication factor for this pin"},
-			{Name: "allocations", Aliases: []string{"allocs"}, Kind: StringFlag,
-				Usage: "Optional comma-separated list of peer IDs"},
-			{Name: "name", Aliases: []string{"n"}, Kind: StringFlag, Usage: "Sets a name for this pin"},
-			{Name: "mode", Kind: StringFlag, Default: "recursive", Usage: "Select a way to pin: recursive or direct"},
-			{Name: "expire-in", Kind: DurationFlag,
-				Usage: "Duration after which pin should be unpinned automatically"},
-			{Name: "metadata", Kind: StringSliceFlag, Usage: "Pin metadata: key=value. Can be added multiple times"},
-		}, pinStatusFlags("pinning")...),
+		Flags: slices.Concat(pinOptionFlags(),
+			[]Flag{{Name: "mode", Kind: StringFlag, Default: "recursive", Usage: "Select a way to pin: recursive or direct"}},
+			pinStatusFlags("pinning")),
 		Action: ctlAction(func(s *ctlSession) error {
 			if err := s.args(1, 1); err != nil {
 				return err
@@ -276,14 +283,19 @@ func pinAddOptions(c *Context) (api.PinOptions, error) {
 		ExpireAt:             expireAt(c),
 		Metadata:             map[string]string{},
 	}
-	if r := c.Int("replication"); r != 0 {
-		opts.ReplicationFactorMin, opts.ReplicationFactorMax = r, r
+	if c.Command.hasFlag("replication") {
+		if r := c.Int("replication"); r != 0 {
+			opts.ReplicationFactorMin, opts.ReplicationFactorMax = r, r
+		}
 	}
-	mode, err := api.PinModeFromString(c.String("mode"))
-	if err != nil {
-		return opts, Usagef("invalid --mode: %v", err)
+	if c.Command.hasFlag("mode") {
+		mode, err := api.PinModeFromString(c.String("mode"))
+		if err != nil {
+			return opts, Usagef("invalid --mode: %v", err)
+		}
+		opts.Mode = mode
 	}
-	opts.Mode = mode
+	var err error
 	if opts.UserAllocations, err = api.ParsePeerList(c.String("allocations")); err != nil {
 		return opts, Usagef("invalid --allocations: %v", err)
 	}

@@ -157,6 +157,10 @@ type request struct {
 	method string
 	path   string // escaped, starting with "/"
 	query  url.Values
+	// body, when set, is sent with contentType. It can be read once, so
+	// a request with a body goes to the first host only.
+	body        io.Reader
+	contentType string
 }
 
 // send performs r against the first host that answers. Transport errors
@@ -169,9 +173,12 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		if len(r.query) > 0 {
 			u += "?" + r.query.Encode()
 		}
-		req, err := http.NewRequestWithContext(ctx, r.method, u, nil)
+		req, err := http.NewRequestWithContext(ctx, r.method, u, r.body)
 		if err != nil {
 			return nil, fmt.Errorf("building request %s %s: %w", r.method, r.path, err)
+		}
+		if r.contentType != "" {
+			req.Header.Set("Content-Type", r.contentType)
 		}
 		if c.cfg.Username != "" {
 			req.SetBasicAuth(c.cfg.Username, c.cfg.Password)
@@ -182,7 +189,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 			return resp, nil
 		}
 		lastErr = err
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || r.body != nil {
 			break
 		}
 		c.log.Debug().Err(err).Str("host", base.Host).Msg("API host unreachable, trying the next one")

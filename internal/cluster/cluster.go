@@ -80,6 +80,9 @@ type Config struct {
 	// PinOnlyOnTrustedPeers never allocates to peers outside
 	// trusted_peers.
 	PinOnlyOnTrustedPeers bool
+	// OpenBlocks opens a stream that stores blocks in this peer's kubo,
+	// for adds.
+	OpenBlocks func(ctx context.Context) BlockWriter
 }
 
 // Sentinel errors the APIs map to status codes.
@@ -161,6 +164,9 @@ func (c *Cluster) Start() {
 
 // Close stops the periodic tasks.
 func (c *Cluster) Close() {
+	if c.host != nil {
+		c.host.RemoveStreamHandler(blocksProtocol)
+	}
 	c.cancel()
 	c.wg.Wait()
 }

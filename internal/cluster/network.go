@@ -34,6 +34,7 @@ const (
 // before Start.
 func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC, isTrusted func(peer.ID) bool) {
 	c.host, c.rpc, c.isTrusted = h, r, isTrusted
+	h.SetStreamHandler(blocksProtocol, c.serveBlocks)
 	p2p.Handle(r, rpcConnections, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}) (connections, error) {
 		return c.localConnections(ctx), nil
 	})

@@ -173,6 +173,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		PingInterval:          cl.MonitorPingInterval.D(),
 		DisableRepinning:      cl.DisableRepinning,
 		PinOnlyOnTrustedPeers: cl.PinOnlyOnTrustedPeers,
+		OpenBlocks:            func(ctx context.Context) cluster.BlockWriter { return conn.BlockStream(ctx) },
 	}, p.DB, p.Tracker, conn, p.gossip, informers, &allocator.Allocator{
 		AllocateBy:   cfg.Allocator.Balanced.AllocateBy,
 		MinFreeSpace: cfg.Allocator.Balanced.MinFreeSpace,

@@ -21,7 +21,9 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/rs/zerolog"
 
+	"ipfs-cluster/internal/adder"
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/cluster"
 )
 
 // Cluster is what the API serves.
@@ -45,6 +47,7 @@ type Cluster interface {
 	ConnectGraph(ctx context.Context) api.ConnectGraph
 	PeerRemove(ctx context.Context, p peer.ID) error
 	ReloadPolicy(ctx context.Context, local bool) []api.PolicyReload
+	Add(ctx context.Context, p cluster.AddParams, build func(ctx context.Context, sink adder.BlockSink) (api.Cid, error)) (cluster.AddResult, error)
 }
 
 // Config holds the server's settings (section api.restapi).
@@ -203,6 +206,7 @@ func (s *Server) router() *httprouter.Router {
 	r.POST("/pins/*rest", s.pinsRoute)
 	r.DELETE("/pins/*rest", s.pinsRoute)
 	r.POST("/ipfs/gc", s.repoGC)
+	r.POST("/add", s.add)
 	r.POST("/policy/reload", s.policyReload)
 	r.GET("/health", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		w.WriteHeader(http.StatusNoContent)

@@ -1,0 +1,359 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"ipfs-cluster/internal/adder"
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/client"
+)
+
+// addFlags are the flags of add (the reference's, section 2.3).
+func addFlags() []Flag {
+	pinFlags := slices.DeleteFunc(pinOptionFlags(), func(f Flag) bool { return f.Name == "replication" })
+	return slices.Concat([]Flag{
+		{Name: "recursive", Aliases: []string{"r"}, Kind: BoolFlag, Usage: "Add directory paths recursively"},
+		{Name: "quiet", Aliases: []string{"q"}, Kind: BoolFlag, Usage: "Write only hashes to output (one per line)"},
+		{Name: "quieter", Aliases: []string{"Q"}, Kind: BoolFlag, Usage: "Write only final hash to output"},
+		{Name: "no-stream", Kind: BoolFlag, Usage: "Buffer output locally. Produces a valid JSON array with --enc=json."},
+		{Name: "local", Kind: BoolFlag, Usage: "Add to local peer but pin normally"},
+		{Name: "no-pin", Kind: BoolFlag, Usage: "Do not pin after adding"},
+		{Name: "wait", Kind: BoolFlag, Usage: "Wait for all nodes to report a status of pinned before returning"},
+		{Name: "wait-timeout", Aliases: []string{"wt"}, Kind: DurationFlag, Usage: "How long to --wait (in seconds), default is indefinitely"},
+		{Name: "wrap-with-directory", Aliases: []string{"w"}, Kind: BoolFlag, Usage: "Wrap a with a directory object"},
+		{Name: "format", Kind: StringFlag, Default: "unixfs", Usage: "'unixfs' (add files) or 'car' (import CAR file)"},
+		{Name: "layout", Kind: StringFlag, Usage: "Dag layout to use for dag generation: balanced or trickle"},
+		{Name: "hidden", Aliases: []string{"H"}, Kind: BoolFlag, Usage: "Include files that are hidden. Only takes effect on recursive add"},
+		{Name: "chunker", Aliases: []string{"s"}, Kind: StringFlag, Default: adder.DefaultChunker, Usage: "'size-<size>' or 'rabin-<min>-<avg>-<max>'"},
+		{Name: "raw-leaves", Kind: BoolFlag, Usage: "Use raw blocks for leaves (experimental)"},
+		{Name: "cid-version", Kind: IntFlag, Default: "0", Usage: "CID version. Non default implies raw-leaves"},
+		{Name: "hash", Kind: StringFlag, Default: adder.DefaultHashFunction, Usage: "Hash function to use. Implies cid-version=1 if non default"},
+		{Name: "nocopy", Kind: BoolFlag, Usage: "Add the URL using filestore. Implies raw-leaves. (experimental)"},
+	}, pinFlags)
+}
+
+// addCommand is ctl's add, and with bar set the top-level add, which
+// also draws a progress bar on a terminal.
+func addCommand(bar bool) *Command {
+	flags := addFlags()
+	if bar {
+		flags = withGlobalFlags(flags)
+	}
+	return &Command{
+		Name:  "add",
+		Usage: "Add a file or directory to ipfs and pin it in the cluster",
+		Description: `
+Add one or more files or directories to the cluster: the DAG is built on the
+contacted peer, exactly as 'ipfs add' builds it with the same options, and
+its blocks stream at once to the IPFS daemons of the peers allocated to hold
+it. The root is then pinned with those allocations. More than one path
+implies --wrap-with-directory. With --format car the file is a CAR archive
+with one root, imported and pinned as is.`,
+		ArgsUsage: "<path>...",
+		Flags:     flags,
+		Action: ctlAction(func(s *ctlSession) error {
+			if len(s.cmd.Args) == 0 {
+				return Usagef("add needs at least one path")
+			}
+			query, err := addQuery(s.cmd, len(s.cmd.Args) > 1)
+			if err != nil {
+				return err
+			}
+			var progress *uploadProgress
+			if bar && !s.cmd.Bool("quiet") && !s.cmd.Bool("quieter") && isTerminal(s.cmd.Stderr) {
+				progress = startProgress(s.cmd.Stderr, totalSize(s.cmd.Args, s.cmd.Bool("hidden")))
+				defer progress.stop()
+			}
+			return s.add(query, func(fn func(api.AddedOutput) error) error {
+				ctx := s.ctx
+				if progress != nil {
+					ctx = client.WithUploadCounter(ctx, &progress.sent)
+				}
+				return s.client.Add(ctx, s.cmd.Args, query, fn)
+			})
+		}),
+	}
+}
+
+// importCommand imports CAR files: add --format car, one file at a time.
+func importCommand() *Command {
+	flags := slices.DeleteFunc(addFlags(), func(f Flag) bool {
+		switch f.Name {
+		case "recursive", "wrap-with-directory", "format", "layout", "hidden", "chunker", "raw-leaves", "cid-version", "hash", "nocopy":
+			return true
+		}
+		return false
+	})
+	return &Command{
+		Name:  "import",
+		Usage: "Import CAR files into the cluster and pin their root",
+		Description: `
+Import CAR archives (version 1 or 2) with exactly one root each. Every block
+is checked against its CID while it streams to the IPFS daemons of the
+allocated peers; a corrupt or truncated file fails with the offset or block
+at fault and nothing is pinned.`,
+		ArgsUsage: "<file.car>...",
+		Flags:     withGlobalFlags(flags),
+		Action: ctlAction(func(s *ctlSession) error {
+			if len(s.cmd.Args) == 0 {
+				return Usagef("import needs at least one CAR file")
+			}
+			query, err := addQuery(s.cmd, false)
+			if err != nil {
+				return err
+			}
+			query.Set("format", "car")
+			for _, path := range s.cmd.Args {
+				f, err := os.Open(path)
+				if err != nil {
+					return fmt.Errorf("import: %w", err)
+				}
+				err = s.add(query, func(fn func(api.AddedOutput) error) error {
+					return s.client.AddFiles(s.ctx, client.ReaderDirectory(filepath.Base(path), f), query, fn)
+				})
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("import %s: %w", path, err)
+				}
+			}
+			return nil
+		}),
+	}
+}
+
+// withGlobalFlags adds ctl's global flags to a top-level command's own;
+// a short alias both define stays the command's (add's -s is --chunker,
+// as in ctl add, not --https).
+func withGlobalFlags(own []Flag) []Flag {
+	taken := map[string]bool{}
+	for _, f := range own {
+		taken[f.Name] = true
+		for _, a := range f.Aliases {
+			taken[a] = true
+		}
+	}
+	global := ctlGlobalFlags()
+	for i := range global {
+		global[i].Aliases = slices.DeleteFunc(global[i].Aliases, func(a string) bool { return taken[a] })
+	}
+	return slices.Concat(global, own)
+}
+
+// addQuery turns the flags into /add query parameters; wrap forces
+// wrap-with-directory. Unsupported or invalid options fail here, before
+// anything is read.
+func addQuery(c *Context, wrap bool) (url.Values, error) {
+	if c.Command.hasFlag("nocopy") && c.Bool("nocopy") {
+		return nil, Usagef("--nocopy is not supported: the cluster adds blocks to every allocated peer's repository")
+	}
+	opts := adder.Options{}
+	if c.Command.hasFlag("recursive") {
+		opts = adder.Options{
+			Recursive:     c.Bool("recursive"),
+			Hidden:        c.Bool("hidden"),
+			Wrap:          c.Bool("wrap-with-directory") || wrap,
+			Layout:        c.String("layout"),
+			Chunker:       c.String("chunker"),
+			RawLeaves:     c.Bool("raw-leaves"),
+			RawLeavesSet:  c.IsSet("raw-leaves"),
+			CidVersion:    c.Int("cid-version"),
+			CidVersionSet: c.IsSet("cid-version"),
+			HashFunction:  c.String("hash"),
+		}
+		if _, err := adder.ParseQuery(opts.Query()); err != nil {
+			return nil, Usagef("%v", err)
+		}
+	}
+	pinOpts, err := pinAddOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	q := opts.Query()
+	for k, v := range api.PinOptionsToQuery(pinOpts) {
+		q[k] = v
+	}
+	for _, name := range []string{"local", "no-pin"} {
+		if c.Bool(name) {
+			q.Set(name, "true")
+		}
+	}
+	if c.Command.hasFlag("format") {
+		switch f := c.String("format"); f {
+		case "unixfs":
+		case "car":
+			if opts.Wrap {
+				return nil, Usagef("--format car cannot be combined with wrapping (-w, or more than one path)")
+			}
+			q.Set("format", f)
+		default:
+			return nil, Usagef("invalid --format %q: want unixfs or car", f)
+		}
+	}
+	if c.Bool("no-stream") {
+		q.Set("stream-channels", "false")
+	}
+	return q, nil
+}
+
+// add runs one add call and prints its output as the reference does:
+// "added <cid> <name>" lines, only CIDs with -q, only the last with -Q;
+// then, with --wait, the root's status once pinned.
+func (s *ctlSession) add(query url.Values, call func(fn func(api.AddedOutput) error) error) error {
+	quiet, quieter := s.cmd.Bool("quiet"), s.cmd.Bool("quieter")
+	var last api.AddedOutput
+	var buffered []api.AddedOutput
+	err := call(func(o api.AddedOutput) error {
+		if !o.Cid.Defined() { // progress
+			return nil
+		}
+		last = o
+		switch {
+		case quieter:
+			return nil
+		case s.out.json && s.cmd.Bool("no-stream"):
+			buffered = append(buffered, o)
+			return nil
+		case s.out.json:
+			return s.out.print(o)
+		case quiet:
+			_, err := fmt.Fprintln(s.out.stdout, o.Cid)
+			return err
+		}
+		_, err := fmt.Fprintf(s.out.stdout, "added %s %s\n", o.Cid, o.Name)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case buffered != nil:
+		if err := s.out.print(buffered); err != nil {
+			return err
+		}
+	case quieter && last.Cid.Defined():
+		if s.out.json {
+			if err := s.out.print(last); err != nil {
+				return err
+			}
+		} else if _, err := fmt.Fprintln(s.out.stdout, last.Cid); err != nil {
+			return err
+		}
+	}
+	if !s.cmd.Bool("wait") || query.Get("no-pin") == "true" || !last.Cid.Defined() {
+		return nil
+	}
+	ctx := s.ctx
+	if timeout := s.cmd.Duration("wait-timeout"); timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	pin, err := s.client.Allocation(ctx, last.Cid)
+	if err != nil {
+		return err
+	}
+	status, err := s.client.WaitFor(ctx, client.WaitParams{Cid: last.Cid, Target: api.TrackerStatusPinned,
+		Limit: pin.ReplicationFactorMin, CheckFreq: ctlWaitCheckFreq})
+	if err != nil {
+		return fmt.Errorf("waiting for pin status: %w", err)
+	}
+	if quiet || quieter {
+		return nil
+	}
+	return s.out.print(status)
+}
+
+// totalSize is what an upload of paths sends, for the progress bar.
+func totalSize(paths []string, hidden bool) int64 {
+	var total int64
+	for _, p := range paths {
+		filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if path != p && !hidden && strings.HasPrefix(d.Name(), ".") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if d.Type().IsRegular() {
+				if info, err := d.Info(); err == nil {
+					total += info.Size()
+				}
+			}
+			return nil
+		})
+	}
+	return total
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// uploadProgress redraws one line on a terminal with the bytes sent, the
+// rate and the time left, four times a second.
+type uploadProgress struct {
+	sent  atomic.Int64
+	total int64
+	w     io.Writer
+	done  chan struct{}
+	ended chan struct{}
+}
+
+func startProgress(w io.Writer, total int64) *uploadProgress {
+	p := &uploadProgress{total: total, w: w, done: make(chan struct{}), ended: make(chan struct{})}
+	start := time.Now()
+	go func() {
+		defer close(p.ended)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.done:
+				p.draw(time.Since(start))
+				fmt.Fprintln(p.w)
+				return
+			case <-tick.C:
+				p.draw(time.Since(start))
+			}
+		}
+	}()
+	return p
+}
+
+func (p *uploadProgress) draw(elapsed time.Duration) {
+	sent := p.sent.Load()
+	rate := float64(sent) / max(elapsed.Seconds(), 0.001)
+	eta := "-"
+	if rate > 0 && p.total > sent {
+		eta = time.Duration(float64(p.total-sent) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	pct := 100.0
+	if p.total > 0 {
+		pct = min(100, 100*float64(sent)/float64(p.total))
+	}
+	fmt.Fprintf(p.w, "\r%s / %s  %5.1f%%  %s/s  ETA %s   ", humanBytes(uint64(sent)), humanBytes(uint64(p.total)), pct, humanBytes(uint64(rate)), eta)
+}
+
+func (p *uploadProgress) stop() {
+	close(p.done)
+	<-p.ended
+}

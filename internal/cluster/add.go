@@ -1,0 +1,247 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"ipfs-cluster/internal/adder"
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/car"
+)
+
+// BlockWriter stores blocks in a kubo daemon through one stream. Put and
+// Close are called from one goroutine; CloseWithError aborts from any.
+type BlockWriter interface {
+	Put(ctx context.Context, b blocks.Block) error
+	Close() error
+	CloseWithError(err error) error
+}
+
+// blocksProtocol carries the blocks of an add from the peer that builds
+// the DAG to an allocated peer, which stores them in its kubo: a CARv1
+// stream without roots, then one reply line from the receiver.
+const blocksProtocol = protocol.ID("/ipfs-cluster/blocks/1.0.0")
+
+// blocksReplyTimeout bounds the wait for the receiver's answer once every
+// block was sent: its kubo has to store what it buffered.
+const blocksReplyTimeout = 2 * time.Minute
+
+// AddParams are the choices of an add besides how the DAG is built.
+type AddParams struct {
+	Pin api.PinOptions
+	// Local sends the blocks only to this peer's kubo; the pin is then
+	// allocated as usual and the allocated peers fetch the blocks.
+	Local bool
+	// NoPin stores the blocks but commits no pin.
+	NoPin bool
+	// Root is the root CID when it is known before the blocks (a CAR's),
+	// so that admission sees it.
+	Root api.Cid
+}
+
+// AddResult is the outcome of an add.
+type AddResult struct {
+	Pin api.Pin
+	// Failed are the destinations whose kubo did not get every block;
+	// the pin flow repairs them (their tracker fetches the DAG).
+	Failed map[peer.ID]error
+}
+
+// ErrAddFailed: no destination received the blocks.
+var ErrAddFailed = errors.New("add failed on every destination")
+
+// Add is the add flow: admit the pin and choose its allocations before
+// any data moves, stream the blocks that build produces to the kubo of
+// every destination at once, then commit the pin with those allocations.
+// The add fails only when every destination failed.
+func (c *Cluster) Add(ctx context.Context, p AddParams, build func(ctx context.Context, sink adder.BlockSink) (api.Cid, error)) (AddResult, error) {
+	pin := api.PinWithOpts(p.Root, p.Pin)
+	if err := c.admitPin(ctx, &pin); err != nil {
+		return AddResult{}, err
+	}
+	allocs, err := c.allocate(ctx, pin, nil)
+	if err != nil {
+		return AddResult{}, fmt.Errorf("add: %w", err)
+	}
+	pin.Allocations = allocs
+	dests := allocs
+	switch {
+	case p.Local:
+		dests = []peer.ID{c.cfg.Peer}
+	case len(dests) == 0:
+		dests = c.peerset()
+	}
+
+	res := AddResult{Failed: map[peer.ID]error{}}
+	sinks := make([]adder.BlockSink, 0, len(dests))
+	writers := make([]BlockWriter, 0, len(dests))
+	opened := make([]peer.ID, 0, len(dests))
+	for _, d := range dests {
+		w, err := c.openBlocks(ctx, d)
+		if err != nil {
+			res.Failed[d] = err
+			continue
+		}
+		sinks, writers, opened = append(sinks, w), append(writers, w), append(opened, d)
+	}
+	if len(writers) == 0 {
+		return res, fmt.Errorf("%w: %s", ErrAddFailed, describeFailures(res.Failed))
+	}
+	fan := adder.NewFanOut(sinks...)
+	root, err := build(ctx, fan)
+	if err != nil {
+		for _, w := range writers {
+			w.CloseWithError(err)
+		}
+		return res, err
+	}
+	for i, w := range writers {
+		err := fan.Errors()[i]
+		if err != nil {
+			w.CloseWithError(err)
+		} else {
+			err = w.Close()
+		}
+		if err != nil {
+			res.Failed[opened[i]] = err
+		}
+	}
+	if len(res.Failed) == len(dests) {
+		return res, fmt.Errorf("%w: %s", ErrAddFailed, describeFailures(res.Failed))
+	}
+	if len(res.Failed) > 0 {
+		c.log.Warn().Stringer("cid", root).Str("failed", describeFailures(res.Failed)).
+			Msg("add: some destinations did not get the blocks; their tracker will fetch them")
+	}
+	pin.Cid = root
+	res.Pin = pin
+	if p.NoPin {
+		return res, nil
+	}
+	if res.Pin, err = c.commit(ctx, pin, false); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func describeFailures(failed map[peer.ID]error) string {
+	parts := make([]string, 0, len(failed))
+	for p, err := range failed {
+		parts = append(parts, fmt.Sprintf("%s: %v", p, err))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// openBlocks opens the block stream to one destination's kubo: this
+// peer's own, or another peer's through blocksProtocol.
+func (c *Cluster) openBlocks(ctx context.Context, dest peer.ID) (BlockWriter, error) {
+	if dest == c.cfg.Peer {
+		return c.cfg.OpenBlocks(ctx), nil
+	}
+	if c.host == nil {
+		return nil, fmt.Errorf("peer %s: no network", dest)
+	}
+	s, err := c.host.NewStream(ctx, dest, blocksProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: open block stream: %w", dest, err)
+	}
+	w, err := car.NewWriter(s, nil)
+	if err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("peer %s: %w", dest, err)
+	}
+	return &remoteBlocks{peer: dest, s: s, w: w}, nil
+}
+
+// remoteBlocks sends blocks to another peer over blocksProtocol.
+type remoteBlocks struct {
+	peer peer.ID
+	s    network.Stream
+	w    *car.Writer
+}
+
+func (r *remoteBlocks) Put(_ context.Context, b blocks.Block) error {
+	if err := r.w.Put(b); err != nil {
+		return fmt.Errorf("peer %s: send block: %w", r.peer, err)
+	}
+	return nil
+}
+
+// Close sends what is buffered, ends the stream and waits for the
+// receiver to confirm that its kubo stored every block.
+func (r *remoteBlocks) Close() error {
+	defer r.s.Close()
+	if err := r.w.Flush(); err != nil {
+		r.s.Reset()
+		return fmt.Errorf("peer %s: send blocks: %w", r.peer, err)
+	}
+	if err := r.s.CloseWrite(); err != nil {
+		r.s.Reset()
+		return fmt.Errorf("peer %s: end block stream: %w", r.peer, err)
+	}
+	r.s.SetReadDeadline(time.Now().Add(blocksReplyTimeout))
+	line, err := bufio.NewReader(io.LimitReader(r.s, 4096)).ReadString('\n')
+	switch {
+	case err != nil:
+		return fmt.Errorf("peer %s: no answer to the block stream: %w", r.peer, err)
+	case line != "ok\n":
+		return fmt.Errorf("peer %s: %s", r.peer, strings.TrimSpace(strings.TrimPrefix(line, "error: ")))
+	}
+	return nil
+}
+
+func (r *remoteBlocks) CloseWithError(error) error {
+	r.s.Reset()
+	return nil
+}
+
+// serveBlocks stores the blocks a trusted peer streams for an add into
+// this peer's kubo, checking each one against its CID on the way, and
+// answers "ok" or the error.
+func (c *Cluster) serveBlocks(s network.Stream) {
+	from := s.Conn().RemotePeer()
+	if c.isTrusted != nil && !c.isTrusted(from) {
+		c.log.Warn().Stringer("peer", from).Msg("refused a block stream from an untrusted peer")
+		s.Reset()
+		return
+	}
+	defer s.Close()
+	err := c.storeBlocks(c.ctx, s)
+	reply := "ok\n"
+	if err != nil {
+		c.log.Warn().Err(err).Stringer("peer", from).Msg("block stream for an add failed")
+		reply = "error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"
+	}
+	io.WriteString(s, reply)
+}
+
+func (c *Cluster) storeBlocks(ctx context.Context, r io.Reader) error {
+	rd, err := car.NewReader(bufio.NewReader(r), car.Options{AllowMissingRoot: true})
+	if err != nil {
+		return err
+	}
+	w := c.cfg.OpenBlocks(ctx)
+	for {
+		b, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return w.Close()
+		}
+		if err == nil {
+			err = w.Put(ctx, b)
+		}
+		if err != nil {
+			w.CloseWithError(err)
+			return err
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/client"
+	"ipfs-cluster/internal/daemon/daemontest"
+	"ipfs-cluster/internal/kubo"
+	"ipfs-cluster/internal/kubo/kubotest"
+)
+
+func runKubo(t *testing.T, d *kubo.Daemon, args ...string) string {
+	t.Helper()
+	out, err := d.Run(t.Context(), args...)
+	if err != nil {
+		t.Fatalf("ipfs %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func apiClient(t *testing.T, p *daemontest.Peer) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Hosts: []string{p.APIAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestAddAcrossPeersAndImportCAR adds a folder with replication 2 on three
+// peers: exactly the two allocated kubo daemons hold every block and pin
+// the root, the third holds nothing. Then a CAR exported by kubo imports
+// with the same root, and broken CARs fail with nothing pinned.
+func TestAddAcrossPeersAndImportCAR(t *testing.T) {
+	peers := daemontest.StartCluster(t, 3, nil)
+	cl := apiClient(t, peers[0])
+	dir := t.TempDir()
+	big := make([]byte, 3<<20)
+	rand.Read(big)
+	for name, data := range map[string][]byte{"big.bin": big, "small.txt": []byte("hello cluster\n"), "sub/inner.txt": []byte("inner\n")} {
+		path := filepath.Join(dir, "folder", name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	folder := filepath.Join(dir, "folder")
+	want := strings.TrimSpace(runKubo(t, peers[2].Kubo, "add", "-Q", "-r", "--only-hash", folder))
+
+	q := url.Values{"recursive": {"true"}, "replication-min": {"2"}, "replication-max": {"2"}, "name": {"folder"}}
+	var out []api.AddedOutput
+	if err := cl.Add(t.Context(), []string{folder}, q, func(o api.AddedOutput) error {
+		out = append(out, o)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	root := out[len(out)-1]
+	if root.Cid.String() != want || root.Name != "folder" {
+		t.Fatalf("add ended with %+v, want %s as kubo computes it", root, want)
+	}
+	pin, err := cl.Allocation(t.Context(), root.Cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pin.Allocations) != 2 || pin.Name != "folder" {
+		t.Fatalf("pin %+v, want two allocations", pin)
+	}
+	for _, p := range peers {
+		allocated := slices.Contains(pin.Allocations, p.Identity.ID)
+		if !allocated {
+			// Nothing reached the third kubo.
+			if out, err := p.Kubo.Run(t.Context(), "block", "stat", "--offline", want); err == nil {
+				t.Fatalf("%s is not allocated but holds the root: %s", p.Config.Cluster.Peername, out)
+			}
+			continue
+		}
+		waitUntil(t, 30*time.Second, "pinned on "+p.Config.Cluster.Peername, func() (bool, string) {
+			pins := kubotest.Pins(t, p.Kubo, "recursive")
+			return pins[want], ""
+		})
+		// Every block is local: an offline walk of the DAG succeeds (and
+		// the same block stat that fails on the third peer works here).
+		runKubo(t, p.Kubo, "refs", "-r", "--offline", want)
+		runKubo(t, p.Kubo, "block", "stat", "--offline", want)
+	}
+
+	t.Run("car import", func(t *testing.T) {
+		car := []byte(runKubo(t, peers[0].Kubo, "dag", "export", want))
+		carPath := filepath.Join(dir, "folder.car")
+		if err := os.WriteFile(carPath, car, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// Unpin first so the import is what pins it again.
+		if _, err := cl.Unpin(t.Context(), root.Cid); err != nil {
+			t.Fatal(err)
+		}
+		importCAR := func(data []byte) (api.AddedOutput, error) {
+			var last api.AddedOutput
+			err := cl.AddFiles(t.Context(), client.ReaderDirectory("x.car", bytes.NewReader(data)), url.Values{"format": {"car"}},
+				func(o api.AddedOutput) error { last = o; return nil })
+			return last, err
+		}
+		got, err := importCAR(car)
+		if err != nil || got.Cid.String() != want {
+			t.Fatalf("import = %+v, %v; want root %s", got, err, want)
+		}
+		if _, err := cl.Allocation(t.Context(), got.Cid); err != nil {
+			t.Fatalf("imported root not pinned: %v", err)
+		}
+
+		flipped := slices.Clone(car)
+		flipped[len(flipped)-10] ^= 0xff
+		for name, data := range map[string][]byte{
+			"truncated": car[:len(car)/2],
+			"flipped":   flipped,
+		} {
+			if _, err := cl.Unpin(t.Context(), root.Cid); err != nil && !errors.Is(err, context.Canceled) {
+				var apiErr api.Error
+				if !errors.As(err, &apiErr) || apiErr.Code != 404 {
+					t.Fatal(err)
+				}
+			}
+			_, err := importCAR(data)
+			var apiErr api.Error
+			if !errors.As(err, &apiErr) || apiErr.Code != 400 || !strings.Contains(apiErr.Message, "car:") {
+				t.Fatalf("%s CAR: %v, want a 400 naming the CAR problem", name, err)
+			}
+			if _, err := cl.Allocation(t.Context(), root.Cid); err == nil {
+				t.Fatalf("%s CAR: the root is pinned", name)
+			}
+		}
+	})
+}

@@ -1,0 +1,151 @@
+package restapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+
+	"github.com/julienschmidt/httprouter"
+
+	"ipfs-cluster/internal/adder"
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/car"
+	"ipfs-cluster/internal/cluster"
+)
+
+// add is POST /add: a multipart body of files (or one CAR with
+// format=car) whose DAG goes to the kubo daemons of the allocated peers
+// and is then pinned. Every parameter is checked before the body is read.
+// The reply is NDJSON AddedOutput, or one JSON array with
+// stream-channels=false.
+func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	q := r.URL.Query()
+	opts, err := adder.ParseQuery(q)
+	if err != nil {
+		s.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	pinOpts, ok := s.pinOptions(w, r)
+	if !ok {
+		return
+	}
+	var params cluster.AddParams
+	params.Pin = pinOpts
+	flags := map[string]*bool{"local": &params.Local, "no-pin": &params.NoPin}
+	for name, dst := range flags {
+		if *dst, ok = s.boolParam(w, q.Get(name), name); !ok {
+			return
+		}
+	}
+	stream := true
+	if v := q.Get("stream-channels"); v != "" {
+		if stream, ok = s.boolParam(w, v, "stream-channels"); !ok {
+			return
+		}
+	}
+	format := q.Get("format")
+	switch format {
+	case "", "unixfs":
+	case "car":
+		if opts.Wrap {
+			s.writeError(w, http.StatusBadRequest, errors.New("format=car cannot be combined with wrap-with-directory"))
+			return
+		}
+	default:
+		s.writeError(w, http.StatusBadRequest, fmt.Errorf("parameter format: unknown format %q (want unixfs or car)", format))
+		return
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		s.writeError(w, http.StatusBadRequest, fmt.Errorf("add needs a multipart/form-data body: %w", err))
+		return
+	}
+
+	produce := func(ctx context.Context, emit func(api.AddedOutput) error) error {
+		var emitErr error
+		out := func(o api.AddedOutput) {
+			if emitErr == nil {
+				emitErr = emit(o)
+			}
+		}
+		var build func(ctx context.Context, sink adder.BlockSink) (api.Cid, error)
+		if format == "car" {
+			build, err = carBuild(mr, &params, out)
+			if err != nil {
+				return err
+			}
+		} else {
+			build = func(ctx context.Context, sink adder.BlockSink) (api.Cid, error) {
+				a, err := adder.New(opts, sink, out)
+				if err != nil {
+					return api.Cid{}, err
+				}
+				return a.AddMultipart(ctx, mr)
+			}
+		}
+		if _, err := s.cluster.Add(ctx, params, build); err != nil {
+			return addError(err)
+		}
+		return emitErr
+	}
+	if stream {
+		streamEach(s, w, r, produce)
+		return
+	}
+	all := []api.AddedOutput{}
+	err = produce(r.Context(), func(o api.AddedOutput) error {
+		all = append(all, o)
+		return nil
+	})
+	s.reply(w, all, err)
+}
+
+// carBuild reads the CAR that is the body's first file: its header names
+// the root (exactly one) before any block moves, and the build streams its
+// blocks, each checked against its CID, to the sink.
+func carBuild(mr *multipart.Reader, params *cluster.AddParams, out func(api.AddedOutput)) (func(context.Context, adder.BlockSink) (api.Cid, error), error) {
+	part, err := mr.NextPart()
+	if err != nil {
+		return nil, fmt.Errorf("%w: format=car: no file in the body: %w", cluster.ErrInvalidRequest, err)
+	}
+	rd, err := car.NewReader(part, car.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", cluster.ErrInvalidRequest, err)
+	}
+	root, err := car.SingleRoot(rd.Roots())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", cluster.ErrInvalidRequest, err)
+	}
+	params.Root = api.NewCid(root)
+	name := part.FileName()
+	return func(ctx context.Context, sink adder.BlockSink) (api.Cid, error) {
+		var size uint64
+		for {
+			b, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return api.Cid{}, fmt.Errorf("%w: %w", cluster.ErrInvalidRequest, err)
+			}
+			size += uint64(len(b.RawData()))
+			if err := sink.Put(ctx, b); err != nil {
+				return api.Cid{}, err
+			}
+		}
+		out(api.AddedOutput{Name: name, Cid: params.Root, Size: size})
+		return params.Root, nil
+	}, nil
+}
+
+// addError marks the add errors the client caused as such, so that they
+// answer 400: bad input found while reading the body.
+func addError(err error) error {
+	if errors.Is(err, adder.ErrInvalidInput) || errors.Is(err, adder.ErrInvalidOption) {
+		return fmt.Errorf("%w: %w", cluster.ErrInvalidRequest, err)
+	}
+	return err
+}
