@@ -5,7 +5,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X ipfs-cluster/internal/cli.BuildVersion=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all build kubo reference test bench bench-cluster run clean
+.PHONY: all build kubo reference test bench bench-cluster bench-add run clean
 
 all: build kubo
 
@@ -46,6 +46,10 @@ bench: build kubo
 ## bench-cluster: measure a three-peer local cluster (JSON line per figure)
 bench-cluster: build kubo
 	$(GO) run ./scripts/benchcluster
+
+## bench-add: measure add, CAR import and their memory on a three-peer local cluster
+bench-add: build kubo
+	$(GO) run ./scripts/benchadd
 
 clean:
 	rm -rf $(BIN)

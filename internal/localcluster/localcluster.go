@@ -302,7 +302,14 @@ func (p *Peer) Kill() {
 }
 
 // RSSMB reads the resident set of the daemon process (0 when stopped).
-func (p *Peer) RSSMB() float64 {
+func (p *Peer) RSSMB() float64 { return p.statusMB("VmRSS:") }
+
+// PeakRSSMB reads the largest resident set the daemon process has had
+// (0 when stopped).
+func (p *Peer) PeakRSSMB() float64 { return p.statusMB("VmHWM:") }
+
+// statusMB reads a kB field of /proc/<pid>/status in MB.
+func (p *Peer) statusMB(field string) float64 {
 	if p.cmd == nil {
 		return 0
 	}
@@ -311,7 +318,7 @@ func (p *Peer) RSSMB() float64 {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			kb, _ := strconv.Atoi(f[1])
 			return float64(kb) / 1024
 		}
