@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"ipfs-cluster/internal/adder"
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
@@ -107,6 +108,17 @@ func TestPolicyHooksInTheCluster(t *testing.T) {
 		}
 		if _, err := p0.Cluster.PinGet(t.Context(), cs[0]); !errors.Is(err, cluster.ErrNotFound) {
 			t.Fatalf("a refused pin is in the pinset: %v", err)
+		}
+	})
+
+	t.Run("admit refuses an add before any data moves", func(t *testing.T) {
+		_, err := p0.Cluster.Add(t.Context(), cluster.AddParams{Pin: api.PinOptions{Name: "secret-upload"}},
+			func(context.Context, adder.BlockSink) (api.Cid, error) {
+				t.Error("a refused add built its DAG")
+				return api.Cid{}, errors.New("refused adds must not build")
+			})
+		if !errors.Is(err, cluster.ErrRefused) {
+			t.Fatalf("Add = %v, want a refusal", err)
 		}
 	})
 

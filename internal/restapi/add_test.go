@@ -1,0 +1,77 @@
+package restapi_test
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/client"
+	"ipfs-cluster/internal/daemon/daemontest"
+)
+
+// TestAddClientKilledMidway cuts an upload in the middle: the peer pins
+// nothing, keeps answering, and the goroutines the add used are gone.
+func TestAddClientKilledMidway(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	cl, err := client.New(client.Config{Hosts: []string{p.APIAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Settle the peer's background work before counting goroutines.
+	time.Sleep(500 * time.Millisecond)
+	before := runtime.NumGoroutine()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	sent := make(chan struct{})
+	go func() {
+		chunk := make([]byte, 256<<10)
+		for i := 0; ; i++ {
+			rand.Read(chunk)
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+			if i == 40 { // 10 MiB on its way: kill the client
+				close(sent)
+			}
+		}
+	}()
+	go func() {
+		<-sent
+		cancel()
+	}()
+	err = cl.AddFiles(ctx, client.ReaderDirectory("endless.bin", pr), url.Values{"name": {"cut"}}, func(api.AddedOutput) error { return nil })
+	pw.CloseWithError(io.ErrClosedPipe)
+	if err == nil {
+		t.Fatal("an add cut in the middle succeeded")
+	}
+	var pins []api.Pin
+	if err := cl.Allocations(t.Context(), api.AllType, func(p api.Pin) error { pins = append(pins, p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(pins) != 0 {
+		t.Fatalf("the cut add left pins: %+v", pins)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			stacks := string(buf[:n])
+			if strings.Contains(stacks, "adder") || strings.Contains(stacks, "restapi.(*Server).add") {
+				t.Fatalf("%d goroutines before the add, %d after:\n%s", before, runtime.NumGoroutine(), stacks)
+			}
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := cl.ID(t.Context()); err != nil {
+		t.Fatalf("the peer stopped answering: %v", err)
+	}
+}
