@@ -1,7 +1,8 @@
 // Command localcluster starts a local cluster on 127.0.0.1 — three kubo
 // daemons and three ipfs-cluster peers from bin/, the later peers joining
-// the first — adds a file to kubo, pins it through the cluster with
-// replication 2 and shows peers and status, then keeps running until
+// the first — adds a file through the cluster with replication 2 (its
+// blocks go to the two allocated kubo daemons, then it is pinned) and
+// shows peers and status, then keeps running until
 // Ctrl-C (or stops at once with -exit). Everything lives in a temporary
 // folder that is removed on exit.
 package main
@@ -62,19 +63,16 @@ func run(exitAfter bool) error {
 	if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
 		return err
 	}
-	step("adding a file to kubo")
-	out, err := peers[0].Kubo.Run(ctx, "add", "-Q", "--pin=false", file)
-	if err != nil {
-		return err
-	}
-	cid := strings.TrimSpace(out)
-	fmt.Printf("    %s -> %s\n", filepath.Base(file), cid)
-
 	host := "--host=" + peers[0].APIAddr
-	step("pinning it through the cluster")
-	if err := runShown(ctl, host, "pin", "add", "--name", "hello.txt", "--replication", "2", "--wait", "--wait-timeout", "1m", cid); err != nil {
-		return err
+	step("adding a file through the cluster, replication 2")
+	args := []string{host, "add", "--name", "hello.txt", "--rmin", "2", "--rmax", "2", "--wait", "--wait-timeout", "1m", "-Q", file}
+	fmt.Printf("$ %s %s\n", filepath.Base(ctl), strings.Join(args, " "))
+	out, err := exec.CommandContext(ctx, ctl, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("add: %w: %s", err, out)
 	}
+	cid := strings.TrimSpace(string(out))
+	fmt.Printf("%s\n", cid)
 	step("cluster state")
 	for _, args := range [][]string{{"peers", "ls"}, {"pin", "ls"}, {"status", cid}} {
 		if err := runShown(ctl, append([]string{host}, args...)...); err != nil {
