@@ -221,7 +221,7 @@ func TestCtlCommandsListAndHelpWidth(t *testing.T) {
 	out, _, code := runCtl(t, nil, "commands")
 	want := []string{
 		"ipfs-cluster-ctl id",
-		"ipfs-cluster-ctl peers", "ipfs-cluster-ctl peers ls", "ipfs-cluster-ctl peers rm",
+		"ipfs-cluster-ctl peers", "ipfs-cluster-ctl peers ls", "ipfs-cluster-ctl peers rm", "ipfs-cluster-ctl add",
 		"ipfs-cluster-ctl pin", "ipfs-cluster-ctl pin add", "ipfs-cluster-ctl pin rm",
 		"ipfs-cluster-ctl pin update", "ipfs-cluster-ctl pin ls",
 		"ipfs-cluster-ctl status", "ipfs-cluster-ctl recover", "ipfs-cluster-ctl version",

@@ -3,6 +3,8 @@ package restapi_test
 import (
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -11,7 +13,9 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon/daemontest"
+	"ipfs-cluster/policies"
 )
 
 // BenchmarkPostPins measures acknowledged pins through POST /pins/{cid}
@@ -19,6 +23,27 @@ import (
 // are identity CIDs, so kubo's stage completes without fetching.
 func BenchmarkPostPins(b *testing.B) {
 	postPins(b, daemontest.Start(b, nil).APIURL, "")
+}
+
+// BenchmarkPostPinsPolicy is BenchmarkPostPins with the admission and
+// tier examples of policies/ loaded as one policy: every pin runs admit
+// (name prefix, metadata, quota) and replication, so the difference to
+// BenchmarkPostPins is the policy's cost on the ingest path.
+func BenchmarkPostPinsPolicy(b *testing.B) {
+	var src []byte
+	for _, name := range []string{"admission.lua", "tiers.lua"} {
+		part, err := policies.FS.ReadFile(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		src = append(append(src, part...), '\n')
+	}
+	path := filepath.Join(b.TempDir(), "policy.lua")
+	if err := os.WriteFile(path, src, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p := daemontest.Start(b, func(c *config.Config) { c.Cluster.PolicyFile = path })
+	postPins(b, p.APIURL, "?name=datasets/bench&meta-owner=alice&meta-team=data&meta-owner_pin_count=1&meta-tier=warm")
 }
 
 // BenchmarkPostPinsCluster is BenchmarkPostPins on the first of three peers
