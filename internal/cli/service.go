@@ -30,7 +30,7 @@ func Root() *Command {
 		Name:        "ipfs-cluster",
 		Usage:       "an IPFS Cluster peer, its client and its tools in one binary",
 		Flags:       serviceFlags,
-		Subcommands: append(serviceCommands(), ctlSubcommand(), addCommand(true), importCommand(), policyCommand(), versionCommand()),
+		Subcommands: append(serviceCommands(), ctlSubcommand(), addCommand(true), importCommand(), policyCommand(), scriptCommand(), versionCommand()),
 	}
 }
 

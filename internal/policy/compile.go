@@ -112,7 +112,16 @@ type compiled struct {
 // the local modules it requires by literal name. Violations are collected
 // across all files before failing so that Check can list them all.
 func compileFile(name, dir string, src []byte) (*compiled, error) {
-	l := &linker{dir: dir, modules: map[string]*module{}, loading: map[string]bool{}}
+	return newLinker(dir).link(name, src)
+}
+
+func newLinker(dir string) *linker {
+	return &linker{dir: dir, modules: map[string]*module{}, loading: map[string]bool{}}
+}
+
+// link compiles the main chunk and what it requires, and fails with every
+// violation found.
+func (l *linker) link(name string, src []byte) (*compiled, error) {
 	proto, err := l.compile(name, src)
 	if err != nil {
 		return nil, err
@@ -128,6 +137,12 @@ type linker struct {
 	modules    map[string]*module
 	loading    map[string]bool
 	violations []Violation
+	// noFolder: the main chunk has no folder (a script embedded in the
+	// binary), so only embedded and Go modules resolve.
+	noFolder bool
+	// goModules are the names of modules written in Go (scripts' cluster
+	// module): they resolve before the folder.
+	goModules map[string]bool
 }
 
 func (l *linker) compile(name string, src []byte) (*lua.FunctionProto, error) {
@@ -156,7 +171,7 @@ func (l *linker) require(file string, r requireRef) {
 	case forbiddenModules[r.name]:
 		refuse("%s is not available in the policy sandbox", forbiddenGlobals[r.name])
 		return
-	case openLibs[r.name]:
+	case openLibs[r.name], l.goModules[r.name]:
 		return
 	case !moduleName.MatchString(r.name):
 		refuse("a module name is made of letters, digits, _ and -, separated by dots (no paths)")
@@ -166,7 +181,10 @@ func (l *linker) require(file string, r requireRef) {
 		return
 	}
 	rel := filepath.Join(strings.Split(r.name, ".")...) + ".lua"
-	src, err := os.ReadFile(filepath.Join(l.dir, rel))
+	src, err := []byte(nil), fs.ErrNotExist
+	if !l.noFolder {
+		src, err = os.ReadFile(filepath.Join(l.dir, rel))
+	}
 	switch {
 	case err == nil:
 		l.loading[r.name] = true
@@ -186,8 +204,16 @@ func (l *linker) require(file string, r requireRef) {
 		l.modules[r.name] = &module{name: r.name, file: filepath.ToSlash(rel), proto: proto}
 	case errors.Is(err, fs.ErrNotExist):
 		if _, ok := embeddedModules()[r.name]; !ok {
-			refuse("no module %q in the policy folder (%s) or among the embedded modules (%s)",
-				r.name, rel, strings.Join(luamods.Modules(), ", "))
+			if l.noFolder {
+				refuse("no module %q among the embedded modules (%s)", r.name, strings.Join(luamods.Modules(), ", "))
+				return
+			}
+			folder := "policy"
+			if l.goModules != nil {
+				folder = "script's"
+			}
+			refuse("no module %q in the %s folder (%s) or among the embedded modules (%s)",
+				r.name, folder, rel, strings.Join(luamods.Modules(), ", "))
 		}
 	default:
 		refuse("%v", err)
@@ -318,10 +344,20 @@ func (c *checker) forbidden(e ast.Expr) (string, bool) {
 
 func (c *checker) block(stmts []ast.Stmt, names ...string) {
 	c.push(names...)
-	for _, s := range stmts {
+	c.stmts(stmts)
+	c.pop()
+}
+
+// stmts checks a statement list, rewriting in place the statements the
+// compiler gets wrong.
+func (c *checker) stmts(stmts []ast.Stmt) {
+	for i, s := range stmts {
+		if f, ok := s.(*ast.GenericForStmt); ok {
+			s = hoistForExprs(f)
+			stmts[i] = s
+		}
 		c.stmt(s)
 	}
-	c.pop()
 }
 
 func (c *checker) stmt(s ast.Stmt) {
@@ -344,13 +380,13 @@ func (c *checker) stmt(s ast.Stmt) {
 		c.block(s.Stmts)
 	case *ast.WhileStmt:
 		s.Condition = c.expr(s.Condition)
+		s.Stmts = padLoop(s.Stmts, s.Line())
 		c.block(s.Stmts)
 	case *ast.RepeatStmt:
+		s.Stmts = padLoop(s.Stmts, s.Line())
 		// The condition sees the body's locals.
 		c.push()
-		for _, st := range s.Stmts {
-			c.stmt(st)
-		}
+		c.stmts(s.Stmts)
 		s.Condition = c.expr(s.Condition)
 		c.pop()
 	case *ast.IfStmt:
@@ -366,6 +402,7 @@ func (c *checker) stmt(s ast.Stmt) {
 		c.block(s.Stmts, s.Name)
 	case *ast.GenericForStmt:
 		c.exprs(s.Exprs)
+		s.Stmts = padLoop(s.Stmts, s.Line())
 		c.block(s.Stmts, s.Names...)
 	case *ast.FuncDefStmt:
 		if s.Name.Func != nil {
@@ -381,6 +418,63 @@ func (c *checker) stmt(s ast.Stmt) {
 		c.exprs(s.Exprs)
 	case *ast.BreakStmt, *ast.LabelStmt, *ast.GotoStmt:
 	}
+}
+
+// loopPad names the local that padLoop declares, forState the ones that
+// hoistForExprs declares; the NUL byte keeps them out of reach of Lua
+// source.
+const loopPad = "\x00loop"
+
+var forState = []string{"\x00for-f", "\x00for-s", "\x00for-c"}
+
+// hoistForExprs rewrites `for names in exprs do ... end` into its definition
+// in the Lua manual, `do local f, s, c = exprs; for names in f, s, c do
+// ... end end`, to work around a gopher-lua (v1.1.2) compiler bug: a call
+// through the result of another call in the explist (`for x in
+// g().f() do`) calls the wrong register, "attempt to call a non-function
+// object". Local assignments compile such calls correctly. The cost is
+// three moves when the loop starts.
+func hoistForExprs(f *ast.GenericForStmt) ast.Stmt {
+	if len(f.Exprs) == len(forState) {
+		if id, ok := f.Exprs[0].(*ast.IdentExpr); ok && id.Value == forState[0] {
+			return f // hoisted already (a module compiled twice)
+		}
+	}
+	local := &ast.LocalAssignStmt{Names: forState, Exprs: f.Exprs}
+	local.SetLine(f.Line())
+	local.SetLastLine(f.Line())
+	f.Exprs = make([]ast.Expr, len(forState))
+	for i, name := range forState {
+		id := &ast.IdentExpr{Value: name}
+		id.SetLine(f.Line())
+		id.SetLastLine(f.Line())
+		f.Exprs[i] = id
+	}
+	block := &ast.DoBlockStmt{Stmts: []ast.Stmt{local, f}}
+	block.SetLine(f.Line())
+	block.SetLastLine(f.LastLine())
+	return block
+}
+
+// padLoop starts a loop body with `local <pad>`, a LOADNIL, to work around
+// a gopher-lua (v1.1.2) compiler bug: its jump-to-jump optimization follows
+// a backward jump (a generic for, while or repeat going round) into a JMP
+// it has already resolved and reads that JMP's offset as a label, so a body
+// that starts with a jump (`break`, `if false then ... end`) compiles to a
+// wrong target: `for i = 1, 3 do for x in f do break end end` panics with
+// an index out of range or runs the wrong code (gopher-lua issue #540).
+// With the pad, a backward jump always lands on a LOADNIL. Numeric for
+// loops go round with FORLOOP, which the optimization does not follow.
+func padLoop(body []ast.Stmt, line int) []ast.Stmt {
+	if len(body) > 0 {
+		if la, ok := body[0].(*ast.LocalAssignStmt); ok && len(la.Names) == 1 && la.Names[0] == loopPad {
+			return body // already padded (a module compiled twice)
+		}
+	}
+	pad := &ast.LocalAssignStmt{Names: []string{loopPad}}
+	pad.SetLine(line)
+	pad.SetLastLine(line)
+	return append([]ast.Stmt{pad}, body...)
 }
 
 func (c *checker) function(f *ast.FunctionExpr, extra ...string) {

@@ -466,11 +466,13 @@ func (p *Policy) put(st *state) {
 	}
 }
 
-// pinTable builds the Lua view of a pin. Metadata, user_allocations and
-// origins are always tables (possibly empty) so policies need no nil
+func (st *state) pinTable(pin *api.Pin) *lua.LTable { return PinTable(st.L, pin) }
+
+// PinTable builds the Lua view of a pin that hooks receive (and batch
+// scripts get from the cluster module). Metadata, user_allocations and
+// origins are always tables (possibly empty) so Lua code needs no nil
 // checks; expire_at is Unix seconds, absent when the pin does not expire.
-func (st *state) pinTable(pin *api.Pin) *lua.LTable {
-	L := st.L
+func PinTable(L *lua.LState, pin *api.Pin) *lua.LTable {
 	t := L.CreateTable(0, 9)
 	c := ""
 	if pin.Cid.Defined() {

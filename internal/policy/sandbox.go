@@ -44,8 +44,8 @@ type state struct {
 
 var loadingMark = lua.LString("\x00loading")
 
-// newState prepares a sandboxed state and runs the policy's top level in it.
-func (p *Policy) newState() (*state, error) {
+// newSandbox prepares a sandboxed state for p, with nothing run in it yet.
+func (p *Policy) newSandbox() (*state, error) {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:     true,
 		CallStackSize:    callStackSize,
@@ -58,13 +58,23 @@ func (p *Policy) newState() (*state, error) {
 		L.Close()
 		return nil, fmt.Errorf("%w: preparing the Lua sandbox: %v", ErrRuntime, err)
 	}
+	return st, nil
+}
+
+// newState prepares a sandboxed state and runs the policy's top level in it.
+func (p *Policy) newState() (*state, error) {
+	st, err := p.newSandbox()
+	if err != nil {
+		return nil, err
+	}
+	L := st.L
 
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.InitTimeout)
 	defer cancel()
 	L.SetContext(ctx)
 	st.budget = p.opts.MemoryLimit
 	L.Push(L.NewFunctionFromProto(p.proto))
-	err := L.PCall(0, 0, nil)
+	err = L.PCall(0, 0, nil)
 	L.RemoveContext()
 	if err != nil {
 		L.Close()
