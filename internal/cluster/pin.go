@@ -49,14 +49,18 @@ func (c *Cluster) pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 // factors. An add admits its pin before the content (and so the CID) is
 // known.
 func (c *Cluster) admitPin(ctx context.Context, pin *api.Pin) error {
+	what := "add" // the content, and so the CID, is not known yet
+	if pin.Cid.Defined() {
+		what = "pin " + pin.Cid.String()
+	}
 	if !pin.ExpireAt.IsZero() && pin.ExpireAt.Before(time.Now()) {
-		return fmt.Errorf("%w: pin %s: expire_at %s is in the past", ErrInvalidRequest, pin.Cid, pin.ExpireAt.Format(time.RFC3339))
+		return fmt.Errorf("%w: %s: expire_at %s is in the past", ErrInvalidRequest, what, pin.ExpireAt.Format(time.RFC3339))
 	}
 	if err := c.admit(ctx, *pin); err != nil {
-		return fmt.Errorf("pin %s: %w", pin.Cid, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := c.replicationDefaults(ctx, pin); err != nil {
-		return fmt.Errorf("pin %s: %w", pin.Cid, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
