@@ -7,6 +7,8 @@
 //   - cluster_add: `ipfs-cluster add` of another such file to two peers
 //     (replication 2), the blocks streamed to both kubo daemons at once,
 //     with the client's and the receiving daemon's peak RSS;
+//   - cluster_add_one_peer: the same with replication 1, to the receiving
+//     peer's kubo;
 //   - car_import: `ipfs-cluster import` of a CAR of a third such file (from
 //     kubo's dag export) to one peer;
 //   - big_add_rss: the peak RSS of the client and of the daemon while
@@ -120,6 +122,23 @@ func run(ctx context.Context, mb, bigMB int) error {
 	}
 	report("cluster_add", float64(mb)/took, "MiB/s", "mib", mb, "destinations", 2,
 		"of_kubo_add", float64(mb)/took/kuboRate, "client_peak_rss_mb", clientMB, "daemon_peak_rss_mb", peers[0].PeakRSSMB())
+
+	// The same path with one destination, the receiving peer's own kubo:
+	// on a machine with few cores this separates the cost of the cluster
+	// add from that of a second kubo writing every block.
+	one, err := file("one.bin", mb)
+	if err != nil {
+		return err
+	}
+	progress("ipfs-cluster add to one peer")
+	took, err = seconds(func() error {
+		_, err := runClient(ctx, bin, "add", "--host", peers[0].APIAddr, "-Q", "--rmin", "1", "--rmax", "1", "--allocations", peers[0].ID, one)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	report("cluster_add_one_peer", float64(mb)/took, "MiB/s", "mib", mb, "destinations", 1, "of_kubo_add", float64(mb)/took/kuboRate)
 
 	// A CAR of content no cluster kubo has, imported to peer 2 alone.
 	c, err := file("car.bin", mb)
