@@ -145,3 +145,55 @@ func TestAddAcrossPeersAndImportCAR(t *testing.T) {
 		}
 	})
 }
+
+// TestAddLocalAndWithADeadDestination checks --local (the blocks go only to
+// the receiving peer's kubo, the pin is allocated as usual and the
+// allocated peers fetch the DAG) and an add whose one destination has its
+// kubo down: it succeeds on the other, and the pin flow repairs the first
+// once its kubo is back.
+func TestAddLocalAndWithADeadDestination(t *testing.T) {
+	peers := daemontest.StartCluster(t, 3, nil)
+	p0, p1, p2 := peers[0], peers[1], peers[2]
+	cl := apiClient(t, p0)
+	add := func(content string, q url.Values) api.Cid {
+		t.Helper()
+		var last api.AddedOutput
+		err := cl.AddFiles(t.Context(), client.ReaderDirectory("f.txt", strings.NewReader(content)), q,
+			func(o api.AddedOutput) error { last = o; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last.Cid
+	}
+	pinnedIn := func(p *daemontest.Peer, c api.Cid) func() (bool, string) {
+		return func() (bool, string) { return kubotest.Pins(t, p.Kubo, "recursive")[c.String()], "" }
+	}
+
+	allocs := p1.Identity.ID.String() + "," + p2.Identity.ID.String()
+	c := add("local add\n", url.Values{"local": {"true"}, "replication-min": {"2"}, "replication-max": {"2"}, "user-allocations": {allocs}})
+	if _, err := p0.Kubo.Run(t.Context(), "block", "stat", "--offline", c.String()); err != nil {
+		t.Fatalf("--local: the receiving peer's kubo lacks the root: %v", err)
+	}
+	for _, p := range []*daemontest.Peer{p1, p2} {
+		waitUntil(t, 30*time.Second, "--local add pinned on "+p.Config.Cluster.Peername, pinnedIn(p, c))
+	}
+
+	if err := p1.Kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	c = add("one destination down\n", url.Values{"replication-min": {"2"}, "replication-max": {"2"}, "user-allocations": {allocs}})
+	pin, err := cl.Allocation(t.Context(), c)
+	if err != nil || !slices.Contains(pin.Allocations, p1.Identity.ID) {
+		t.Fatalf("pin %+v (%v): want it allocated to the peer whose kubo is down", pin, err)
+	}
+	waitUntil(t, 30*time.Second, "pinned on the live destination", pinnedIn(p2, c))
+	if err := p1.Kubo.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Routing is off in tests: reconnect the restarted kubo to the one
+	// that holds the blocks, as the DHT would find it.
+	if err := p1.Kubo.ConnectTo(t.Context(), p2.Kubo); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "the failed destination repaired", pinnedIn(p1, c))
+}
