@@ -22,11 +22,20 @@ var FS embed.FS
 
 // Modules lists the names that require() resolves to an embedded module,
 // sorted.
-func Modules() []string {
-	entries, err := fs.ReadDir(FS, ".")
+func Modules() []string { return NamesIn(FS) }
+
+// Source returns the source of the embedded module name and whether it
+// exists.
+func Source(name string) ([]byte, bool) { return SourceIn(FS, name) }
+
+// NamesIn lists the NAME.lua files at the root of fsys, without the
+// suffix, sorted: the embedded modules here, the built-in scripts in
+// scripts/.
+func NamesIn(fsys fs.FS) []string {
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
-		// The embedded tree is fixed at build time; ReadDir of its root
-		// cannot fail.
+		// Callers pass embedded trees, fixed at build time: reading their
+		// root cannot fail.
 		panic(err)
 	}
 	var names []string
@@ -39,10 +48,13 @@ func Modules() []string {
 	return names
 }
 
-// Source returns the source of the embedded module name and whether it
-// exists.
-func Source(name string) ([]byte, bool) {
-	b, err := FS.ReadFile(name + ".lua")
+// SourceIn returns the source of NAME.lua at the root of fsys and whether
+// it exists. A name with a path separator or a dot is never found.
+func SourceIn(fsys fs.FS, name string) ([]byte, bool) {
+	if strings.ContainsAny(name, `/\.`) {
+		return nil, false
+	}
+	b, err := fs.ReadFile(fsys, name+".lua")
 	if err != nil {
 		return nil, false
 	}

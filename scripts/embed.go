@@ -7,43 +7,20 @@ package scripts
 
 import (
 	"embed"
-	"io/fs"
-	"sort"
 	"strings"
+
+	"ipfs-cluster/lua"
 )
 
 //go:embed *.lua
 var files embed.FS
 
 // Names lists the embedded scripts, without the .lua suffix, sorted.
-func Names() []string {
-	entries, err := fs.ReadDir(files, ".")
-	if err != nil {
-		// The embedded tree is fixed at build time.
-		panic(err)
-	}
-	var names []string
-	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), ".lua"); ok && !e.IsDir() {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	return names
-}
+func Names() []string { return lua.NamesIn(files) }
 
 // Source returns the code of the embedded script name (without .lua) and
 // whether there is one.
-func Source(name string) ([]byte, bool) {
-	if strings.ContainsAny(name, `/\.`) {
-		return nil, false
-	}
-	b, err := files.ReadFile(name + ".lua")
-	if err != nil {
-		return nil, false
-	}
-	return b, true
-}
+func Source(name string) ([]byte, bool) { return lua.SourceIn(files, name) }
 
 // Summary is the first line of a script's header comment, without the
 // comment mark and the script's name ("" when there is none).

@@ -16,6 +16,7 @@ import (
 	"ipfs-cluster/internal/adder"
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/client"
+	"ipfs-cluster/internal/script"
 )
 
 // addFlags are the flags of add (the reference's, section 2.3).
@@ -70,7 +71,7 @@ with one root, imported and pinned as is.`,
 				return err
 			}
 			var progress *uploadProgress
-			if bar && !s.cmd.Bool("quiet") && !s.cmd.Bool("quieter") && isTerminal(s.cmd.Stderr) {
+			if bar && !s.cmd.Bool("quiet") && !s.cmd.Bool("quieter") && script.IsTerminal(s.cmd.Stderr) {
 				progress = startProgress(s.cmd.Stderr, totalSize(s.cmd.Args, s.cmd.Bool("hidden")))
 				defer progress.stop()
 			}
@@ -296,16 +297,6 @@ func totalSize(paths []string, hidden bool) int64 {
 		})
 	}
 	return total
-}
-
-// isTerminal reports whether w is a character device, such as a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // uploadProgress redraws one line on a terminal with the bytes sent, the

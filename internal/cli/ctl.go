@@ -91,15 +91,8 @@ func ctlAction(body func(*ctlSession) error) func(*Context) error {
 		if err != nil {
 			return err
 		}
-		level := zerolog.ErrorLevel
-		if c.Bool("debug") {
-			level = zerolog.DebugLevel
-		}
-		logging.Setup(c.Stderr, logging.Levels{Default: level})
-
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		ctx, stop, cl, err := ctlConnect(c)
 		defer stop()
-		cl, err := ctlClient(ctx, c)
 		if err == nil {
 			err = body(&ctlSession{ctx: ctx, cmd: c, client: cl, out: out})
 		}
@@ -109,6 +102,21 @@ func ctlAction(body func(*ctlSession) error) func(*Context) error {
 		}
 		return out.fail(err)
 	}
+}
+
+// ctlConnect prepares a command that talks to the API: logging at error
+// level (debug with --debug), a context that SIGINT and SIGTERM cancel,
+// and the client built from the global flags. stop is to be deferred even
+// when err is set.
+func ctlConnect(c *Context) (ctx context.Context, stop context.CancelFunc, cl *client.Client, err error) {
+	level := zerolog.ErrorLevel
+	if c.Bool("debug") {
+		level = zerolog.DebugLevel
+	}
+	logging.Setup(c.Stderr, logging.Levels{Default: level})
+	ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	cl, err = ctlClient(ctx, c)
+	return ctx, stop, cl, err
 }
 
 // ctlClient builds the API client from the global flags.

@@ -4,14 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
-	"github.com/rs/zerolog"
-
-	"ipfs-cluster/internal/logging"
 	"ipfs-cluster/internal/policy"
 	"ipfs-cluster/internal/script"
 )
@@ -110,15 +104,8 @@ func runScriptCommand(c *Context) error {
 	if err != nil {
 		return Exit(1, err)
 	}
-	level := zerolog.ErrorLevel
-	if c.Bool("debug") {
-		level = zerolog.DebugLevel
-	}
-	logging.Setup(c.Stderr, logging.Levels{Default: level})
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop, cl, err := ctlConnect(c)
 	defer stop()
-	cl, err := ctlClient(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func newProgress(w io.Writer, name string, opts Options) *progress {
 	case 1:
 		p.tty = true
 	case 0:
-		p.tty = isTerminal(w)
+		p.tty = IsTerminal(w)
 	}
 	if p.tty {
 		p.delay, p.every = ttyDelay, ttyEvery
@@ -70,7 +70,9 @@ func newProgress(w io.Writer, name string, opts Options) *progress {
 	return p
 }
 
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a character device, such as a terminal:
+// where a progress line may be redrawn in place.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
