@@ -205,51 +205,127 @@ func remoteInfo(pin api.Pin, p peer.ID, pg ping) api.PinInfo {
 	return peerInfo(pin, p, pg, api.TrackerStatusRemote, pin.Timestamp, "")
 }
 
+// feedQueue is how many items of one peer's stream may wait for the merge.
+const feedQueue = 256
+
+// peerFeed is one peer's stream of PinInfo, read by its own goroutine.
+// err is set before items is closed.
+type peerFeed struct {
+	items chan api.PinInfo
+	err   error
+	last  string // key of the last item merged in order
+	head  *api.PinInfo
+}
+
 // streamFromPeers merges what every peer streams for method into one
-// global status per CID, emitted once all peers have answered. A peer that
-// fails adds a cluster_error entry to every pin it would have reported.
+// global status per CID and emits it as soon as every peer has either
+// sent that CID or moved past it. Peers stream in CID order (the order of
+// the pinset and of each status index), so the merge holds one item per
+// peer, not the result: memory does not grow with the pinset, and the
+// first items go out while the peers still stream. An item that comes out
+// of order (a peer's unpins, which follow its pinset) is merged with its
+// kind at the end instead, unless this peer's pinset holds it: then it was
+// listed in order already. A peer
+// that fails adds a cluster_error entry to every pin emitted after it
+// failed.
 func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn func(api.GlobalPinInfo) error) error {
 	peers := c.peerset()
 	names := c.peerNames()
-	results := make([][]api.PinInfo, len(peers))
-	errs := p2p.Fanout(ctx, peers, 0, func(ctx context.Context, i int, p peer.ID) error {
-		return c.rpc.Stream(ctx, p, method, in, func(decode p2p.Decoder) error {
-			var pi api.PinInfo
-			if err := decode(&pi); err != nil {
-				return err
-			}
-			results[i] = append(results[i], pi)
-			return nil
-		})
-	})
-	merged := map[string]*api.GlobalPinInfo{}
-	var order []string
-	for _, list := range results {
-		for _, pi := range list {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	feeds := make([]*peerFeed, len(peers))
+	for i, p := range peers {
+		f := &peerFeed{items: make(chan api.PinInfo, feedQueue)}
+		feeds[i] = f
+		go func() {
+			defer close(f.items)
+			f.err = c.rpc.Stream(ctx, p, method, in, func(decode p2p.Decoder) error {
+				var pi api.PinInfo
+				if err := decode(&pi); err != nil {
+					return err
+				}
+				select {
+				case f.items <- pi:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		}()
+	}
+
+	late := map[string]*api.GlobalPinInfo{}
+	var lateOrder []string
+	// advance sets f.head to the peer's next item in order, diverting the
+	// others to late; nil once the stream ended.
+	advance := func(f *peerFeed) {
+		for pi := range f.items {
 			key := pi.Cid.KeyString()
-			g, ok := merged[key]
-			if !ok {
-				g = &api.GlobalPinInfo{}
-				merged[key] = g
-				order = append(order, key)
+			if f.last != "" && key <= f.last {
+				g, ok := late[key]
+				if !ok {
+					g = &api.GlobalPinInfo{}
+					late[key] = g
+					lateOrder = append(lateOrder, key)
+				}
+				g.Add(pi)
+				continue
 			}
-			g.Add(pi)
+			f.last, f.head = key, &pi
+			return
+		}
+		f.head = nil
+	}
+	for _, f := range feeds {
+		advance(f)
+	}
+	failed := make([]bool, len(feeds))
+	addFailures := func(g *api.GlobalPinInfo) {
+		for i, f := range feeds {
+			if f.head == nil && f.err != nil {
+				pin := api.Pin{Cid: g.Cid, Allocations: g.Allocations}
+				pin.Name = g.Name
+				g.Add(errorInfo(pin, peers[i], names[peers[i]], f.err))
+				if !failed[i] {
+					failed[i] = true
+					c.log.Warn().Err(f.err).Stringer("peer", peers[i]).Str("method", method).Msg("peer did not answer")
+				}
+			}
 		}
 	}
-	for i, err := range errs {
-		if err == nil {
+	for {
+		var min string
+		found := false
+		for _, f := range feeds {
+			if f.head != nil && (!found || f.last < min) {
+				min, found = f.last, true
+			}
+		}
+		if !found {
+			break
+		}
+		var g api.GlobalPinInfo
+		for _, f := range feeds {
+			if f.head != nil && f.last == min {
+				g.Add(*f.head)
+				advance(f)
+			}
+		}
+		addFailures(&g)
+		if err := fn(g); err != nil {
+			return err
+		}
+	}
+	for _, key := range lateOrder {
+		g := late[key]
+		if _, err := c.state.Get(g.Cid); err == nil {
+			// In this peer's pinset, so listed in order already: the late
+			// entry is a peer that is behind, unpinning what the others
+			// still pin.
 			continue
 		}
-		c.log.Warn().Err(err).Stringer("peer", peers[i]).Str("method", method).Msg("peer did not answer")
-		for _, key := range order {
-			g := merged[key]
-			pin := api.Pin{Cid: g.Cid, Allocations: g.Allocations}
-			pin.Name = g.Name
-			g.Add(errorInfo(pin, peers[i], names[peers[i]], err))
-		}
-	}
-	for _, key := range order {
-		if err := fn(*merged[key]); err != nil {
+		addFailures(g)
+		if err := fn(*g); err != nil {
 			return err
 		}
 	}

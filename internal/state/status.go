@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -168,8 +169,8 @@ func (db *DB) CountStatus() map[api.TrackerStatus]int {
 // ListByStatus calls fn with every record whose status is in filter (an OR
 // of statuses; 0 means every record). It reads one index range per status
 // in filter, so its cost follows the number of matches, not of records.
-// Records come grouped by status, in ascending status bit order, and in
-// CID-byte order within a status. It reads a consistent snapshot, and
+// Records come in CID-byte order (the ranges of several statuses merged),
+// the order of the pinset. It reads a consistent snapshot, and
 // stops with fn's error if fn fails and with ctx.Err() once ctx is done.
 func (db *DB) ListByStatus(ctx context.Context, filter api.TrackerStatus, fn func(api.Cid, LocalStatus) error) error {
 	if db.closed.Load() {
@@ -178,32 +179,61 @@ func (db *DB) ListByStatus(ctx context.Context, filter api.TrackerStatus, fn fun
 	if filter == 0 {
 		return db.listRecords(ctx, fn)
 	}
-	// One iterator for all the ranges keeps them in one snapshot.
-	it, err := db.pdb.NewIter(boundsOf(prefixIndex))
-	if err != nil {
-		return fmt.Errorf("state: list by status: %w", err)
+	// One iterator per status, all in one snapshot, merged by CID: the
+	// caller sees the CIDs in order whatever the statuses, so that
+	// cluster-wide listings can merge peers' streams as they come.
+	snap := db.pdb.NewSnapshot()
+	defer snap.Close()
+	type run struct {
+		it *pebble.Iterator
+		st api.TrackerStatus
 	}
-	defer it.Close()
+	var runs []run
+	defer func() {
+		for _, r := range runs {
+			r.it.Close()
+		}
+	}()
 	for bit := range 64 {
 		st := api.TrackerStatus(1) << bit
 		if filter&st == 0 {
 			continue
 		}
-		for ok := it.SeekGE([]byte{prefixIndex, byte(bit)}); ok && it.Key()[1] == byte(bit); ok = it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			c, s, err := indexEntry(it, st)
-			if err != nil {
-				return fmt.Errorf("state: list by status: %w", err)
-			}
-			if err := fn(c, s); err != nil {
-				return err
+		it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{
+			LowerBound: []byte{prefixIndex, byte(bit)}, UpperBound: []byte{prefixIndex, byte(bit) + 1}})
+		if err != nil {
+			return fmt.Errorf("state: list by status: %w", err)
+		}
+		runs = append(runs, run{it, st})
+		it.First()
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		next := -1
+		for i, r := range runs {
+			if r.it.Valid() && (next < 0 || bytes.Compare(r.it.Key()[2:], runs[next].it.Key()[2:]) < 0) {
+				next = i
 			}
 		}
+		if next < 0 {
+			break
+		}
+		r := runs[next]
+		c, s, err := indexEntry(r.it, r.st)
+		if err != nil {
+			return fmt.Errorf("state: list by status: %w", err)
+		}
+		if err := fn(c, s); err != nil {
+			return err
+		}
+		r.it.Next()
 	}
-	if err := it.Error(); err != nil {
-		return fmt.Errorf("state: list by status: %w", err)
+	for _, r := range runs {
+		if err := r.it.Error(); err != nil {
+			return fmt.Errorf("state: list by status: %w", err)
+		}
 	}
 	return nil
 }

@@ -396,6 +396,7 @@ func (b *bench) listings(ctx context.Context) error {
 	for _, l := range []struct{ figure, path string }{
 		{"get_allocations", "/allocations"},
 		{"get_pins_status", "/pins"},
+		{"get_pins_status_local", "/pins?local=true"},
 	} {
 		n, took, err := stream(ctx, b.peers[0].APIURL+l.path)
 		if err != nil {
