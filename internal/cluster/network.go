@@ -225,7 +225,9 @@ type peerFeed struct {
 // first items go out while the peers still stream. An item that comes out
 // of order (a peer's unpins, which follow its pinset) is merged with its
 // kind at the end instead, unless this peer's pinset holds it: then it was
-// listed in order already. A peer
+// listed in order already. While pinsets diverge (a peer behind the
+// others), such an unpin can thus be left out, or listed a second time
+// when only another peer's pinset holds the CID. A peer
 // that fails adds a cluster_error entry to every pin emitted after it
 // failed.
 func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn func(api.GlobalPinInfo) error) error {
