@@ -207,7 +207,8 @@ func (t *Tracker) reconcileOne(pin api.Pin, inIPFS bool) error {
 		if ok && rec.Status == st {
 			return nil
 		}
-		return t.setStatus(c, state.LocalStatus{Status: st, Attempts: rec.Attempts, TS: time.Now()})
+		return t.setStatus(c, state.LocalStatus{Status: st, Attempts: rec.Attempts, TS: time.Now(),
+			Direct: st == api.TrackerStatusPinned && pin.MaxDepth == 0})
 	}
 	switch {
 	case pin.Type == api.MetaType:

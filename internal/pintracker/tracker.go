@@ -277,9 +277,16 @@ func (t *Tracker) Track(pin api.Pin) error {
 		cur.pin = pin
 		return nil
 	}
+	rec, ok, err := t.records.GetStatus(pin.Cid)
+	if cur == nil && err == nil && ok && rec.Status == api.TrackerStatusPinned && rec.Direct == (pin.MaxDepth == 0) {
+		// kubo holds it as this version of the pin wants (a new name,
+		// new allocations elsewhere): nothing to do, and the status stays
+		// pinned rather than going through the queue again.
+		return nil
+	}
 	t.dropLocked(sh, key, cur)
 	attempts := 0
-	if rec, ok, err := t.records.GetStatus(pin.Cid); err == nil && ok && rec.Status == api.TrackerStatusPinError {
+	if err == nil && ok && rec.Status == api.TrackerStatusPinError {
 		attempts = rec.Attempts
 	}
 	return t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: attempts})
@@ -411,7 +418,8 @@ func (t *Tracker) run(op *operation) {
 	var werr error
 	switch {
 	case op.typ == opPin:
-		werr = t.setStatus(c, state.LocalStatus{Status: api.TrackerStatusPinned, Attempts: op.attempts, TS: time.Now(), Priority: op.priority})
+		werr = t.setStatus(c, state.LocalStatus{Status: api.TrackerStatusPinned, Attempts: op.attempts, TS: time.Now(),
+			Priority: op.priority, Direct: op.pin.MaxDepth == 0})
 		t.log.Debug().Stringer("cid", c).Msg("pinned")
 	case op.toRemote:
 		werr = t.setStatus(c, state.LocalStatus{Status: api.TrackerStatusRemote, TS: time.Now()})

@@ -458,3 +458,33 @@ func TestRetryPolicyDecides(t *testing.T) {
 		t.Fatalf("retry policy consulted %d times", calls.Load())
 	}
 }
+
+// TestNewVersionOfAPinnedPin checks that a new version of a pin kubo
+// already holds in the same mode (a new name, other allocations) leaves
+// the status pinned without going through the queue, while a direct pin
+// made recursive is pinned again.
+func TestNewVersionOfAPinnedPin(t *testing.T) {
+	f := newFixture(t, nil)
+	cids := f.addContent(2)
+	f.pin(cids[0], nil)
+	f.waitStatus(cids[0], api.TrackerStatusPinned, 20*time.Second)
+	f.pin(cids[0], func(p *api.Pin) { p.Name = "renamed" })
+	if pi, err := f.tracker.Status(t.Context(), cids[0]); err != nil || pi.Status != api.TrackerStatusPinned {
+		t.Fatalf("renamed pin: status %s (%v), want pinned at once", pi.Status, err)
+	}
+
+	f.pin(cids[1], func(p *api.Pin) { p.Mode, p.MaxDepth = api.PinModeDirect, 0 })
+	f.waitStatus(cids[1], api.TrackerStatusPinned, 20*time.Second)
+	if !f.kuboPins("direct")[cids[1].String()] {
+		t.Fatal("direct pin not in kubo")
+	}
+	f.pin(cids[1], nil) // recursive now
+	f.waitStatus(cids[1], api.TrackerStatusPinned, 20*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for !f.kuboPins("recursive")[cids[1].String()] {
+		if time.Now().After(deadline) {
+			t.Fatal("a direct pin made recursive was not pinned recursively")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -15,7 +15,8 @@ import (
 //	version byte (1)
 //	status   uvarint (one status bit)
 //	attempts varint
-//	flags    byte: 1 priority, 2 has a timestamp, 4 terminal, 8 queue chosen by policy
+//	flags    byte: 1 priority, 2 has a timestamp, 4 terminal, 8 queue chosen
+//	         by policy, 16 pinned direct
 //	[seconds varint, nanoseconds uvarint] when it has a timestamp
 //	error    uvarint length + bytes
 //
@@ -27,7 +28,8 @@ const (
 	flagTS          byte = 1 << 1
 	flagTerminal    byte = 1 << 2
 	flagPolicyQueue byte = 1 << 3
-	knownFlags           = flagPriority | flagTS | flagTerminal | flagPolicyQueue
+	flagDirect      byte = 1 << 4
+	knownFlags           = flagPriority | flagTS | flagTerminal | flagPolicyQueue | flagDirect
 )
 
 // errCorruptRecord is returned when bytes do not decode as a tracker record.
@@ -49,6 +51,9 @@ func (s *LocalStatus) appendBinary(b []byte) []byte {
 	}
 	if s.PolicyQueue {
 		flags |= flagPolicyQueue
+	}
+	if s.Direct {
+		flags |= flagDirect
 	}
 	b = append(b, flags)
 	if flags&flagTS != 0 {
@@ -96,6 +101,7 @@ func (s *LocalStatus) unmarshalBinary(v []byte) error {
 	out.Priority = flags&flagPriority != 0
 	out.Terminal = flags&flagTerminal != 0
 	out.PolicyQueue = flags&flagPolicyQueue != 0
+	out.Direct = flags&flagDirect != 0
 	*s = out
 	return nil
 }

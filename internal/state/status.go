@@ -28,6 +28,10 @@ type LocalStatus struct {
 	// attempt (Priority holds the choice), so the tracker's own rule of
 	// age and attempts does not apply.
 	PolicyQueue bool
+	// Direct, on a pinned record, says kubo holds the CID as a direct pin
+	// (else recursive): a new version of the pin with the same mode needs
+	// nothing from kubo.
+	Direct bool
 }
 
 // SetStatus stores s as the record of c and moves c to the index of

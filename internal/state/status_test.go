@@ -219,6 +219,7 @@ func TestLocalStatusEncoding(t *testing.T) {
 		{Status: api.TrackerStatusUnexpectedlyUnpinned, TS: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)},
 		{Status: api.TrackerStatusPinError, Attempts: 5, Error: "policy", Terminal: true},
 		{Status: api.TrackerStatusPinError, Attempts: 2, PolicyQueue: true, Priority: true},
+		{Status: api.TrackerStatusPinned, Direct: true},
 		{Status: api.TrackerStatus(1) << 63, TS: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
 	} {
 		var got LocalStatus
@@ -235,7 +236,7 @@ func TestLocalStatusEncoding(t *testing.T) {
 		"version":      {2, 16, 0, 0, 0},
 		"no status":    {1, 0, 0, 0, 0},
 		"two statuses": {1, 48, 0, 0, 0},
-		"flags":        {1, 16, 0, 16, 0},
+		"flags":        {1, 16, 0, 32, 0},
 		"nanoseconds":  append(binary.AppendUvarint([]byte{1, 16, 0, 2, 0}, uint64(time.Second)), 0),
 		"truncated":    valid[:len(valid)-1],
 		"trailing":     append(slices.Clone(valid), 0),
