@@ -46,6 +46,14 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 			return
 		}
 	}
+	for _, name := range []string{"shard", "nocopy"} {
+		if on, ok := s.boolParam(w, q.Get(name), name); !ok {
+			return
+		} else if on {
+			s.writeError(w, http.StatusBadRequest, fmt.Errorf("parameter %s: not supported: adds go whole to each allocated peer's repository", name))
+			return
+		}
+	}
 	format := q.Get("format")
 	switch format {
 	case "", "unixfs":

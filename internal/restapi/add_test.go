@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"net/http"
 	"net/url"
 	"runtime"
 	"strings"
@@ -73,5 +74,26 @@ func TestAddClientKilledMidway(t *testing.T) {
 	}
 	if _, err := cl.ID(t.Context()); err != nil {
 		t.Fatalf("the peer stopped answering: %v", err)
+	}
+}
+
+// TestAddRefusesBadParameters checks that /add parameters are refused
+// before the body is read, naming the parameter.
+func TestAddRefusesBadParameters(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	for query, want := range map[string]string{
+		"shard=true":                          "parameter shard: not supported",
+		"nocopy=true":                         "parameter nocopy: not supported",
+		"format=tar":                          `unknown format "tar"`,
+		"hash=md4":                            "hash",
+		"chunker=size-0":                      "chunker",
+		"cid-version=2":                       "cid-version",
+		"format=car&wrap-with-directory=true": "cannot be combined",
+		"local=maybe":                         "local",
+	} {
+		r := do(t, p, http.MethodPost, "/add?"+query)
+		if r.code != http.StatusBadRequest || !strings.Contains(string(r.body), want) {
+			t.Errorf("POST /add?%s = %d %s, want 400 mentioning %q", query, r.code, r.body, want)
+		}
 	}
 }
