@@ -116,9 +116,6 @@ func (s *heapSink) Put(context.Context, blocks.Block) error {
 // TestMemoryIndependentOfSize adds 128MiB from a stream and checks that
 // the heap stays far below the content's size: blocks are not kept.
 func TestMemoryIndependentOfSize(t *testing.T) {
-	if testing.Short() {
-		t.Skip("adds 128MiB")
-	}
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)

@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -66,6 +67,71 @@ func mustFail(t *testing.T, opts adder.Options, add func(context.Context, *adder
 	}
 }
 
+// TestUnreadablePaths checks that a file or folder the add cannot read
+// fails before any block is made, naming it. Root reads every file, so
+// under root the test runs itself again as user nobody.
+func TestUnreadablePaths(t *testing.T) {
+	if os.Geteuid() == 0 {
+		runAsNobody(t, "TestUnreadablePaths")
+		return
+	}
+	dir := t.TempDir()
+	rec := adder.Options{Recursive: true}
+	locked := writeFile(t, filepath.Join(dir, "locked", "deep", "secret"), []byte("s"))
+	if err := os.Chmod(locked, 0); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, rec, addPaths(filepath.Join(dir, "locked")), true, adder.ErrInvalidInput, "secret")
+	lockedDir := filepath.Join(dir, "lockeddir", "sub")
+	writeFile(t, filepath.Join(lockedDir, "f"), []byte("f"))
+	if err := os.Chmod(lockedDir, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(lockedDir, 0o755) })
+	mustFail(t, rec, addPaths(filepath.Join(dir, "lockeddir")), true, adder.ErrInvalidInput, "sub")
+}
+
+// runAsNobody runs test in a copy of this test binary as user nobody
+// (uid 65534), with a temporary folder of its own, and fails unless the
+// test passed there.
+func runAsNobody(t *testing.T, test string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The temporary folders are root's: open the way down to the copy.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(tmp, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "adder.test")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctxTimeout(t, time.Minute), bin, "-test.run", "^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "HOME="+tmp)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+test) {
+		t.Fatalf("%s as nobody: %v\n%s", test, err, out)
+	}
+}
+
 func TestBadPaths(t *testing.T) {
 	dir := t.TempDir()
 	file := writeFile(t, filepath.Join(dir, "file"), []byte("x"))
@@ -96,23 +162,6 @@ func TestBadPaths(t *testing.T) {
 	})
 	t.Run("same name twice", func(t *testing.T) {
 		mustFail(t, rec, addPaths(file, filepath.Join(other, "file")), true, adder.ErrInvalidInput, `"file"`)
-	})
-	t.Run("unreadable", func(t *testing.T) {
-		if os.Geteuid() == 0 {
-			t.Skip("root reads everything")
-		}
-		locked := writeFile(t, filepath.Join(dir, "locked", "deep", "secret"), []byte("s"))
-		if err := os.Chmod(locked, 0); err != nil {
-			t.Fatal(err)
-		}
-		mustFail(t, rec, addPaths(filepath.Join(dir, "locked")), true, adder.ErrInvalidInput, "secret")
-		lockedDir := filepath.Join(dir, "lockeddir", "sub")
-		writeFile(t, filepath.Join(lockedDir, "f"), []byte("f"))
-		if err := os.Chmod(lockedDir, 0); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Chmod(lockedDir, 0o755) })
-		mustFail(t, rec, addPaths(filepath.Join(dir, "lockeddir")), true, adder.ErrInvalidInput, "sub")
 	})
 	t.Run("nothing", func(t *testing.T) {
 		mustFail(t, rec, addPaths(), true, adder.ErrInvalidInput)

@@ -181,7 +181,7 @@ end`)
 func openFiles(t *testing.T) int {
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		t.Skip("no /proc/self/fd")
+		t.Fatalf("counting open files: %v", err)
 	}
 	return len(entries)
 }
