@@ -11,7 +11,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -119,23 +118,13 @@ func kuboAddRPC(t testing.TB, query, name string, data []byte) (string, error) {
 
 func ipfsRun(t testing.TB, stdin []byte, args ...string) (string, error) {
 	t.Helper()
-	d := sharedKubo(t)
-	bin, err := kubo.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctxTimeout(t, 2*time.Minute), bin, append([]string{"--api", d.APIAddr}, args...)...)
-	cmd.Env = append(os.Environ(), "IPFS_PATH="+d.RepoDir)
+	var in io.Reader
 	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
+		in = bytes.NewReader(stdin)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("ipfs %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	return string(out), nil
+	var out strings.Builder
+	err := sharedKubo(t).Exec(ctxTimeout(t, 2*time.Minute), in, &out, args...)
+	return out.String(), err
 }
 
 // kuboAdd runs `ipfs add --only-hash` and returns its lines in order.

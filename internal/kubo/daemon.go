@@ -275,15 +275,25 @@ func (d *Daemon) ConnectTo(ctx context.Context, other *Daemon) error {
 // Run runs the ipfs command line against this daemon (`ipfs --api <APIAddr>
 // args...`) and returns its standard output.
 func (d *Daemon) Run(ctx context.Context, args ...string) (string, error) {
+	var out strings.Builder
+	err := d.Exec(ctx, nil, &out, args...)
+	return out.String(), err
+}
+
+// Exec is Run with the command's standard input from stdin (none when nil)
+// and its output streamed to stdout: `ipfs add` of a stream, or a `dag
+// export` too large to hold in memory. The error carries what the command
+// wrote to stderr.
+func (d *Daemon) Exec(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) error {
 	cmd := exec.CommandContext(ctx, d.bin, append([]string{"--api", d.APIAddr}, args...)...)
 	cmd.Env = daemonEnv(d.RepoDir)
+	cmd.Stdin, cmd.Stdout = stdin, stdout
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("ipfs %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("ipfs %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	return string(out), nil
+	return nil
 }
 
 // rpc calls an RPC endpoint with positional arguments and returns the body.

@@ -34,7 +34,6 @@ import (
 	"syscall"
 	"time"
 
-	"ipfs-cluster/internal/kubo"
 	"ipfs-cluster/internal/localcluster"
 )
 
@@ -204,17 +203,12 @@ func exportCAR(ctx context.Context, p *localcluster.Peer, root, path string) err
 		return err
 	}
 	defer f.Close()
-	kuboBin, err := kubo.Binary()
-	if err != nil {
+	w := bufio.NewWriterSize(f, 1<<20)
+	if err := p.Kubo.Exec(ctx, nil, w, "dag", "export", root); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, kuboBin, "dag", "export", root)
-	cmd.Env = append(os.Environ(), "IPFS_PATH="+p.Kubo.RepoDir)
-	cmd.Stdout = f
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("dag export: %w: %s", err, stderr.String())
+	if err := w.Flush(); err != nil {
+		return err
 	}
 	return f.Sync()
 }
