@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -387,4 +388,16 @@ func GetJSON(ctx context.Context, url string, v any) error {
 func IdentityCid(prefix string, i int) string {
 	h, _ := mh.Sum([]byte(prefix+strconv.Itoa(i)), mh.IDENTITY, -1)
 	return cid.NewCidV1(cid.Raw, h).String()
+}
+
+// Report prints one figure of a bench program as a JSON line on stdout:
+// {"figure", "value" (to three decimals), "unit"} plus the extra key,
+// value pairs.
+func Report(figure string, value float64, unit string, extra ...any) {
+	m := map[string]any{"figure": figure, "value": math.Round(value*1000) / 1000, "unit": unit}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i].(string)] = extra[i+1]
+	}
+	b, _ := json.Marshal(m)
+	fmt.Println(string(b))
 }

@@ -18,7 +18,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -51,15 +50,6 @@ func main() {
 	}
 }
 
-func report(figure string, value float64, unit string, extra ...any) {
-	m := map[string]any{"figure": figure, "value": value, "unit": unit}
-	for i := 0; i+1 < len(extra); i += 2 {
-		m[extra[i].(string)] = extra[i+1]
-	}
-	b, _ := json.Marshal(m)
-	fmt.Println(string(b))
-}
-
 func run(pins, clients, big int) error {
 	work, err := os.MkdirTemp("", "ipfs-cluster-bench-")
 	if err != nil {
@@ -76,12 +66,12 @@ func run(pins, clients, big int) error {
 	}
 	p := peers[0]
 	time.Sleep(2 * time.Second)
-	report("rss_idle", p.RSSMB(), "MB")
+	localcluster.Report("rss_idle", p.RSSMB(), "MB")
 
 	if err := ingest(p, pins, clients); err != nil {
 		return err
 	}
-	report("rss_after_ingest", p.RSSMB(), "MB", "pins", pins)
+	localcluster.Report("rss_after_ingest", p.RSSMB(), "MB", "pins", pins)
 	p.Stop()
 
 	if err := seed(p.Dir, big); err != nil {
@@ -91,9 +81,9 @@ func run(pins, clients, big int) error {
 	if err != nil {
 		return err
 	}
-	report("restart_to_id", took.Seconds(), "s", "pins", big+pins)
+	localcluster.Report("restart_to_id", took.Seconds(), "s", "pins", big+pins)
 	time.Sleep(3 * time.Second)
-	report("rss_with_pins", p.RSSMB(), "MB", "pins", big+pins)
+	localcluster.Report("rss_with_pins", p.RSSMB(), "MB", "pins", big+pins)
 
 	before := p.RSSMB()
 	var peak atomic.Uint64
@@ -115,14 +105,14 @@ func run(pins, clients, big int) error {
 	if err != nil {
 		return err
 	}
-	report("get_allocations", took.Seconds(), "s", "items", n)
-	report("get_allocations_rss_growth", float64(peak.Load())/1024-before, "MB")
+	localcluster.Report("get_allocations", took.Seconds(), "s", "items", n)
+	localcluster.Report("get_allocations_rss_growth", float64(peak.Load())/1024-before, "MB")
 
 	n, took, err = stream(p.APIURL + "/pins?local=true&filter=pin_error")
 	if err != nil {
 		return err
 	}
-	report("status_local_filter_pin_error", float64(took.Microseconds())/1000, "ms", "items", n, "pins", big+pins)
+	localcluster.Report("status_local_filter_pin_error", float64(took.Microseconds())/1000, "ms", "items", n, "pins", big+pins)
 	return nil
 }
 
@@ -171,9 +161,9 @@ func ingest(p *localcluster.Peer, pins, clients int) error {
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	report("ingest", float64(pins)/elapsed.Seconds(), "pins/s", "clients", clients, "pins", pins)
-	report("ingest_latency_p50", ms(all[len(all)/2]), "ms")
-	report("ingest_latency_p99", ms(all[len(all)*99/100]), "ms")
+	localcluster.Report("ingest", float64(pins)/elapsed.Seconds(), "pins/s", "clients", clients, "pins", pins)
+	localcluster.Report("ingest_latency_p50", ms(all[len(all)/2]), "ms")
+	localcluster.Report("ingest_latency_p99", ms(all[len(all)*99/100]), "ms")
 	return nil
 }
 

@@ -22,7 +22,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -48,15 +47,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchadd: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func report(figure string, value float64, unit string, extra ...any) {
-	m := map[string]any{"figure": figure, "value": float64(int64(value*1000)) / 1000, "unit": unit}
-	for i := 0; i+1 < len(extra); i += 2 {
-		m[extra[i].(string)] = extra[i+1]
-	}
-	b, _ := json.Marshal(m)
-	fmt.Println(string(b))
 }
 
 func progress(format string, args ...any) {
@@ -102,7 +92,7 @@ func run(ctx context.Context, mb, bigMB int) error {
 		return err
 	}
 	kuboRate := float64(mb) / took
-	report("kubo_add", kuboRate, "MiB/s", "mib", mb)
+	localcluster.Report("kubo_add", kuboRate, "MiB/s", "mib", mb)
 
 	// A cluster add of other content to peers 0 and 1.
 	b, err := file("cluster.bin", mb)
@@ -119,7 +109,7 @@ func run(ctx context.Context, mb, bigMB int) error {
 	if err != nil {
 		return err
 	}
-	report("cluster_add", float64(mb)/took, "MiB/s", "mib", mb, "destinations", 2,
+	localcluster.Report("cluster_add", float64(mb)/took, "MiB/s", "mib", mb, "destinations", 2,
 		"of_kubo_add", float64(mb)/took/kuboRate, "client_peak_rss_mb", clientMB, "daemon_peak_rss_mb", peers[0].PeakRSSMB())
 
 	// The same path with one destination, the receiving peer's own kubo:
@@ -137,7 +127,7 @@ func run(ctx context.Context, mb, bigMB int) error {
 	if err != nil {
 		return err
 	}
-	report("cluster_add_one_peer", float64(mb)/took, "MiB/s", "mib", mb, "destinations", 1, "of_kubo_add", float64(mb)/took/kuboRate)
+	localcluster.Report("cluster_add_one_peer", float64(mb)/took, "MiB/s", "mib", mb, "destinations", 1, "of_kubo_add", float64(mb)/took/kuboRate)
 
 	// A CAR of content no cluster kubo has, imported to peer 2 alone.
 	c, err := file("car.bin", mb)
@@ -165,7 +155,7 @@ func run(ctx context.Context, mb, bigMB int) error {
 	if err != nil {
 		return err
 	}
-	report("car_import", float64(st.Size())/(1<<20)/took, "MiB/s", "mib", st.Size()>>20)
+	localcluster.Report("car_import", float64(st.Size())/(1<<20)/took, "MiB/s", "mib", st.Size()>>20)
 
 	// Peak RSS while adding a big file, from a daemon that has not added
 	// anything yet.
@@ -178,7 +168,7 @@ func run(ctx context.Context, mb, bigMB int) error {
 	if err != nil {
 		return err
 	}
-	report("big_add_rss", max(clientMB, peers[1].PeakRSSMB()), "MB", "mib", bigMB, "client_peak_rss_mb", clientMB, "daemon_peak_rss_mb", peers[1].PeakRSSMB())
+	localcluster.Report("big_add_rss", max(clientMB, peers[1].PeakRSSMB()), "MB", "mib", bigMB, "client_peak_rss_mb", clientMB, "daemon_peak_rss_mb", peers[1].PeakRSSMB())
 	return nil
 }
 

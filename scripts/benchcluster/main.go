@@ -84,15 +84,6 @@ func main() {
 	}
 }
 
-func report(figure string, value float64, unit string, extra ...any) {
-	m := map[string]any{"figure": figure, "value": round3(value), "unit": unit}
-	for i := 0; i+1 < len(extra); i += 2 {
-		m[extra[i].(string)] = extra[i+1]
-	}
-	b, _ := json.Marshal(m)
-	fmt.Println(string(b))
-}
-
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "benchcluster: "+format+"\n", args...)
 }
@@ -144,21 +135,21 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	report("ingest", float64(o.pins)/took.Seconds(), "pins/s", "pins", o.pins, "clients", o.clients)
-	report("ingest_latency_p50", ms(percentile(lat, 50)), "ms")
-	report("ingest_latency_p99", ms(percentile(lat, 99)), "ms")
+	localcluster.Report("ingest", float64(o.pins)/took.Seconds(), "pins/s", "pins", o.pins, "clients", o.clients)
+	localcluster.Report("ingest_latency_p50", ms(percentile(lat, 50)), "ms")
+	localcluster.Report("ingest_latency_p99", ms(percentile(lat, 99)), "ms")
 	progress("waiting until every allocation is pinned")
 	if err := b.waitPinned(ctx); err != nil {
 		return err
 	}
-	report("all_pinned", time.Since(ingestStart).Seconds(), "s", "pins", b.pins, "allocations", b.totalAllocs(),
+	localcluster.Report("all_pinned", time.Since(ingestStart).Seconds(), "s", "pins", b.pins, "allocations", b.totalAllocs(),
 		"after_ingest_s", round3(time.Since(ingestStart.Add(took)).Seconds()))
 	progress("pinning %d CIDs directly on kubo 0", o.pins)
 	rate, err := b.kuboPinRate(ctx, b.peers[0].Kubo, o.pins)
 	if err != nil {
 		return err
 	}
-	report("kubo_pin_add", rate, "pins/s", "pins", o.pins, "clients", o.clients)
+	localcluster.Report("kubo_pin_add", rate, "pins/s", "pins", o.pins, "clients", o.clients)
 
 	// At -pins pins, before the propagation pins change the count.
 	b.reportRSS("rss_with_pins", "pins", b.pins)
@@ -171,9 +162,9 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	report("propagation_p50", ms(percentile(fromReturn, 50)), "ms", "samples", len(fromReturn),
+	localcluster.Report("propagation_p50", ms(percentile(fromReturn, 50)), "ms", "samples", len(fromReturn),
 		"from_post_start_ms", round3(ms(percentile(fromSend, 50))))
-	report("propagation_p99", ms(percentile(fromReturn, 99)), "ms", "samples", len(fromReturn),
+	localcluster.Report("propagation_p99", ms(percentile(fromReturn, 99)), "ms", "samples", len(fromReturn),
 		"from_post_start_ms", round3(ms(percentile(fromSend, 99))))
 
 	if more := o.big - b.pins; more > 0 {
@@ -183,12 +174,12 @@ func run(ctx context.Context, o options) (err error) {
 		if err != nil {
 			return err
 		}
-		report("fill", float64(more)/took.Seconds(), "pins/s", "pins", more, "clients", o.clients)
+		localcluster.Report("fill", float64(more)/took.Seconds(), "pins/s", "pins", more, "clients", o.clients)
 		progress("waiting until every allocation is pinned")
 		if err := b.waitPinned(ctx); err != nil {
 			return err
 		}
-		report("all_pinned_fill", time.Since(fillStart).Seconds(), "s", "pins", b.pins, "allocations", b.totalAllocs(),
+		localcluster.Report("all_pinned_fill", time.Since(fillStart).Seconds(), "s", "pins", b.pins, "allocations", b.totalAllocs(),
 			"after_fill_s", round3(time.Since(fillStart.Add(took)).Seconds()))
 	}
 	b.reportRSS("rss_with_pins", "pins", b.pins)
@@ -402,7 +393,7 @@ func (b *bench) listings(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		report(l.figure, took.Seconds(), "s", "items", n, "pins", b.pins)
+		localcluster.Report(l.figure, took.Seconds(), "s", "items", n, "pins", b.pins)
 	}
 	return nil
 }
@@ -414,7 +405,7 @@ func (b *bench) reportRSS(figure string, extra ...any) {
 	for _, p := range b.peers {
 		per = append(per, round3(p.RSSMB()))
 	}
-	report(figure, slices.Max(per), "MB", append([]any{"per_peer_mb", per}, extra...)...)
+	localcluster.Report(figure, slices.Max(per), "MB", append([]any{"per_peer_mb", per}, extra...)...)
 }
 
 // restart stops p with SIGTERM and starts it again with the same config and
@@ -428,7 +419,7 @@ func (b *bench) restart(ctx context.Context, p *localcluster.Peer) error {
 	if err != nil {
 		return err
 	}
-	report("restart_to_id", toID.Seconds(), "s", "pins", b.pins, "stop_s", round3(stopped.Seconds()))
+	localcluster.Report("restart_to_id", toID.Seconds(), "s", "pins", b.pins, "stop_s", round3(stopped.Seconds()))
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		n, took, err := stream(ctx, p.APIURL+"/allocations")
@@ -436,7 +427,7 @@ func (b *bench) restart(ctx context.Context, p *localcluster.Peer) error {
 			return err
 		}
 		if n >= b.pins {
-			report("restart_to_state", time.Since(p.Started()).Seconds(), "s", "pins", b.pins, "listing_s", round3(took.Seconds()))
+			localcluster.Report("restart_to_state", time.Since(p.Started()).Seconds(), "s", "pins", b.pins, "listing_s", round3(took.Seconds()))
 			return nil
 		}
 		if time.Now().After(deadline) {
