@@ -17,7 +17,7 @@ import (
 // TestRepinAfterKill9 kills one of three peer processes with SIGKILL and
 // checks that its pins get a new allocation and reach PINNED within
 // 2 × the ping metric's TTL plus the time to pin, while every pin keeps
-// at least one copy pinned in a live kubo all along.
+// at least one copy pinned in a live kubo, and reported PINNED, all along.
 func TestRepinAfterKill9(t *testing.T) {
 	const (
 		pingInterval = time.Second
@@ -130,16 +130,15 @@ func TestRepinAfterKill9(t *testing.T) {
 	live := slices.DeleteFunc(slices.Clone(peers), func(p *localcluster.Peer) bool { return p == dead })
 	bound := 2*pingTTL + pinTime
 	waitUntil(t, bound, fmt.Sprintf("%d pins of the killed peer repinned", len(affected)), func() (bool, string) {
-		// A copy is a pin in a live kubo: the tracker's status of a holder
-		// may read pin_queued for a moment when the pin is re-allocated.
+		// A copy is a pin in a live kubo that its peer reports PINNED.
 		for _, c := range cids {
 			held := false
 			for _, p := range live {
 				out, err := p.Kubo.Run(ctx, "pin", "ls", "--type=recursive", "-q", c)
 				held = held || (err == nil && strings.Contains(out, c))
 			}
-			if !held {
-				t.Fatalf("%s has no copy pinned in a live kubo %s after the kill", c, time.Since(killed))
+			if !held || len(pinnedOn(c, live)) == 0 {
+				t.Fatalf("%s has no PINNED copy in a live kubo %s after the kill", c, time.Since(killed))
 			}
 		}
 		for _, c := range affected {
