@@ -66,8 +66,11 @@ with one root, imported and pinned as is.`,
 			if len(s.cmd.Args) == 0 {
 				return Usagef("add needs at least one path")
 			}
-			query, err := addQuery(s.cmd, len(s.cmd.Args) > 1)
+			query, err := dagQuery(s.cmd, len(s.cmd.Args) > 1)
 			if err != nil {
+				return err
+			}
+			if query, err = addQuery(s.cmd, query); err != nil {
 				return err
 			}
 			var progress *uploadProgress
@@ -109,11 +112,10 @@ at fault and nothing is pinned.`,
 			if len(s.cmd.Args) == 0 {
 				return Usagef("import needs at least one CAR file")
 			}
-			query, err := addQuery(s.cmd, false)
+			query, err := addQuery(s.cmd, url.Values{"format": {"car"}})
 			if err != nil {
 				return err
 			}
-			query.Set("format", "car")
 			for _, path := range s.cmd.Args {
 				f, err := os.Open(path)
 				if err != nil {
@@ -150,54 +152,54 @@ func withGlobalFlags(own []Flag) []Flag {
 	return slices.Concat(global, own)
 }
 
-// addQuery turns the flags into /add query parameters; wrap forces
-// wrap-with-directory. Unsupported or invalid options fail here, before
-// anything is read.
-func addQuery(c *Context, wrap bool) (url.Values, error) {
-	if c.Command.hasFlag("nocopy") && c.Bool("nocopy") {
+// dagQuery reads add's DAG flags (and --format) into /add query
+// parameters; wrap forces wrap-with-directory. Unsupported or invalid
+// options fail here, before anything is read.
+func dagQuery(c *Context, wrap bool) (url.Values, error) {
+	if c.Bool("nocopy") {
 		return nil, Usagef("--nocopy is not supported: the cluster adds blocks to every allocated peer's repository")
 	}
-	opts := adder.Options{}
-	if c.Command.hasFlag("recursive") {
-		opts = adder.Options{
-			Recursive:     c.Bool("recursive"),
-			Hidden:        c.Bool("hidden"),
-			Wrap:          c.Bool("wrap-with-directory") || wrap,
-			Layout:        c.String("layout"),
-			Chunker:       c.String("chunker"),
-			RawLeaves:     c.Bool("raw-leaves"),
-			RawLeavesSet:  c.IsSet("raw-leaves"),
-			CidVersion:    c.Int("cid-version"),
-			CidVersionSet: c.IsSet("cid-version"),
-			HashFunction:  c.String("hash"),
-		}
-		if _, err := adder.ParseQuery(opts.Query()); err != nil {
-			return nil, Usagef("%v", err)
-		}
+	opts := adder.Options{
+		Recursive:     c.Bool("recursive"),
+		Hidden:        c.Bool("hidden"),
+		Wrap:          c.Bool("wrap-with-directory") || wrap,
+		Layout:        c.String("layout"),
+		Chunker:       c.String("chunker"),
+		RawLeaves:     c.Bool("raw-leaves"),
+		RawLeavesSet:  c.IsSet("raw-leaves"),
+		CidVersion:    c.Int("cid-version"),
+		CidVersionSet: c.IsSet("cid-version"),
+		HashFunction:  c.String("hash"),
 	}
+	q := opts.Query()
+	if _, err := adder.ParseQuery(q); err != nil {
+		return nil, Usagef("%v", err)
+	}
+	switch f := c.String("format"); f {
+	case "unixfs":
+	case "car":
+		if opts.Wrap {
+			return nil, Usagef("--format car cannot be combined with wrapping (-w, or more than one path)")
+		}
+		q.Set("format", f)
+	default:
+		return nil, Usagef("invalid --format %q: want unixfs or car", f)
+	}
+	return q, nil
+}
+
+// addQuery adds the pin options and the flags add and import share to q.
+func addQuery(c *Context, q url.Values) (url.Values, error) {
 	pinOpts, err := pinAddOptions(c)
 	if err != nil {
 		return nil, err
 	}
-	q := opts.Query()
 	for k, v := range api.PinOptionsToQuery(pinOpts) {
 		q[k] = v
 	}
 	for _, name := range []string{"local", "no-pin"} {
 		if c.Bool(name) {
 			q.Set(name, "true")
-		}
-	}
-	if c.Command.hasFlag("format") {
-		switch f := c.String("format"); f {
-		case "unixfs":
-		case "car":
-			if opts.Wrap {
-				return nil, Usagef("--format car cannot be combined with wrapping (-w, or more than one path)")
-			}
-			q.Set("format", f)
-		default:
-			return nil, Usagef("invalid --format %q: want unixfs or car", f)
 		}
 	}
 	if c.Bool("no-stream") {
