@@ -12,6 +12,7 @@ import (
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon"
 	"ipfs-cluster/internal/logging"
+	"ipfs-cluster/internal/memory"
 )
 
 func daemonCommand() *Command {
@@ -70,6 +71,11 @@ func runDaemon(c *Context) error {
 	log.Info().Str("peer", ident.ID.String()).Str("peername", cfg.Cluster.Peername).
 		Int("pins", peer.DB.Len()).Msg("IPFS Cluster peer is ready")
 
+	// Freed heap goes back to the OS once the peer is quiet; see tuneGC.
+	memCtx, stopMem := context.WithCancel(context.Background())
+	defer stopMem()
+	go memory.Default(logging.For("memory")).Run(memCtx)
+
 	sigs := make(chan os.Signal, 3)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -108,7 +114,8 @@ func runDaemon(c *Context) error {
 // otherwise: on a 2-core peer beside kubo, garbage collection at the
 // default pace took about a tenth of ingest throughput. The soft limit
 // makes the collector work harder again before the heap grows past what a
-// peer with a million pins needs.
+// peer with a million pins needs. The heap this leaves free after a burst
+// is returned to the OS by memory.Releaser.
 func tuneGC(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(200)

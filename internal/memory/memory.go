@@ -1,0 +1,83 @@
+// Package memory returns heap the peer no longer uses to the operating
+// system once a burst of work ends. The daemon collects garbage lazily
+// (GOGC 200) so that ingest spends little CPU on it; after a burst the
+// runtime keeps the freed heap mapped for a long time, which an operator
+// reads as the peer's resident size. Releasing it when the peer has gone
+// quiet costs one collection per burst and keeps the idle footprint close
+// to the live heap.
+package memory
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Releaser decides when to release. Its zero value is not usable: take
+// Default and adjust it. Run is the only method and is called once.
+type Releaser struct {
+	// Interval is how often the heap is looked at.
+	Interval time.Duration
+	// QuietBytes: the peer is quiet when it allocated less than this
+	// during the last interval.
+	QuietBytes uint64
+	// MinFree: nothing is released while less than this is free but
+	// still held from the OS, so an idle peer does not collect every
+	// interval.
+	MinFree uint64
+	Log     zerolog.Logger
+
+	// release is debug.FreeOSMemory; tests count its calls.
+	release func()
+}
+
+// Default looks every 5 s and releases once the peer allocates less than
+// 16 MiB in that time while holding at least 16 MiB of free heap.
+func Default(log zerolog.Logger) *Releaser {
+	return &Releaser{Interval: 5 * time.Second, QuietBytes: 16 << 20, MinFree: 16 << 20, Log: log, release: debug.FreeOSMemory}
+}
+
+const (
+	allocsMetric = "/gc/heap/allocs:bytes"
+	freeMetric   = "/memory/classes/heap/free:bytes"
+)
+
+// due says whether to release, given what was allocated during the last
+// interval and what is free but held.
+func (r *Releaser) due(allocated, free uint64) bool {
+	return allocated < r.QuietBytes && free >= r.MinFree
+}
+
+// Run releases memory whenever a quiet interval follows a busy one, until
+// ctx ends.
+func (r *Releaser) Run(ctx context.Context) {
+	samples := []metrics.Sample{{Name: allocsMetric}, {Name: freeMetric}}
+	metrics.Read(samples)
+	last := samples[0].Value.Uint64()
+	tick := time.NewTicker(r.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		metrics.Read(samples)
+		allocs, free := samples[0].Value.Uint64(), samples[1].Value.Uint64()
+		busy := allocs - last
+		last = allocs
+		if !r.due(busy, free) {
+			continue
+		}
+		start := time.Now()
+		r.release()
+		r.Log.Debug().Uint64("free_bytes", free).Dur("took", time.Since(start)).Msg("returned free heap to the OS")
+		// The collection allocates nothing worth counting, but read
+		// again so that the next interval starts from here.
+		metrics.Read(samples)
+		last = samples[0].Value.Uint64()
+	}
+}
