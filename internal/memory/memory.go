@@ -67,17 +67,13 @@ func (r *Releaser) Run(ctx context.Context) {
 		}
 		metrics.Read(samples)
 		allocs, free := samples[0].Value.Uint64(), samples[1].Value.Uint64()
-		busy := allocs - last
+		allocated := allocs - last
 		last = allocs
-		if !r.due(busy, free) {
+		if !r.due(allocated, free) {
 			continue
 		}
 		start := time.Now()
 		r.release()
 		r.Log.Debug().Uint64("free_bytes", free).Dur("took", time.Since(start)).Msg("returned free heap to the OS")
-		// The collection allocates nothing worth counting, but read
-		// again so that the next interval starts from here.
-		metrics.Read(samples)
-		last = samples[0].Value.Uint64()
 	}
 }
