@@ -54,8 +54,8 @@ type ConnectionManager struct {
 	GracePeriod Duration `json:"grace_period"`
 }
 
-// CRDT is the "consensus.crdt" section. DAGSyncTimeout is ours: the
-// reference hard-codes 2 minutes.
+// CRDT is the "consensus.crdt" section. DAGSyncTimeout is ours (the
+// reference hard-codes 2 minutes), and so is FsyncAcks.
 type CRDT struct {
 	ClusterName         string       `json:"cluster_name"`
 	TrustedPeers        []string     `json:"trusted_peers"`
@@ -64,6 +64,7 @@ type CRDT struct {
 	RebroadcastInterval Duration     `json:"rebroadcast_interval"`
 	DatastoreNamespace  string       `json:"datastore_namespace"`
 	DAGSyncTimeout      Duration     `json:"dag_sync_timeout"`
+	FsyncAcks           bool         `json:"fsync_acks"`
 }
 
 // CRDTBatching is "consensus.crdt.batching": on when both size and age are

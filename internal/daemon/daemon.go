@@ -188,6 +188,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		RebroadcastInterval: cc.RebroadcastInterval.D(),
 		DatastoreNamespace:  cc.DatastoreNamespace,
 		DAGSyncTimeout:      cc.DAGSyncTimeout.D(),
+		FsyncAcks:           cc.FsyncAcks,
 	}, p.Host, ps, p.DB, p.Cluster, logging.For("crdt")); err != nil {
 		return nil, err
 	}

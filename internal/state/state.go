@@ -70,6 +70,7 @@ const (
 // ErrClosed.
 type DB struct {
 	pdb    *pebble.DB
+	dir    string
 	log    zerolog.Logger
 	closed atomic.Bool
 
@@ -98,7 +99,7 @@ func Open(dir string, log zerolog.Logger) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, log: log}
+	db := &DB{pdb: pdb, dir: dir, log: log}
 	if err := db.load(); err != nil {
 		_ = pdb.Close()
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
@@ -224,6 +225,10 @@ func (db *DB) Close() error {
 // (go-ds-pebble's WithPebbleDB). DB owns it: they must keep to keys starting
 // with '/' and must not close it.
 func (db *DB) Pebble() *pebble.DB { return db.pdb }
+
+// Dir is the database's folder. Other stores of the peer may keep their
+// own files in subfolders of it (pebble ignores names it did not create).
+func (db *DB) Dir() string { return db.dir }
 
 // pebbleLogger sends pebble's messages to zerolog. Pebble's informational
 // messages (WAL recovery, format upgrades) are of interest when debugging.

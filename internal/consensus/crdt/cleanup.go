@@ -18,5 +18,8 @@ func Cleanup(db *state.DB, namespace string) error {
 	if err := db.Pebble().DeleteRange(lower, upper, pebble.Sync); err != nil {
 		return fmt.Errorf("crdt cleanup %s: %w", namespace, err)
 	}
+	if err := removeJournal(journalDir(db, namespace)); err != nil {
+		return fmt.Errorf("crdt cleanup %s: %w", namespace, err)
+	}
 	return nil
 }

@@ -14,8 +14,8 @@ import (
 const TrustAll = "*"
 
 // Config holds the settings of the "consensus.crdt" section of service.json
-// (the config package reads it; the keys are the reference's, and
-// DAGSyncTimeout is ours: the reference hard-codes 2 minutes).
+// (the config package reads it; the keys are the reference's, except
+// DAGSyncTimeout, as the reference hard-codes 2 minutes, and FsyncAcks).
 type Config struct {
 	// ClusterName names the cluster; the pubsub topic is derived from it.
 	ClusterName string
@@ -32,6 +32,12 @@ type Config struct {
 	DatastoreNamespace string
 	// DAGSyncTimeout bounds the fetch of one level of a DAG branch.
 	DAGSyncTimeout time.Duration
+	// FsyncAcks makes every acknowledgement wait until the operation is
+	// fsynced in the journal, so that it survives a power failure of this
+	// machine too. Without it an acknowledged operation is written to the
+	// journal (it survives any crash of the process) and fsynced within
+	// journalSyncInterval.
+	FsyncAcks bool
 }
 
 // BatchingConfig is "consensus.crdt.batching". Batching is on only when

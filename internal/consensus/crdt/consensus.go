@@ -2,9 +2,13 @@ package crdt
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -26,6 +30,10 @@ import (
 	"ipfs-cluster/internal/state"
 	"ipfs-cluster/internal/stripe"
 )
+
+// journalReleaseInterval is how often the resolved operations are made
+// durable in pebble and dropped from the journal.
+const journalReleaseInterval = time.Second
 
 // mergeLockTimeout is how long a merge may hold its batch open before the
 // next one takes its lock over (see mergeLock). Merges take milliseconds.
@@ -58,8 +66,15 @@ type Consensus struct {
 	journal *journal
 	commits *committer
 
+	// resolved is the last journal sequence number up to which every
+	// operation is committed or was reported failed. released is where
+	// the journal was last cut; only releaseJournal touches it, from one
+	// goroutine at a time (start, the release loop, then Shutdown).
+	resolved atomic.Uint64
+	released uint64
+
 	// keyMu serialises the operations on one key from journal write to
-	// journal removal (see the package doc).
+	// acknowledgement (see the package doc).
 	keyMu stripe.Locks
 
 	// opMu is held for reading by every operation and for writing by
@@ -75,8 +90,9 @@ type Consensus struct {
 // New starts the CRDT consensus of the peer h on db. ps must sign and
 // strictly verify messages (the gossipsub defaults): trust is decided on the
 // signer. applier hears every effective change of the pinset (see Applier).
-// New commits what the journal holds from an earlier run before returning,
-// and repairs the DAG in the background after an unclean stop.
+// New commits the operations an earlier run journaled but did not commit
+// before returning, and repairs the DAG in the background after an unclean
+// stop.
 func New(cfg Config, h host.Host, ps *pubsub.PubSub, db *state.DB, applier Applier, log zerolog.Logger) (*Consensus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -89,17 +105,15 @@ func New(cfg Config, h host.Host, ps *pubsub.PubSub, db *state.DB, applier Appli
 	if err != nil {
 		return nil, err
 	}
-	ns := cfg.DatastoreNamespace
 	c := &Consensus{
-		cfg:     cfg,
-		self:    h.ID(),
-		log:     log,
-		db:      db.Pebble(),
-		trust:   trust,
-		journal: newJournal(db.Pebble(), ns),
+		cfg:   cfg,
+		self:  h.ID(),
+		log:   log,
+		db:    db.Pebble(),
+		trust: trust,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if err := c.start(h, ps, topic, applier); err != nil {
+	if err := c.start(h, ps, topic, applier, journalDir(db, cfg.DatastoreNamespace)); err != nil {
 		if serr := c.stop(context.Background()); serr != nil {
 			log.Error().Err(serr).Msg("crdt consensus: stop after a failed start")
 		}
@@ -110,7 +124,7 @@ func New(cfg Config, h host.Host, ps *pubsub.PubSub, db *state.DB, applier Appli
 
 // start builds the components in order; stop tears down whatever start
 // built.
-func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier Applier) error {
+func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier Applier, journalDir string) error {
 	ns := c.cfg.DatastoreNamespace
 	// The wrapper writes without syncing; see the package doc. It is never
 	// closed: that would close the shared database.
@@ -120,6 +134,16 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	}
 	unclean, err := c.markOpen()
 	if err != nil {
+		return err
+	}
+	resolved, err := c.loadResolved()
+	if err != nil {
+		return err
+	}
+	c.resolved.Store(resolved)
+	c.released = resolved
+	var unresolved []op
+	if c.journal, unresolved, err = openJournal(journalDir, c.cfg.FsyncAcks, resolved, c.log); err != nil {
 		return err
 	}
 
@@ -155,13 +179,17 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 		c.crdt.MarkDirty(c.ctx)
 	}
 
-	if err := c.replay(); err != nil {
+	if err := c.replay(unresolved); err != nil {
 		return err
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.repairLoop()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.releaseLoop()
 	}()
 	if c.cfg.batching() {
 		c.commits = newBatcher(c.cfg.Batching, c.commitJournaled, c.log)
@@ -197,38 +225,107 @@ func (c *Consensus) markOpen() (unclean bool, err error) {
 	return unclean, nil
 }
 
-// replay commits the operations journaled by an earlier run.
-func (c *Consensus) replay() error {
-	ops, err := c.journal.load()
-	if err != nil || len(ops) == 0 {
-		return err
+// resolvedKey holds the journal sequence number up to which every
+// operation is resolved (big-endian uint64).
+func (c *Consensus) resolvedKey() []byte { return []byte(c.cfg.DatastoreNamespace + "/r") }
+
+func (c *Consensus) loadResolved() (uint64, error) {
+	v, closer, err := c.db.Get(c.resolvedKey())
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
 	}
-	c.log.Info().Int("operations", len(ops)).Msg("committing journaled operations of the last run")
-	return c.commitJournaled(c.ctx, ops)
+	if err != nil {
+		return 0, fmt.Errorf("read resolved journal position: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("read resolved journal position: %d bytes, want 8", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
-// commitJournaled commits journaled ops as one delta, syncs, and removes them
-// from the journal.
+// resolve records that the operations numbered up to seq need no commit at
+// the next start: they are committed, or their callers were told that they
+// failed. The record is not synced: pebble writes reach the disk in order,
+// so after a crash it never claims more than what survived, and
+// releaseJournal syncs before the journal forgets anything.
+func (c *Consensus) resolve(seq uint64) {
+	if err := c.db.Set(c.resolvedKey(), binary.BigEndian.AppendUint64(nil, seq), pebble.NoSync); err != nil {
+		c.log.Error().Err(err).Uint64("seq", seq).Msg("record resolved journal operations; the next start commits them again")
+		return
+	}
+	c.resolved.Store(seq)
+}
+
+// releaseJournal makes the resolved operations durable in pebble and drops
+// them from the journal.
+func (c *Consensus) releaseJournal() error {
+	upTo := c.resolved.Load()
+	if upTo == c.released {
+		return nil
+	}
+	if err := c.sync(); err != nil {
+		return err
+	}
+	if err := c.journal.release(upTo); err != nil {
+		return err
+	}
+	c.released = upTo
+	return nil
+}
+
+func (c *Consensus) releaseLoop() {
+	t := time.NewTicker(journalReleaseInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := c.releaseJournal(); err != nil {
+			c.log.Error().Err(err).Msg("release the journal")
+		}
+	}
+}
+
+// replay commits the operations an earlier run journaled but did not
+// resolve.
+func (c *Consensus) replay(ops []op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	c.log.Info().Int("operations", len(ops)).Msg("committing journaled operations of the last run")
+	if err := c.commitJournaled(c.ctx, ops); err != nil {
+		return err
+	}
+	return c.releaseJournal()
+}
+
+// commitJournaled commits journaled ops, in journal order, as one delta.
 func (c *Consensus) commitJournaled(ctx context.Context, ops []op) error {
 	if err := c.commitBatch(ctx, ops); err != nil {
 		return err
 	}
-	return c.journal.remove(ops)
+	c.resolve(ops[len(ops)-1].seq)
+	return nil
 }
 
-// groupCommit commits the operations of waiting callers. They are told
-// when it fails, so their operations leave the journal.
+// groupCommit journals and commits the operations of waiting callers. Once
+// they are told the outcome, success or failure, their operations are
+// resolved: a failed one is not committed at the next start.
 func (c *Consensus) groupCommit(ctx context.Context, ops []op) error {
-	err := c.commitJournaled(ctx, ops)
-	if err != nil {
-		if rerr := c.journal.remove(ops); rerr != nil {
-			c.log.Error().Err(rerr).Msg("drop failed operations from the journal")
-		}
+	err := c.journal.append(ops, nil)
+	if err == nil {
+		err = c.commitBatch(ctx, ops)
+	}
+	if last := ops[len(ops)-1].seq; last != 0 {
+		c.resolve(last)
 	}
 	return err
 }
 
-// commitBatch commits ops as one CRDT delta and syncs the WAL. Only the last
+// commitBatch commits ops as one CRDT delta, without syncing. Only the last
 // op of each key counts: go-ds-crdt would otherwise keep the greatest of
 // several values put in one delta, not the last.
 func (c *Consensus) commitBatch(ctx context.Context, ops []op) error {
@@ -257,7 +354,7 @@ func (c *Consensus) commitBatch(ctx context.Context, ops []op) error {
 	if err := b.Commit(ctx); err != nil {
 		return fmt.Errorf("commit batch of %d: %w", len(ops), err)
 	}
-	return c.sync()
+	return nil
 }
 
 // sync makes every write so far durable. Concurrent calls share fsyncs.
@@ -269,9 +366,10 @@ func (c *Consensus) sync() error {
 }
 
 // LogPin commits pin to the shared pinset. It returns once the pin is
-// durable on this peer: it survives a crash of this peer from then on,
-// batching or not. Without batching the local state shows the pin when
-// LogPin returns; with batching it shows it once the batch is committed.
+// durable on this peer, batching or not: it survives a crash of this peer's
+// process from then on, and with fsync_acks a power failure too. Without
+// batching the local state shows the pin when LogPin returns; with batching
+// it shows it once the batch is committed.
 func (c *Consensus) LogPin(ctx context.Context, pin api.Pin) error {
 	value, err := pin.MarshalBinary()
 	if err != nil {
@@ -291,7 +389,7 @@ func keyOf(c api.Cid) string { return "/" + c.String() }
 
 // logOp journals o and commits it, in the configured mode. It returns
 // ErrShutdown after Shutdown. The commit does not stop when ctx is done
-// once the operation is journaled.
+// once the operation is queued.
 func (c *Consensus) logOp(ctx context.Context, o op) error {
 	if o.key == "/" {
 		return errors.New("crdt consensus: pin without a cid")
@@ -308,10 +406,7 @@ func (c *Consensus) logOp(ctx context.Context, o op) error {
 	if c.commits.batching() {
 		return c.logBatched(o)
 	}
-	// The group commit syncs the WAL, which makes this entry durable too.
-	if err := c.journal.append(&o, false); err != nil {
-		return err
-	}
+	// The group commit journals o before it commits it.
 	if err := <-c.commits.add(o); err != nil {
 		return fmt.Errorf("crdt consensus: commit %s: %w", o.key, err)
 	}
@@ -320,17 +415,21 @@ func (c *Consensus) logOp(ctx context.Context, o op) error {
 	return nil
 }
 
-// logBatched journals o with a sync and queues it for the next batch.
+// logBatched journals o and queues it for the next batch, in journal
+// order.
 func (c *Consensus) logBatched(o op) error {
 	if err := c.commits.reserve(); err != nil {
 		return err
 	}
-	if err := c.journal.append(&o, true); err != nil {
+	ops, queued := []op{o}, false
+	err := c.journal.append(ops, func() {
+		c.commits.add(ops[0])
+		queued = true
+	})
+	if !queued {
 		c.commits.release()
-		return err
 	}
-	c.commits.add(o)
-	return nil
+	return err
 }
 
 // Peers returns the peers known to be in the cluster: this peer and the
@@ -433,8 +532,12 @@ func (c *Consensus) Shutdown(ctx context.Context) error {
 	if err := c.stop(ctx); err != nil {
 		return fmt.Errorf("crdt consensus: shutdown: %w", err)
 	}
-	// Clean: the next start needs no repair.
+	// Clean: the next start needs no repair. The sync also makes every
+	// resolved operation durable, so the journal can forget them.
 	if err := c.db.Delete(c.openKey(), pebble.Sync); err != nil {
+		return fmt.Errorf("crdt consensus: shutdown: %w", err)
+	}
+	if err := c.journal.release(c.resolved.Load()); err != nil {
 		return fmt.Errorf("crdt consensus: shutdown: %w", err)
 	}
 	c.log.Info().Msg("crdt consensus stopped")
@@ -464,5 +567,14 @@ func (c *Consensus) stop(ctx context.Context) error {
 	if c.bserv != nil {
 		errs = append(errs, c.bserv.Close())
 	}
+	if c.journal != nil {
+		errs = append(errs, c.journal.close())
+	}
 	return errors.Join(errs...)
+}
+
+// journalDir is the folder of the journal of the consensus under namespace
+// ns, inside the state database's folder.
+func journalDir(db *state.DB, ns string) string {
+	return filepath.Join(db.Dir(), "crdt-journal"+strings.ReplaceAll(ns, "/", "-"))
 }

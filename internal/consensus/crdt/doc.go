@@ -11,40 +11,51 @@
 //
 //	<ns>/s/..., <ns>/h/..., <ns>/b/<mh>, <ns>/d   go-ds-crdt: set, heads, processed blocks, dirty bit
 //	<ns>/b/blocks/<mh>                           DAG blocks (boxo blockstore)
-//	<ns>/j/<seq>                                 journal: operations not yet known to be durably in the DAG
 //	<ns>/a/<key>                                 apply markers: committed changes not yet given to the Applier
+//	<ns>/r                                       the journal position up to which every operation is resolved
 //	<ns>/o                                       open marker: present while a Consensus runs on the database
 //
-// The go-ds-pebble wrapper writes without syncing and is never closed: the
-// state package owns the database. Durability comes from explicit WAL syncs
-// (pebble's LogData with Sync), which concurrent writers share through
-// pebble's commit pipeline.
+// and the journal is a folder of its own inside the database's folder
+// ("crdt-journal-<ns>"). The go-ds-pebble wrapper writes without syncing and
+// is never closed: the state package owns the database. pebble keeps
+// unsynced writes in the process's memory until its WAL writer gets to
+// them, so they can die with the process; the journal is what makes an
+// acknowledgement durable.
 //
 // # Durable acknowledgement
 //
-// Every LogPin and LogUnpin first writes its operation to the journal.
+// Every LogPin and LogUnpin is in the journal (see journal) before it is
+// acknowledged. The journal is written with plain writes, one per group of
+// operations, so an acknowledged operation survives any crash of the
+// process (kill -9, an out-of-memory kill, a panic). With fsync_acks the
+// acknowledgement also waits for the journal's fsync, shared by the
+// operations of the moment, so it survives a power failure too; without,
+// the journal is fsynced in the background every few milliseconds, and by
+// the time of the acknowledgement the delta has been announced to the other
+// peers as well.
 //
-// Without batching, callers then wait for a group commit: one goroutine
-// commits the operations waiting at that moment as one CRDT delta and syncs
-// the WAL once for all of them (covering their journal entries and every
-// CRDT write), and each caller applies its change locally and returns. A
-// lone operation is committed at once; under load, deltas grow instead of
-// the DAG, which keeps the DAG shallow for peers that walk it.
+// Without batching, callers wait for a group commit: one goroutine
+// journals the operations waiting at that moment, commits them as one CRDT
+// delta, and each caller applies its change locally and returns. A lone
+// operation is committed at once; under load, deltas grow instead of the
+// DAG, which keeps the DAG shallow for peers that walk it.
 //
-// With batching, the journal write itself is synced before LogPin returns,
-// and a batch is committed when max_batch_size operations wait or
-// max_batch_age after the first one. Its journal entries are dropped only
-// once the batch is committed and synced.
+// With batching, LogPin returns once its operation is journaled, and a
+// batch is committed when max_batch_size operations wait or max_batch_age
+// after the first one.
 //
-// On start, New commits again whatever the journal holds, in order. So an
-// acknowledged operation survives kill -9 whether or not batching is on,
-// and an operation whose CRDT commit was only partly written when the peer
-// died (a delta in the set but never announced) is committed again and
-// reaches the other peers. Re-committing an operation that did reach the
-// DAG is harmless: putting the same value is not an effective change, and
-// removing an absent key adds no tombstone. Operations on one key are
-// serialised from journal write to acknowledgement, so a journal entry can
-// never be replayed over a later operation on the same key.
+// After each commit (or a group commit that failed, which its callers were
+// told about) the journal position of its last operation is written to
+// <ns>/r, unsynced: pebble's writes reach the disk in order, so after a
+// crash it never claims more than what survived. Every second pebble's WAL
+// is synced and the journal drops the segments that hold only resolved
+// operations. On start, New commits again every journaled operation past
+// <ns>/r, in order. So an acknowledged operation whose CRDT commit was lost
+// or only partly written when the peer died (a delta in the set but never
+// announced) is committed again and reaches the other peers. Re-committing
+// an operation that did reach the DAG is harmless: putting the same value
+// is not an effective change, and removing an absent key adds no
+// tombstone.
 //
 // # Applying changes
 //

@@ -22,6 +22,7 @@ import (
 const (
 	childDirEnv   = "CRDT_TEST_CHILD_DIR"
 	childBatchEnv = "CRDT_TEST_CHILD_BATCHING"
+	childFsyncEnv = "CRDT_TEST_CHILD_FSYNC"
 	childPinsEnv  = "CRDT_TEST_CHILD_PINS"
 )
 
@@ -35,6 +36,7 @@ func runChild(dir string) int {
 		// the journal.
 		cfg.Batching = BatchingConfig{MaxBatchSize: 1 << 20, MaxBatchAge: time.Hour, MaxQueueSize: 1 << 20}
 	}
+	cfg.FsyncAcks = os.Getenv(childFsyncEnv) == "1"
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -89,17 +91,20 @@ func (c *childTB) Fatalf(f string, a ...any) { c.failed = fmt.Sprintf(f, a...) }
 // TestAckedPinsSurviveKill runs a peer in a child process, kills it with
 // SIGKILL right after LogPin acknowledged 300 pins, restarts it on the same
 // database, and checks that every pin is in its CRDT and state and reaches
-// another peer; with batching, before the batch was ever committed.
+// another peer; with batching, before the batch was ever committed; with
+// fsync_acks or without.
 func TestAckedPinsSurviveKill(t *testing.T) {
 	const n = 300
-	for _, batching := range []bool{true, false} {
-		t.Run(fmt.Sprintf("batching=%t", batching), func(t *testing.T) {
+	for _, mode := range []struct{ batching, fsync bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
+		batching := mode.batching
+		t.Run(fmt.Sprintf("batching=%t,fsync_acks=%t", batching, mode.fsync), func(t *testing.T) {
 			dir := t.TempDir()
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(),
 				childDirEnv+"="+dir,
 				childPinsEnv+"="+strconv.Itoa(n),
 				childBatchEnv+"="+map[bool]string{true: "1", false: "0"}[batching],
+				childFsyncEnv+"="+map[bool]string{true: "1", false: "0"}[mode.fsync],
 			)
 			cmd.Stderr = os.Stderr
 			out, err := cmd.StdoutPipe()
