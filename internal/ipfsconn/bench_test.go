@@ -62,3 +62,41 @@ func BenchmarkPinLs(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPinNew pins CIDs kubo holds unpinned, one Pin each or
+// PinMany batches of 32: ns/op is per pin.
+func BenchmarkPinNew(b *testing.B) {
+	d := kubotest.Start(b)
+	c := newConnector(b, d.APIAddr)
+	ctx := ctxTimeout(b, 10*time.Minute)
+	for _, batch := range []int{1, 32} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			pins := make([]api.Pin, 0, batch)
+			flush := func() {
+				errs := []error{nil}
+				if batch == 1 {
+					errs[0] = c.Pin(ctx, pins[0], nil)
+				} else {
+					errs = c.PinMany(ctx, pins)
+				}
+				for _, err := range errs {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				pins = pins[:0]
+			}
+			for b.Loop() {
+				b.StopTimer()
+				pins = append(pins, recursivePin(putBlock(b, c)))
+				b.StartTimer()
+				if len(pins) == batch {
+					flush()
+				}
+			}
+			if len(pins) > 0 {
+				flush()
+			}
+		})
+	}
+}

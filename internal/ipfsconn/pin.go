@@ -85,7 +85,86 @@ func (c *Connector) Pin(ctx context.Context, pin api.Pin, progress func(blocks u
 			return err
 		}
 	}
-	return c.pinAdd(ctx, pin, mode, progress)
+	return c.pinAdd(ctx, []api.Pin{pin}, mode, progress)
+}
+
+// pinManyFanout bounds the pin/ls checks PinMany runs at once.
+const pinManyFanout = 8
+
+// PinMany does what Pin does for every pin of pins, in fewer requests: the
+// pins kubo does not hold yet go to kubo in one pin/add per mode, which
+// costs kubo about half the CPU of a request each. kubo pins the CIDs of a
+// request one after the other and stops at the first failure, so when a
+// request fails its pins are pinned again one by one, which reports each
+// failure against its own CID. A pin with origins, a pin update or a depth
+// limit goes through Pin on its own. errs[i] is the outcome of pins[i].
+func (c *Connector) PinMany(ctx context.Context, pins []api.Pin) (errs []error) {
+	errs = make([]error, len(pins))
+	var alone []int
+	var together []int
+	for i, p := range pins {
+		if len(p.Origins) > 0 || p.PinUpdate.Defined() || p.MaxDepth > 0 {
+			alone = append(alone, i)
+		} else {
+			together = append(together, i)
+		}
+	}
+	have := make([]api.IPFSPinStatus, len(pins))
+	fanOut(together, pinManyFanout, func(i int) {
+		st, err := c.pinLsCid(ctx, pins[i].Cid, kuboMode(pins[i]))
+		if err != nil {
+			errs[i] = fmt.Errorf("pin %s: %w", pins[i].Cid, err)
+		}
+		have[i] = st
+	})
+	for _, mode := range []api.IPFSPinStatus{api.IPFSPinStatusRecursive, api.IPFSPinStatusDirect} {
+		var group []api.Pin
+		var idx []int
+		for _, i := range together {
+			if errs[i] == nil && kuboMode(pins[i]) == mode && have[i] != mode {
+				group = append(group, pins[i])
+				idx = append(idx, i)
+			}
+		}
+		if len(group) == 0 {
+			continue
+		}
+		err := c.pinAdd(ctx, group, mode, nil)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil || len(group) == 1:
+			for _, i := range idx {
+				errs[i] = err
+			}
+		default:
+			c.log.Debug().Err(err).Int("pins", len(group)).Msg("pin/add of several CIDs failed; pinning them one by one")
+			alone = append(alone, idx...)
+		}
+	}
+	fanOut(alone, pinManyFanout, func(i int) { errs[i] = c.Pin(ctx, pins[i], nil) })
+	return errs
+}
+
+// fanOut calls fn for every index, from up to limit goroutines.
+func fanOut(indexes []int, limit int, fn func(i int)) {
+	if len(indexes) == 1 {
+		fn(indexes[0])
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(limit, len(indexes)) {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for _, i := range indexes {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // connectOrigins connects kubo to up to maxOrigins origins in parallel and
@@ -130,19 +209,26 @@ func (c *Connector) pinUpdate(ctx context.Context, pin api.Pin) (bool, error) {
 	}
 }
 
-// pinAdd runs pin/add with progress reports and abandons it when the
-// reported progress stops growing for pin_timeout.
-func (c *Connector) pinAdd(ctx context.Context, pin api.Pin, mode api.IPFSPinStatus, progress func(uint64)) error {
+// pinAdd runs one pin/add of pins, all in mode, with progress reports
+// (the blocks fetched for all of them) and abandons it when the reported
+// progress stops growing for pin_timeout.
+func (c *Connector) pinAdd(ctx context.Context, pins []api.Pin, mode api.IPFSPinStatus, progress func(uint64)) error {
 	q := url.Values{
-		"arg":       {pin.Cid.String()},
 		"recursive": {strconv.FormatBool(mode == api.IPFSPinStatusRecursive)},
 		"progress":  {"true"},
 	}
-	if pin.MaxDepth > 0 {
-		// kubo 0.38 ignores it and pins the whole DAG.
-		q.Set("max-depth", strconv.Itoa(int(pin.MaxDepth)))
+	for _, p := range pins {
+		q.Add("arg", p.Cid.String())
 	}
-	stalled := fmt.Errorf("pin %s: %w for %s: kubo fetched no new block, pin/add cancelled", pin.Cid, ErrPinStalled, c.cfg.PinTimeout)
+	if len(pins) == 1 && pins[0].MaxDepth > 0 {
+		// kubo 0.38 ignores it and pins the whole DAG.
+		q.Set("max-depth", strconv.Itoa(int(pins[0].MaxDepth)))
+	}
+	what := pins[0].Cid.String()
+	if len(pins) > 1 {
+		what = fmt.Sprintf("%s and %d more", what, len(pins)-1)
+	}
+	stalled := fmt.Errorf("pin %s: %w for %s: kubo fetched no new block, pin/add cancelled", what, ErrPinStalled, c.cfg.PinTimeout)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	watchdog := time.AfterFunc(c.cfg.PinTimeout, func() { cancel(stalled) })
@@ -152,7 +238,7 @@ func (c *Connector) pinAdd(ctx context.Context, pin api.Pin, mode api.IPFSPinSta
 		if context.Cause(ctx) == stalled {
 			return stalled
 		}
-		return fmt.Errorf("pin %s: %w", pin.Cid, err)
+		return fmt.Errorf("pin %s: %w", what, err)
 	}
 	s, err := c.post(ctx, c.long, "pin/add", q, nil, "")
 	if err != nil {

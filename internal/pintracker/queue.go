@@ -61,6 +61,24 @@ func (q *opQueue) Pop() *operation {
 	}
 }
 
+// TryPop appends to dst up to n entries that are waiting now, priority
+// first, without blocking.
+func (q *opQueue) TryPop(dst []*operation, n int) []*operation {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for ; n > 0 && !q.closed; n-- {
+		op := q.priority.pop()
+		if op == nil {
+			op = q.normal.pop()
+		}
+		if op == nil {
+			break
+		}
+		dst = append(dst, op)
+	}
+	return dst
+}
+
 // Close wakes every waiting Pop, which then returns nil.
 func (q *opQueue) Close() {
 	q.mu.Lock()

@@ -24,6 +24,8 @@ import (
 // IPFS is what the tracker needs from the kubo connector.
 type IPFS interface {
 	Pin(ctx context.Context, pin api.Pin, progress func(blocks uint64)) error
+	// PinMany pins several at once: errs[i] is the outcome of pins[i].
+	PinMany(ctx context.Context, pins []api.Pin) (errs []error)
 	Unpin(ctx context.Context, c api.Cid) error
 	// PinLs streams kubo's pins of the comma-separated types.
 	PinLs(ctx context.Context, types string, fn func(api.IPFSPinInfo) error) error
@@ -134,9 +136,14 @@ const shardCount = 256
 
 // shard serialises everything that happens to the CIDs hashed to it: the
 // operation map and the status writes, so a record never goes backwards.
+// running holds the CIDs with a kubo call in flight: an operation that
+// supersedes a running one waits for that call to return before it calls
+// kubo, so that a pin/add still running cannot undo the pin/rm that follows
+// it.
 type shard struct {
-	mu  sync.Mutex
-	ops map[string]*operation
+	mu      sync.Mutex
+	ops     map[string]*operation
+	running map[string]chan struct{}
 }
 
 // Tracker is the pin tracker. All methods are safe for concurrent use;
@@ -154,6 +161,7 @@ type Tracker struct {
 	unpinQ  *opQueue
 	waiting atomic.Int64
 	retries *retryScheduler
+	batch   batchSizer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -171,9 +179,11 @@ func New(cfg Config, ipfs IPFS, records Records, pinset Pinset, log zerolog.Logg
 		unpinQ:     newOpQueue(),
 		retries:    newRetryScheduler(),
 		reconciled: make(chan struct{}),
+		batch:      batchSizer{size: initialPinBatch},
 	}
 	for i := range t.shards {
 		t.shards[i].ops = make(map[string]*operation)
+		t.shards[i].running = make(map[string]chan struct{})
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
@@ -222,17 +232,30 @@ func (t *Tracker) Close() {
 	t.wg.Wait()
 }
 
+// goWorker starts a worker on q. A pin worker takes the pins waiting
+// behind the one it popped, up to the batch size, and hands them to kubo
+// together.
 func (t *Tracker) goWorker(q *opQueue) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
+		var ops []*operation
 		for {
 			op := q.Pop()
 			if op == nil {
 				return
 			}
-			t.waiting.Add(-1)
-			t.run(op)
+			ops = append(ops[:0], op)
+			if q == t.pinQ {
+				ops = q.TryPop(ops, t.batch.get()-1)
+			}
+			t.waiting.Add(-int64(len(ops)))
+			if len(ops) == 1 {
+				t.run(op)
+			} else {
+				t.runPins(ops)
+			}
+			clear(ops)
 		}
 	}()
 }
@@ -373,32 +396,103 @@ func (t *Tracker) opRecord(op *operation) state.LocalStatus {
 
 // run executes one operation unless it was superseded while it waited.
 func (t *Tracker) run(op *operation) {
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+		pin    api.Pin
+	)
+	for {
+		ctx, cancel = context.WithCancel(t.ctx)
+		var ok bool
+		var busy <-chan struct{}
+		pin, ok, busy = t.begin(op, cancel)
+		if ok {
+			break
+		}
+		cancel()
+		if busy == nil {
+			return
+		}
+		select {
+		case <-busy:
+		case <-t.ctx.Done():
+			return // still queued: the next start resumes it
+		}
+	}
+	start := time.Now()
+	var err error
+	if op.typ == opPin {
+		err = t.ipfs.Pin(ctx, pin, nil)
+		t.batch.observe(1, time.Since(start))
+	} else {
+		err = t.ipfs.Unpin(ctx, pin.Cid)
+	}
+	cancel()
+	t.finish(op, err)
+}
+
+// runPins pins ops, which were queued together, with one PinMany call.
+// Those whose CID has a kubo call in flight run on their own afterwards.
+func (t *Tracker) runPins(ops []*operation) {
+	var started, later []*operation
+	var pins []api.Pin
+	for _, op := range ops {
+		// One call serves them all: a superseded one cannot be cancelled
+		// alone, and what supersedes it waits for the call to return.
+		pin, ok, busy := t.begin(op, nil)
+		switch {
+		case ok:
+			started = append(started, op)
+			pins = append(pins, pin)
+		case busy != nil:
+			later = append(later, op)
+		}
+	}
+	if len(pins) > 0 {
+		start := time.Now()
+		errs := t.ipfs.PinMany(t.ctx, pins)
+		t.batch.observe(len(pins), time.Since(start))
+		for i, op := range started {
+			t.finish(op, errs[i])
+		}
+	}
+	for _, op := range later {
+		t.run(op)
+	}
+}
+
+// begin marks op in progress and returns its pin, unless op was superseded
+// while it waited (false, nil) or another kubo call for its CID is still in
+// flight (false and a channel closed when that call returns).
+func (t *Tracker) begin(op *operation, cancel context.CancelFunc) (api.Pin, bool, <-chan struct{}) {
 	c := op.pin.Cid
 	key := c.KeyString()
 	sh := t.shard(c)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if sh.ops[key] != op || op.phase != phaseQueued {
-		sh.mu.Unlock()
-		return
+		return api.Pin{}, false, nil
 	}
-	ctx, cancel := context.WithCancel(t.ctx)
+	if busy := sh.running[key]; busy != nil {
+		return api.Pin{}, false, busy
+	}
+	sh.running[key] = make(chan struct{})
 	op.phase, op.cancel, op.ts = phaseInProgress, cancel, time.Now()
 	if err := t.setStatus(c, t.opRecord(op)); err != nil {
 		t.log.Error().Err(err).Stringer("cid", c).Msg("record status")
 	}
-	pin := op.pin
-	sh.mu.Unlock()
+	return op.pin, true, nil
+}
 
-	var err error
-	if op.typ == opPin {
-		err = t.ipfs.Pin(ctx, pin, nil)
-	} else {
-		err = t.ipfs.Unpin(ctx, c)
-	}
-	cancel()
-
+// finish records the outcome of op's kubo call.
+func (t *Tracker) finish(op *operation, err error) {
+	c := op.pin.Cid
+	key := c.KeyString()
+	sh := t.shard(c)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	close(sh.running[key])
+	delete(sh.running, key)
 	if sh.ops[key] != op {
 		return // superseded: the newer operation owns the record
 	}

@@ -1,0 +1,90 @@
+package ipfsconn
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/kubo/kubotest"
+)
+
+// TestPinMany checks that PinMany pins what kubo lacks in one pin/add per
+// mode, leaves alone what kubo holds, and when a pin/add fails, reports
+// each failure against its own CID while the other pins succeed.
+func TestPinMany(t *testing.T) {
+	d := kubotest.Start(t)
+	p := startProxy(t, d.APIURL, nil)
+	c := newConnector(t, p.addr(), func(cfg *Config) { cfg.PinTimeout = time.Second })
+	ctx := ctxTimeout(t, 60*time.Second)
+
+	held := putBlock(t, c)
+	if err := c.Pin(ctx, recursivePin(held), nil); err != nil {
+		t.Fatal(err)
+	}
+	pins := []api.Pin{recursivePin(held)}
+	for range 4 {
+		pins = append(pins, recursivePin(putBlock(t, c)))
+	}
+	for range 2 {
+		pins = append(pins, directPin(putBlock(t, c)))
+	}
+	p.seen()
+	for i, err := range c.PinMany(ctx, pins) {
+		if err != nil {
+			t.Fatalf("pin %d: %v", i, err)
+		}
+	}
+	var adds int
+	for _, e := range p.seen() {
+		if e == "pin/add" {
+			adds++
+		}
+	}
+	if adds != 2 {
+		t.Fatalf("%d pin/add requests for 4 recursive and 2 direct pins, want one per mode", adds)
+	}
+	for _, pin := range pins {
+		if st, err := c.PinLsCid(ctx, pin); err != nil || st != kuboMode(pin) {
+			t.Fatalf("%s is %q (%v), want %q", pin.Cid, st, err, kuboMode(pin))
+		}
+	}
+
+	// A direct pin of a CID kubo pins recursively fails, and so does a CID
+	// nobody has (it stalls); the others in their requests are pinned.
+	missing := missingCid(t)
+	next := []api.Pin{directPin(putBlock(t, c)), directPin(held), directPin(putBlock(t, c)),
+		recursivePin(putBlock(t, c)), recursivePin(missing), recursivePin(putBlock(t, c))}
+	errs := c.PinMany(ctx, next)
+	for i, err := range errs {
+		switch next[i].Cid {
+		case held:
+			if err == nil || !strings.Contains(err.Error(), held.String()) {
+				t.Errorf("direct pin of a recursively pinned CID: %v, want an error naming it", err)
+			}
+		case missing:
+			if !errors.Is(err, ErrPinStalled) || !strings.Contains(err.Error(), missing.String()) {
+				t.Errorf("pin of a missing CID: %v, want a stall naming it", err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("pin %d failed beside the failing ones: %v", i, err)
+			} else if st, _ := c.PinLsCid(ctx, next[i]); st != kuboMode(next[i]) {
+				t.Errorf("pin %d: kubo holds it as %q", i, st)
+			}
+		}
+	}
+
+	// Pins with origins or an update go on their own, as Pin does them.
+	upd := recursivePin(putBlock(t, c))
+	upd.PinUpdate = held
+	p.seen()
+	if errs := c.PinMany(ctx, []api.Pin{upd}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if got := p.seen(); !slices.Contains(got, "pin/update") {
+		t.Fatalf("PinMany of a pin update called %v", got)
+	}
+}
