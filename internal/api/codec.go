@@ -9,7 +9,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 // The binary pin encoding is what the state stores and what peers exchange:
@@ -249,7 +248,7 @@ func (d *decoder) addrs() []Multiaddr {
 		if d.err != nil {
 			break
 		}
-		m, err := ma.NewMultiaddrBytes(raw)
+		m, err := parseAddr(raw)
 		if err != nil {
 			d.err = fmt.Errorf("%w: multiaddress: %v", ErrCorruptPin, err)
 			return nil

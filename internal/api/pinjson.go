@@ -12,10 +12,9 @@ import (
 
 // AppendJSON appends the JSON encoding of p to b: byte for byte what
 // encoding/json produces for it, without reflection. Listing a million pins
-// spends most of its time here, so it matters. peerNames, when not nil,
-// caches the base58 form of peer IDs across calls (a stream of pins
-// repeats the same few peers); it must not be shared between goroutines.
-func (p *Pin) AppendJSON(b []byte, peerNames map[peer.ID]string) []byte {
+// spends most of its time here, so it matters. names, when not nil, keeps
+// the text of peer IDs and multiaddresses across the calls of a stream.
+func (p *Pin) AppendJSON(b []byte, names *TextCache) []byte {
 	b = append(b, `{"replication_factor_min":`...)
 	b = strconv.AppendInt(b, int64(p.ReplicationFactorMin), 10)
 	b = append(b, `,"replication_factor_max":`...)
@@ -27,7 +26,7 @@ func (p *Pin) AppendJSON(b []byte, peerNames map[peer.ID]string) []byte {
 	b = append(b, `","shard_size":`...)
 	b = strconv.AppendUint(b, p.ShardSize, 10)
 	b = append(b, `,"user_allocations":`...)
-	b = appendPeers(b, p.UserAllocations, peerNames)
+	b = appendPeers(b, p.UserAllocations, names)
 	b = append(b, `,"expire_at":`...)
 	b = appendJSONTime(b, p.ExpireAt)
 	b = append(b, `,"metadata":`...)
@@ -35,13 +34,13 @@ func (p *Pin) AppendJSON(b []byte, peerNames map[peer.ID]string) []byte {
 	b = append(b, `,"pin_update":`...)
 	b = appendCid(b, p.PinUpdate)
 	b = append(b, `,"origins":`...)
-	b = appendMultiaddrs(b, p.Origins)
+	b = appendMultiaddrs(b, p.Origins, names)
 	b = append(b, `,"cid":`...)
 	b = appendCid(b, p.Cid)
 	b = append(b, `,"type":"`...)
 	b = append(b, p.Type.String()...)
 	b = append(b, `","allocations":`...)
-	b = appendPeers(b, p.Allocations, peerNames)
+	b = appendPeers(b, p.Allocations, names)
 	b = append(b, `,"max_depth":`...)
 	b = strconv.AppendInt(b, int64(p.MaxDepth), 10)
 	b = append(b, `,"reference":`...)
@@ -67,7 +66,7 @@ func appendCid(b []byte, c Cid) []byte {
 	return append(b, '"')
 }
 
-func appendPeers(b []byte, peers []peer.ID, names map[peer.ID]string) []byte {
+func appendPeers(b []byte, peers []peer.ID, names *TextCache) []byte {
 	if peers == nil {
 		return append(b, "null"...)
 	}
@@ -82,20 +81,13 @@ func appendPeers(b []byte, peers []peer.ID, names map[peer.ID]string) []byte {
 }
 
 // appendPeer writes a peer ID as a JSON string, through the cache.
-func appendPeer(b []byte, p peer.ID, names map[peer.ID]string) []byte {
-	s, ok := names[p]
-	if !ok {
-		s = p.String()
-		if names != nil {
-			names[p] = s
-		}
-	}
+func appendPeer(b []byte, p peer.ID, names *TextCache) []byte {
 	b = append(b, '"')
-	b = append(b, s...)
+	b = append(b, names.Peer(p)...)
 	return append(b, '"')
 }
 
-func appendMultiaddrs(b []byte, addrs []Multiaddr) []byte {
+func appendMultiaddrs(b []byte, addrs []Multiaddr, names *TextCache) []byte {
 	if addrs == nil {
 		return append(b, "null"...)
 	}
@@ -107,7 +99,7 @@ func appendMultiaddrs(b []byte, addrs []Multiaddr) []byte {
 		if a.Multiaddr == nil {
 			b = append(b, `""`...)
 		} else {
-			b = appendJSONString(b, a.String())
+			b = appendJSONString(b, names.Addr(a.Multiaddr))
 		}
 	}
 	return append(b, ']')
@@ -158,17 +150,16 @@ func appendJSONString(b []byte, s string) []byte {
 
 // AppendJSON appends the JSON encoding of gpi to b: byte for byte what
 // encoding/json produces, without reflection (cluster-wide status lists
-// every pin with one entry per peer). peerNames caches peer ID strings as
-// for Pin.AppendJSON.
-func (gpi *GlobalPinInfo) AppendJSON(b []byte, peerNames map[peer.ID]string) []byte {
+// every pin with one entry per peer). names is as for Pin.AppendJSON.
+func (gpi *GlobalPinInfo) AppendJSON(b []byte, names *TextCache) []byte {
 	b = append(b, `{"cid":`...)
 	b = appendCid(b, gpi.Cid)
 	b = append(b, `,"name":`...)
 	b = appendJSONString(b, gpi.Name)
 	b = append(b, `,"allocations":`...)
-	b = appendPeers(b, gpi.Allocations, peerNames)
+	b = appendPeers(b, gpi.Allocations, names)
 	b = append(b, `,"origins":`...)
-	b = appendMultiaddrs(b, gpi.Origins)
+	b = appendMultiaddrs(b, gpi.Origins, names)
 	b = append(b, `,"created":`...)
 	b = appendJSONTime(b, gpi.Created)
 	b = append(b, `,"metadata":`...)
@@ -184,23 +175,23 @@ func (gpi *GlobalPinInfo) AppendJSON(b []byte, peerNames map[peer.ID]string) []b
 			}
 			b = appendJSONString(b, id)
 			b = append(b, ':')
-			b = gpi.PeerMap[id].appendJSON(b, peerNames)
+			b = gpi.PeerMap[id].appendJSON(b, names)
 		}
 		b = append(b, '}')
 	}
 	return append(b, '}')
 }
 
-func (s PinInfoShort) appendJSON(b []byte, peerNames map[peer.ID]string) []byte {
+func (s PinInfoShort) appendJSON(b []byte, names *TextCache) []byte {
 	b = append(b, `{"peername":`...)
 	b = appendJSONString(b, s.PeerName)
 	if s.IPFS != "" {
 		b = append(b, `,"ipfs_peer_id":`...)
-		b = appendPeer(b, s.IPFS, peerNames)
+		b = appendPeer(b, s.IPFS, names)
 	}
 	if len(s.IPFSAddresses) > 0 {
 		b = append(b, `,"ipfs_peer_addresses":`...)
-		b = appendMultiaddrs(b, s.IPFSAddresses)
+		b = appendMultiaddrs(b, s.IPFSAddresses, names)
 	}
 	b = append(b, `,"status":"`...)
 	b = append(b, s.Status.String()...)

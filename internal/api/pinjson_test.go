@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func randomPin(r *rand.Rand, peers []peer.ID) Pin {
 func TestPinJSONMatchesEncodingJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	peers := testPeers(t, 4)
-	names := map[peer.ID]string{}
+	names := NewTextCache()
 	for i := range 2000 {
 		p := randomPin(r, peers)
 		want, err := json.Marshal((*reflected)(&p))
@@ -115,7 +116,7 @@ func BenchmarkPinAppendJSON(b *testing.B) {
 	peers := testPeers(b, 4)
 	p := randomPin(r, peers)
 	p.Name, p.Metadata = "a-name", map[string]string{"owner": "alice"}
-	names := map[peer.ID]string{}
+	names := NewTextCache()
 	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
@@ -138,7 +139,7 @@ type reflectedGPI GlobalPinInfo
 func TestGlobalPinInfoJSONMatchesEncodingJSON(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	peers := testPeers(t, 4)
-	names := map[peer.ID]string{}
+	names := NewTextCache()
 	for i := range 1000 {
 		p := randomPin(r, peers)
 		gpi := GlobalPinInfo{Cid: p.Cid, Name: p.Name, Allocations: p.Allocations, Origins: p.Origins, Created: p.Timestamp, Metadata: p.Metadata}
@@ -165,5 +166,40 @@ func TestGlobalPinInfoJSONMatchesEncodingJSON(t *testing.T) {
 		if got, _ := json.Marshal(gpi); string(got) != string(want) {
 			t.Fatalf("json.Marshal(gpi) %d differs", i)
 		}
+	}
+}
+
+// TestTextCache checks that cached text equals the encoding, also once
+// the cache has been emptied for growing past its bound.
+func TestTextCache(t *testing.T) {
+	peers := testPeers(t, textCacheSize+10)
+	names := NewTextCache()
+	for round := range 2 {
+		for i, p := range peers {
+			if got := names.Peer(p); got != p.String() {
+				t.Fatalf("round %d, peer %d: %q, want %q", round, i, got, p.String())
+			}
+			a, err := NewMultiaddr("/ip4/10.0.0.1/tcp/" + strconv.Itoa(i) + "/p2p/" + p.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names.Addr(a.Multiaddr); got != a.String() {
+				t.Fatalf("round %d, address %d: %q, want %q", round, i, got, a.String())
+			}
+			back, err := parseAddr(a.Bytes())
+			if err != nil || !back.Equal(a.Multiaddr) {
+				t.Fatalf("parseAddr(%s) = %v, %v", a, back, err)
+			}
+		}
+	}
+	if len(names.peers) > textCacheSize || len(names.addrs) > textCacheSize || len(parsedAddrs.m) > textCacheSize {
+		t.Fatalf("caches grew past %d: %d peers, %d addresses, %d parsed", textCacheSize, len(names.peers), len(names.addrs), len(parsedAddrs.m))
+	}
+	if _, err := parseAddr([]byte{0xff, 0xff}); err == nil {
+		t.Fatal("parseAddr accepted garbage")
+	}
+	var none *TextCache
+	if none.Peer(peers[0]) != peers[0].String() {
+		t.Fatal("a nil cache must still encode")
 	}
 }

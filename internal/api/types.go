@@ -376,8 +376,9 @@ type GlobalPinInfo struct {
 	PeerMap     map[string]PinInfoShort `json:"peer_map"`
 }
 
-// Add merges one peer's PinInfo into the global view.
-func (gpi *GlobalPinInfo) Add(pi PinInfo) {
+// Add merges one peer's PinInfo into the global view. names, when not
+// nil, keeps the text of peer IDs across calls.
+func (gpi *GlobalPinInfo) Add(pi PinInfo, names *TextCache) {
 	if !gpi.Cid.Defined() || (gpi.Name == "" && pi.Name != "") {
 		gpi.Cid = pi.Cid
 		gpi.Name = pi.Name
@@ -389,7 +390,7 @@ func (gpi *GlobalPinInfo) Add(pi PinInfo) {
 	if gpi.PeerMap == nil {
 		gpi.PeerMap = make(map[string]PinInfoShort)
 	}
-	gpi.PeerMap[pi.Peer.String()] = pi.PinInfoShort
+	gpi.PeerMap[names.Peer(pi.Peer)] = pi.PinInfoShort
 }
 
 // SortedPeers lists the peer IDs of the peer map in order.

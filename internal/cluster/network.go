@@ -172,14 +172,14 @@ func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string
 	var gpi api.GlobalPinInfo
 	for _, r := range p2p.CallAll[api.PinInfo](ctx, c.rpc, ask, method, ci, peerCallTimeout) {
 		if r.Err != nil {
-			gpi.Add(errorInfo(pin, r.Peer, names[r.Peer], r.Err))
+			gpi.Add(errorInfo(pin, r.Peer, names[r.Peer], r.Err), nil)
 			continue
 		}
-		gpi.Add(r.Value)
+		gpi.Add(r.Value, nil)
 	}
 	for _, p := range peers {
 		if !slices.Contains(ask, p) {
-			gpi.Add(remoteInfo(pin, p, names[p]))
+			gpi.Add(remoteInfo(pin, p, names[p]), nil)
 		}
 	}
 	return gpi, nil
@@ -256,6 +256,8 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn
 		}()
 	}
 
+	// One goroutine merges: it alone uses text.
+	text := api.NewTextCache()
 	late := map[string]*api.GlobalPinInfo{}
 	var lateOrder []string
 	// advance sets f.head to the peer's next item in order, diverting the
@@ -270,7 +272,7 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn
 					late[key] = g
 					lateOrder = append(lateOrder, key)
 				}
-				g.Add(pi)
+				g.Add(pi, text)
 				continue
 			}
 			f.last, f.head = key, &pi
@@ -287,7 +289,7 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn
 			if f.head == nil && f.err != nil {
 				pin := api.Pin{Cid: g.Cid, Allocations: g.Allocations}
 				pin.Name = g.Name
-				g.Add(errorInfo(pin, peers[i], names[peers[i]], f.err))
+				g.Add(errorInfo(pin, peers[i], names[peers[i]], f.err), text)
 				if !failed[i] {
 					failed[i] = true
 					c.log.Warn().Err(f.err).Stringer("peer", peers[i]).Str("method", method).Msg("peer did not answer")
@@ -309,7 +311,7 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn
 		var g api.GlobalPinInfo
 		for _, f := range feeds {
 			if f.head != nil && f.last == min {
-				g.Add(*f.head)
+				g.Add(*f.head, text)
 				advance(f)
 			}
 		}

@@ -18,7 +18,7 @@ func (c *Cluster) withIPFS(pi api.PinInfo) api.PinInfo {
 
 func global(pi api.PinInfo) api.GlobalPinInfo {
 	var gpi api.GlobalPinInfo
-	gpi.Add(pi)
+	gpi.Add(pi, nil)
 	return gpi
 }
 

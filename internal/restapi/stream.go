@@ -1,25 +1,30 @@
 package restapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
+	"ipfs-cluster/internal/api"
 )
 
 // jsonAppender is implemented by the types listed in bulk (pins): they
-// encode themselves without reflection, caching peer ID strings across the
-// stream.
+// encode themselves without reflection, caching the text of peer IDs and
+// multiaddresses across the stream.
 type jsonAppender interface {
-	AppendJSON(b []byte, peerNames map[peer.ID]string) []byte
+	AppendJSON(b []byte, names *api.TextCache) []byte
 }
 
 // flushEvery bounds how long an item may sit in the write buffer, so slow
 // streams reach the client promptly while fast ones are not flushed per
 // item.
 const flushEvery = 50 * time.Millisecond
+
+// streamBuffer is the write buffer of a stream: net/http's own is 4 KiB,
+// which made a write system call every three statuses.
+const streamBuffer = 64 << 10
 
 // streamEach writes what produce emits as NDJSON. Nothing emitted and no
 // error gives 204; an error before the first item gives an error reply;
@@ -29,9 +34,10 @@ func streamEach[T any](s *Server, w http.ResponseWriter, r *http.Request, produc
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
+	bw := bufio.NewWriterSize(w, streamBuffer)
+	enc := json.NewEncoder(bw)
 	var buf []byte
-	peerNames := map[peer.ID]string{}
+	names := api.NewTextCache()
 	started := false
 	lastFlush := time.Now()
 	err := produce(ctx, func(item T) error {
@@ -44,8 +50,8 @@ func streamEach[T any](s *Server, w http.ResponseWriter, r *http.Request, produc
 			w.WriteHeader(http.StatusOK)
 		}
 		if a, ok := any(&item).(jsonAppender); ok {
-			buf = append(a.AppendJSON(buf[:0], peerNames), '\n')
-			if _, err := w.Write(buf); err != nil {
+			buf = append(a.AppendJSON(buf[:0], names), '\n')
+			if _, err := bw.Write(buf); err != nil {
 				return err
 			}
 		} else if err := enc.Encode(item); err != nil {
@@ -53,10 +59,18 @@ func streamEach[T any](s *Server, w http.ResponseWriter, r *http.Request, produc
 		}
 		if now := time.Now(); now.Sub(lastFlush) > flushEvery {
 			lastFlush = now
+			if err := bw.Flush(); err != nil {
+				return err
+			}
 			rc.Flush()
 		}
 		return nil
 	})
+	if started {
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+	}
 	switch {
 	case !started && err != nil:
 		s.writeError(w, statusOf(err), err)
