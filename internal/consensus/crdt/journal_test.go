@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
 )
 
 // segmentFiles lists the journal segments in dir (none when dir is gone).
@@ -253,4 +255,23 @@ func FuzzJournalSegment(f *testing.F) {
 			t.Fatalf("numbering continues from %d, last record %d", j.seq, last)
 		}
 	})
+}
+
+// TestJournalReleasedWhileRunning checks that a running peer drops the
+// journal segments of committed operations: the journal does not grow
+// with the pinset.
+func TestJournalReleasedWhileRunning(t *testing.T) {
+	p := newTestPeer(t, "A", testConfig())
+	dir := journalDir(p.db, "/c")
+	var pins []api.Pin
+	for i := range 10000 { // 20 MB of records: five segments or more
+		pins = append(pins, testPin(i, strings.Repeat("n", 2000)))
+	}
+	logPins(t, p.c, pins, 16)
+	waitFor(t, 5*journalReleaseInterval, "the journal to be released", func() bool {
+		return len(segmentFiles(t, dir)) <= 1
+	})
+	if got := p.c.resolved.Load(); got < uint64(len(pins)) {
+		t.Fatalf("resolved up to %d after %d operations", got, len(pins))
+	}
 }
