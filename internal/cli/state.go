@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/consensus/crdt"
 	"ipfs-cluster/internal/logging"
 	"ipfs-cluster/internal/state"
 )
@@ -54,7 +56,7 @@ func stateCommand() *Command {
 			},
 			{
 				Name:      "import",
-				Usage:     "replace the pinset with an NDJSON export (from a file or stdin)",
+				Usage:     "replace the pinset with an NDJSON export (from a file or stdin); the next start shares it with the other peers",
 				ArgsUsage: "[file]",
 				Flags: []Flag{
 					{Name: "replication-min", Aliases: []string{"rmin"}, Kind: IntFlag, Default: "0", Usage: "set this replication_factor_min on every pin (0 = keep)"},
@@ -65,14 +67,21 @@ func stateCommand() *Command {
 			},
 			{
 				Name:  "cleanup",
-				Usage: "delete the pinset; the next start begins empty",
+				Usage: "delete the pinset and the consensus data; the next start begins as a first start",
 				Action: func(c *Context) error {
 					return withState(c, func(db *state.DB) error {
 						n := db.Len()
 						if !c.Bool("force") && n > 0 {
 							return fmt.Errorf("the state holds %d pins: run with --force to delete them", n)
 						}
+						ns, err := crdtNamespace(c)
+						if err != nil {
+							return err
+						}
 						if err := db.Clear(context.Background()); err != nil {
+							return err
+						}
+						if err := crdt.Cleanup(db, ns); err != nil {
 							return err
 						}
 						fmt.Fprintf(c.Stderr, "deleted %d pins\n", n)
@@ -82,6 +91,20 @@ func stateCommand() *Command {
 			},
 		},
 	}
+}
+
+// crdtNamespace is the datastore namespace of the peer's CRDT consensus,
+// from its configuration.
+func crdtNamespace(c *Context) (string, error) {
+	dir, err := configDir(c)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := config.Load(dir, c.Getenv)
+	if err != nil {
+		return "", err
+	}
+	return cfg.Consensus.CRDT.DatastoreNamespace, nil
 }
 
 // withState opens the peer's store under the folder lock.
@@ -130,6 +153,10 @@ func runStateImport(c *Context) error {
 		defer f.Close()
 		in = f
 	}
+	ns, err := crdtNamespace(c)
+	if err != nil {
+		return err
+	}
 	return withState(c, func(db *state.DB) error {
 		if n := db.Len(); n > 0 && !c.Bool("force") {
 			return fmt.Errorf("the state holds %d pins and import replaces them: run with --force", n)
@@ -170,8 +197,18 @@ func runStateImport(c *Context) error {
 		if err := db.Clear(context.Background()); err != nil {
 			return err
 		}
+		// The pins go into the local state, and into the consensus's
+		// journal so that the next start makes them part of the shared
+		// pinset and announces them to the other peers.
+		im, err := crdt.NewImporter(db, ns)
+		if err != nil {
+			return err
+		}
 		batch := make([]api.Pin, 0, 1024)
 		err = state.DecodeExport(bufio.NewReader(tmp), func(p api.Pin) error {
+			if err := im.Add(p); err != nil {
+				return err
+			}
 			batch = append(batch, p)
 			if len(batch) == cap(batch) {
 				err := db.PutMany(batch)
@@ -182,6 +219,9 @@ func runStateImport(c *Context) error {
 		})
 		if err == nil && len(batch) > 0 {
 			err = db.PutMany(batch)
+		}
+		if cerr := im.Close(); err == nil {
+			err = cerr
 		}
 		if err != nil {
 			return fmt.Errorf("import: %w", errors.Join(err, errors.New("the state is partially imported: run the import again")))

@@ -142,10 +142,6 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	}
 	c.resolved.Store(resolved)
 	c.released = resolved
-	var unresolved []op
-	if c.journal, unresolved, err = openJournal(journalDir, c.cfg.FsyncAcks, resolved, c.log); err != nil {
-		return err
-	}
 
 	c.applies = newApplyQueue(pds, ns, applier, c.log)
 	if err := c.applies.loadMarkers(c.db); err != nil {
@@ -179,7 +175,7 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 		c.crdt.MarkDirty(c.ctx)
 	}
 
-	if err := c.replay(unresolved); err != nil {
+	if err := c.replay(journalDir, resolved); err != nil {
 		return err
 	}
 	c.wg.Add(2)
@@ -289,15 +285,20 @@ func (c *Consensus) releaseLoop() {
 	}
 }
 
-// replay commits the operations an earlier run journaled but did not
-// resolve.
-func (c *Consensus) replay(ops []op) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	c.log.Info().Int("operations", len(ops)).Msg("committing journaled operations of the last run")
-	if err := c.commitJournaled(c.ctx, ops); err != nil {
+// replay opens the journal and commits the operations an earlier run (or
+// state import) journaled past resolved, a delta per groupCommitSize.
+func (c *Consensus) replay(dir string, resolved uint64) error {
+	n := 0
+	var err error
+	c.journal, err = openJournal(dir, c.cfg.FsyncAcks, resolved, c.log, func(ops []op) error {
+		n += len(ops)
+		return c.commitJournaled(c.ctx, ops)
+	})
+	if err != nil {
 		return err
+	}
+	if n > 0 {
+		c.log.Info().Int("operations", n).Msg("committed the journaled operations of the last run")
 	}
 	return c.releaseJournal()
 }

@@ -50,7 +50,8 @@
 // crash it never claims more than what survived. Every second pebble's WAL
 // is synced and the journal drops the segments that hold only resolved
 // operations. On start, New commits again every journaled operation past
-// <ns>/r, in order. So an acknowledged operation whose CRDT commit was lost
+// <ns>/r, in order, a delta per thousand (state import journals the pins
+// it imports so that this start commits them). So an acknowledged operation whose CRDT commit was lost
 // or only partly written when the peer died (a delta in the set but never
 // announced) is committed again and reaches the other peers. Re-committing
 // an operation that did reach the DAG is harmless: putting the same value

@@ -95,17 +95,18 @@ type segment struct {
 }
 
 // openJournal opens the journal in dir, creating the folder if needed, and
-// reads it: it returns the operations numbered above resolved, in order.
-// Numbering continues after the greater of resolved and the last record.
-func openJournal(dir string, syncAcks bool, resolved uint64, log zerolog.Logger) (*journal, []op, error) {
+// reads it: replay (if not nil) gets the operations numbered above
+// resolved, in order, groupCommitSize at a time, so that memory does not
+// grow with the journal. Numbering continues after the greater of resolved
+// and the last record.
+func openJournal(dir string, syncAcks bool, resolved uint64, log zerolog.Logger, replay func([]op) error) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	j := &journal{dir: dir, syncAcks: syncAcks, log: log, seq: resolved,
 		grew: make(chan struct{}, 1), done: make(chan struct{})}
-	pending, err := j.load(resolved)
-	if err != nil {
-		return nil, nil, err
+	if err := j.load(resolved, replay); err != nil {
+		return nil, err
 	}
 	if !syncAcks {
 		j.wg.Add(1)
@@ -114,7 +115,7 @@ func openJournal(dir string, syncAcks bool, resolved uint64, log zerolog.Logger)
 			j.syncLoop()
 		}()
 	}
-	return j, pending, nil
+	return j, nil
 }
 
 // segments lists the segment files in name (and so sequence) order.
@@ -133,39 +134,52 @@ func (j *journal) segments() ([]string, error) {
 	return names, nil
 }
 
-func (j *journal) load(resolved uint64) ([]op, error) {
+func (j *journal) load(resolved uint64, replay func([]op) error) error {
 	names, err := j.segments()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var pending []op
+	flush := func() error {
+		if len(pending) == 0 || replay == nil {
+			return nil
+		}
+		err := replay(pending)
+		pending = pending[:0]
+		return err
+	}
 	for _, name := range names {
 		path := filepath.Join(j.dir, name)
-		last, err := j.readSegment(path, func(o op) {
-			if o.seq > resolved {
-				pending = append(pending, o)
+		last, err := j.readSegment(path, func(o op) error {
+			if o.seq <= resolved {
+				return nil
 			}
+			pending = append(pending, o)
+			if len(pending) < groupCommitSize {
+				return nil
+			}
+			return flush()
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if last == 0 {
 			// Its first write never completed: nothing in it was
 			// acknowledged, and its name could be given again.
 			if err := os.Remove(path); err != nil {
-				return nil, fmt.Errorf("journal: %w", err)
+				return fmt.Errorf("journal: %w", err)
 			}
 			continue
 		}
 		j.seq = max(j.seq, last)
 		j.full = append(j.full, segment{path: path, last: last})
 	}
-	return pending, nil
+	return flush()
 }
 
 // readSegment calls fn for every intact record of the segment at path and
-// returns the last sequence number read.
-func (j *journal) readSegment(path string, fn func(op)) (uint64, error) {
+// returns the last sequence number read, or fn's first error.
+func (j *journal) readSegment(path string, fn func(op) error) (uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("journal: %w", err)
@@ -195,7 +209,9 @@ func (j *journal) readSegment(path string, fn func(op)) (uint64, error) {
 				Msg("journal: segment ends with an incomplete record; ignoring the rest")
 			return last, nil
 		}
-		fn(o)
+		if err := fn(o); err != nil {
+			return last, err
+		}
 		last = o.seq
 		offset += recordHeader + int64(binary.LittleEndian.Uint32(header[:4]))
 	}
@@ -310,28 +326,32 @@ func (j *journal) writeLocked(last uint64) error {
 	j.fSize += int64(n)
 	if err != nil {
 		// A partial record ends the segment when read; start anew.
-		j.retireLocked()
+		if rerr := j.retireLocked(); rerr != nil {
+			j.log.Error().Err(rerr).Msg("journal: retire a segment after a failed write")
+		}
 		return err
 	}
 	j.fLast = last
 	if j.fSize >= journalSegmentSize {
-		j.retireLocked()
+		if err := j.retireLocked(); err != nil {
+			// The records were written: only their fsync is in doubt.
+			j.log.Error().Err(err).Msg("journal: retire a full segment")
+		}
 	}
 	return nil
 }
 
 // retireLocked fsyncs and closes the current segment and lists it as full.
-func (j *journal) retireLocked() {
-	if err := j.f.Sync(); err != nil {
-		j.log.Error().Err(err).Str("segment", j.fPath).Msg("journal: fsync a full segment")
-	}
-	if err := j.f.Close(); err != nil {
-		j.log.Error().Err(err).Str("segment", j.fPath).Msg("journal: close a full segment")
-	}
+func (j *journal) retireLocked() error {
+	err := errors.Join(j.f.Sync(), j.f.Close())
 	if j.fSize > 0 {
 		j.full = append(j.full, segment{path: j.fPath, last: j.fLast})
 	}
 	j.f = nil
+	if err != nil {
+		return fmt.Errorf("segment %s: %w", j.fPath, err)
+	}
+	return nil
 }
 
 // syncTo returns once the writes of generation gen are fsynced.
@@ -430,8 +450,11 @@ func (j *journal) close() error {
 	j.wg.Wait()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f != nil {
-		j.retireLocked()
+	if j.f == nil {
+		return nil
+	}
+	if err := j.retireLocked(); err != nil {
+		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
 }

@@ -2,17 +2,22 @@ package crdt
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/state"
 )
 
 // segmentFiles lists the journal segments in dir (none when dir is gone).
@@ -34,9 +39,18 @@ func segmentFiles(t testing.TB, dir string) []string {
 	return names
 }
 
+// openTestJournal opens the journal in dir and returns it with the
+// operations it gave to replay.
 func openTestJournal(t testing.TB, dir string, syncAcks bool, resolved uint64) (*journal, []op) {
 	t.Helper()
-	j, pending, err := openJournal(dir, syncAcks, resolved, zerolog.Nop())
+	var pending []op
+	j, err := openJournal(dir, syncAcks, resolved, zerolog.Nop(), func(ops []op) error {
+		if len(ops) > groupCommitSize {
+			t.Errorf("replay got %d operations at once, more than %d", len(ops), groupCommitSize)
+		}
+		pending = append(pending, ops...)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +253,11 @@ func FuzzJournalSegment(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%020d%s", 1, journalSuffix)), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		j, pending, err := openJournal(dir, false, 0, zerolog.Nop())
+		var pending []op
+		j, err := openJournal(dir, false, 0, zerolog.Nop(), func(ops []op) error {
+			pending = append(pending, ops...)
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,4 +292,53 @@ func TestJournalReleasedWhileRunning(t *testing.T) {
 	if got := p.c.resolved.Load(); got < uint64(len(pins)) {
 		t.Fatalf("resolved up to %d after %d operations", got, len(pins))
 	}
+}
+
+// TestImporterJournalsPins imports pins into a stopped peer and checks
+// that its next start commits them, a delta per groupCommitSize, and that
+// they reach a peer that joins later.
+func TestImporterJournalsPins(t *testing.T) {
+	n := 2*groupCommitSize + 7
+	if testing.Short() {
+		n = groupCommitSize + 7
+	}
+	if v := os.Getenv("CRDT_TEST_IMPORT_PINS"); v != "" {
+		n, _ = strconv.Atoi(v) // to time large imports by hand
+	}
+	a := newTestPeer(t, "A", testConfig())
+	logPins(t, a.c, []api.Pin{testPin(0, "replaced")}, 1)
+	a.stop()
+
+	db, err := state.Open(a.dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := NewImporter(db, "/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := make([]api.Pin, n)
+	for i := range pins {
+		pins[i] = testPin(i+1, "imported")
+		if err := im.Add(pins[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(im.Close(), db.Close()); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	a.start()
+	t.Logf("%d imported pins committed by the start in %s", n, time.Since(start).Round(time.Millisecond))
+	want := lines(pins...)
+	if got := a.crdtPinset(); !equal(got, want) {
+		t.Fatalf("after the start the CRDT holds %d pins, want the %d imported", len(got), n)
+	}
+	if s, _ := a.c.Stats(context.Background()); s.MaxHeight < uint64((n+groupCommitSize-1)/groupCommitSize) {
+		t.Fatalf("DAG height %d for %d pins: want a delta per %d", s.MaxHeight, n, groupCommitSize)
+	}
+	b := newTestPeer(t, "B", testConfig())
+	connect(t, a, b)
+	waitSamePinset(t, 30*time.Second+time.Duration(n)*time.Millisecond, want, b)
 }
