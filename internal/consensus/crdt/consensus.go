@@ -175,6 +175,9 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 		c.crdt.MarkDirty(c.ctx)
 	}
 
+	if err := c.replayPebbleJournal(); err != nil {
+		return err
+	}
 	if err := c.replay(journalDir, resolved); err != nil {
 		return err
 	}

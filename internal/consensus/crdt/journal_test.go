@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
@@ -341,4 +343,42 @@ func TestImporterJournalsPins(t *testing.T) {
 	b := newTestPeer(t, "B", testConfig())
 	connect(t, a, b)
 	waitSamePinset(t, 30*time.Second+time.Duration(n)*time.Millisecond, want, b)
+}
+
+// TestPebbleJournalOfAnEarlierVersion checks that operations an earlier
+// version left in its pebble journal are committed at start, then dropped.
+func TestPebbleJournalOfAnEarlierVersion(t *testing.T) {
+	a := newTestPeer(t, "A", testConfig())
+	a.stop()
+	db, err := state.Open(a.dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := []api.Pin{testPin(1, "left"), testPin(2, "behind")}
+	for i, p := range pins {
+		value, err := p.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := appendRecord(nil, &op{seq: uint64(i + 1), pin: true, key: keyOf(p.Cid), value: value})[recordHeader:]
+		_, w := binary.Uvarint(payload)
+		if err := db.Pebble().Set(fmt.Appendf(nil, "/c/j/%020d", i+1), payload[w:], pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.start()
+	if got, want := a.crdtPinset(), lines(pins...); !equal(got, want) {
+		t.Fatalf("CRDT after the start: %v, want %v", got, want)
+	}
+	it, err := a.db.Pebble().NewIter(&pebble.IterOptions{LowerBound: []byte("/c/j/"), UpperBound: []byte("/c/j0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	if it.First() {
+		t.Fatalf("the old journal is still there: %q", it.Key())
+	}
 }
