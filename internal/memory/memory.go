@@ -24,9 +24,8 @@ type Releaser struct {
 	// QuietBytes: the peer is quiet when it allocated less than this
 	// during the last interval.
 	QuietBytes uint64
-	// MinFree: nothing is released while less than this is free but
-	// still held from the OS, so an idle peer does not collect every
-	// interval.
+	// MinFree: nothing is released while less than this would go back
+	// to the OS, so an idle peer does not collect every interval.
 	MinFree uint64
 	Log     zerolog.Logger
 
@@ -35,26 +34,39 @@ type Releaser struct {
 }
 
 // Default looks every 5 s and releases once the peer allocates less than
-// 16 MiB in that time while holding at least 16 MiB of free heap.
+// 16 MiB in that time while at least 16 MiB would go back.
 func Default(log zerolog.Logger) *Releaser {
 	return &Releaser{Interval: 5 * time.Second, QuietBytes: 16 << 20, MinFree: 16 << 20, Log: log, release: debug.FreeOSMemory}
 }
 
 const (
-	allocsMetric = "/gc/heap/allocs:bytes"
-	freeMetric   = "/memory/classes/heap/free:bytes"
+	allocsMetric  = "/gc/heap/allocs:bytes"
+	freeMetric    = "/memory/classes/heap/free:bytes"
+	objectsMetric = "/memory/classes/heap/objects:bytes"
+	liveMetric    = "/gc/heap/live:bytes"
 )
 
 // due says whether to release, given what was allocated during the last
-// interval and what is free but held.
-func (r *Releaser) due(allocated, free uint64) bool {
-	return allocated < r.QuietBytes && free >= r.MinFree
+// interval and what a release would give back.
+func (r *Releaser) due(allocated, reclaimable uint64) bool {
+	return allocated < r.QuietBytes && reclaimable >= r.MinFree
+}
+
+// reclaimable is what a collection and a release would give back: the
+// free heap still held, and the garbage made since the last collection. A
+// burst usually ends between two collections, and a quiet peer reaches
+// no next one on its own, so that garbage would stay resident.
+func reclaimable(free, objects, live uint64) uint64 {
+	if objects > live {
+		free += objects - live
+	}
+	return free
 }
 
 // Run releases memory whenever a quiet interval follows a busy one, until
 // ctx ends.
 func (r *Releaser) Run(ctx context.Context) {
-	samples := []metrics.Sample{{Name: allocsMetric}, {Name: freeMetric}}
+	samples := []metrics.Sample{{Name: allocsMetric}, {Name: freeMetric}, {Name: objectsMetric}, {Name: liveMetric}}
 	metrics.Read(samples)
 	last := samples[0].Value.Uint64()
 	tick := time.NewTicker(r.Interval)
@@ -66,14 +78,15 @@ func (r *Releaser) Run(ctx context.Context) {
 		case <-tick.C:
 		}
 		metrics.Read(samples)
-		allocs, free := samples[0].Value.Uint64(), samples[1].Value.Uint64()
+		allocs := samples[0].Value.Uint64()
+		back := reclaimable(samples[1].Value.Uint64(), samples[2].Value.Uint64(), samples[3].Value.Uint64())
 		allocated := allocs - last
 		last = allocs
-		if !r.due(allocated, free) {
+		if !r.due(allocated, back) {
 			continue
 		}
 		start := time.Now()
 		r.release()
-		r.Log.Debug().Uint64("free_bytes", free).Dur("took", time.Since(start)).Msg("returned free heap to the OS")
+		r.Log.Debug().Uint64("reclaimable_bytes", back).Dur("took", time.Since(start)).Msg("returned free heap to the OS")
 	}
 }

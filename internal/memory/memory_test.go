@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
 	"testing"
@@ -14,18 +15,64 @@ import (
 func TestDue(t *testing.T) {
 	r := Default(zerolog.Nop())
 	for _, tc := range []struct {
-		name            string
-		allocated, free uint64
-		want            bool
+		name                   string
+		allocated, reclaimable uint64
+		want                   bool
 	}{
-		{"quiet with much free heap", 1 << 20, 64 << 20, true},
+		{"quiet with much to give back", 1 << 20, 64 << 20, true},
 		{"busy", 64 << 20, 64 << 20, false},
-		{"quiet with little free heap", 1 << 20, 1 << 20, false},
+		{"quiet with little to give back", 1 << 20, 1 << 20, false},
 		{"at the thresholds", 16<<20 - 1, 16 << 20, true},
 	} {
-		if got := r.due(tc.allocated, tc.free); got != tc.want {
-			t.Errorf("%s: due(%d, %d) = %v, want %v", tc.name, tc.allocated, tc.free, got, tc.want)
+		if got := r.due(tc.allocated, tc.reclaimable); got != tc.want {
+			t.Errorf("%s: due(%d, %d) = %v, want %v", tc.name, tc.allocated, tc.reclaimable, got, tc.want)
 		}
+	}
+	for _, tc := range []struct{ free, objects, live, want uint64 }{
+		{free: 10, objects: 50, live: 20, want: 40},
+		{free: 10, objects: 20, live: 20, want: 10},
+		{free: 10, objects: 15, live: 20, want: 10}, // objects freed since
+	} {
+		if got := reclaimable(tc.free, tc.objects, tc.live); got != tc.want {
+			t.Errorf("reclaimable(%d, %d, %d) = %d, want %d", tc.free, tc.objects, tc.live, got, tc.want)
+		}
+	}
+}
+
+// TestRunReleasesUncollectedGarbage makes 32 MiB of garbage that no
+// collection has seen, as a burst leaves it, goes quiet, and waits for it
+// to be collected and given back.
+func TestRunReleasesUncollectedGarbage(t *testing.T) {
+	r := Default(zerolog.Nop())
+	r.Interval = 20 * time.Millisecond
+	var calls atomic.Int32
+	release := r.release
+	r.release = func() { calls.Add(1); release() }
+
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no collection but Run's
+	for i := 0; i < 32*16; i++ {
+		garbage = append(garbage, make([]byte, 64<<10))
+	}
+	garbage = nil
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	heap := []metrics.Sample{{Name: objectsMetric}, {Name: liveMetric}}
+	deadline := time.Now().Add(10 * time.Second)
+	for calls.Load() == 0 {
+		if time.Now().After(deadline) {
+			metrics.Read(heap)
+			t.Fatalf("nothing released within 10 s; heap objects %d bytes, live %d", heap[0].Value.Uint64(), heap[1].Value.Uint64())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	metrics.Read(heap)
+	if objects, live := heap[0].Value.Uint64(), heap[1].Value.Uint64(); objects > live+r.MinFree {
+		t.Errorf("after a release the heap holds %d bytes of objects for %d live", objects, live)
 	}
 }
 
