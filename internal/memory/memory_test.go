@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -39,56 +40,60 @@ func TestDue(t *testing.T) {
 	}
 }
 
-// TestRunReleasesUncollectedGarbage makes 32 MiB of garbage that no
-// collection has seen, as a burst leaves it, goes quiet, and waits for it
-// to be collected and given back.
-func TestRunReleasesUncollectedGarbage(t *testing.T) {
+var live, garbage [][]byte
+
+// runUntilRelease runs a Releaser that looks every 20 ms until its first
+// release (failing the test if none comes within 10 s; describe says what
+// the heap holds then), and stops it when the test ends.
+func runUntilRelease(t *testing.T, describe func() string) *Releaser {
+	t.Helper()
 	r := Default(zerolog.Nop())
 	r.Interval = 20 * time.Millisecond
 	var calls atomic.Int32
 	release := r.release
 	r.release = func() { calls.Add(1); release() }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for calls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing released within 10 s; %s", describe())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Run has released; let what it freed leave the counts.
+	time.Sleep(50 * time.Millisecond)
+	return r
+}
 
+// TestRunReleasesUncollectedGarbage makes 32 MiB of garbage that no
+// collection has seen, as a burst leaves it, goes quiet, and waits for it
+// to be collected and given back.
+func TestRunReleasesUncollectedGarbage(t *testing.T) {
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no collection but Run's
 	for i := 0; i < 32*16; i++ {
 		garbage = append(garbage, make([]byte, 64<<10))
 	}
 	garbage = nil
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-
 	heap := []metrics.Sample{{Name: objectsMetric}, {Name: liveMetric}}
-	deadline := time.Now().Add(10 * time.Second)
-	for calls.Load() == 0 {
-		if time.Now().After(deadline) {
-			metrics.Read(heap)
-			t.Fatalf("nothing released within 10 s; heap objects %d bytes, live %d", heap[0].Value.Uint64(), heap[1].Value.Uint64())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
+	r := runUntilRelease(t, func() string {
+		metrics.Read(heap)
+		return fmt.Sprintf("heap objects %d bytes, live %d", heap[0].Value.Uint64(), heap[1].Value.Uint64())
+	})
 	metrics.Read(heap)
 	if objects, live := heap[0].Value.Uint64(), heap[1].Value.Uint64(); objects > live+r.MinFree {
 		t.Errorf("after a release the heap holds %d bytes of objects for %d live", objects, live)
 	}
 }
 
-var live, garbage [][]byte
-
 // TestRunReleasesAfterBurst holds 64 MiB, makes 96 MiB of garbage and
 // collects it, goes quiet, and waits for the free heap to go back to the
 // OS. The live heap keeps the heap goal above what is free, so that the
 // runtime's own background scavenger leaves it alone.
 func TestRunReleasesAfterBurst(t *testing.T) {
-	r := Default(zerolog.Nop())
-	r.Interval = 20 * time.Millisecond
-	var calls atomic.Int32
-	release := r.release
-	r.release = func() { calls.Add(1); release() }
-
 	for i := 0; i < 64; i++ {
 		live = append(live, make([]byte, 1<<20))
 	}
@@ -98,22 +103,11 @@ func TestRunReleasesAfterBurst(t *testing.T) {
 	}
 	garbage = nil
 	runtime.GC()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-
 	free := []metrics.Sample{{Name: freeMetric}}
-	deadline := time.Now().Add(10 * time.Second)
-	for calls.Load() == 0 {
-		if time.Now().After(deadline) {
-			metrics.Read(free)
-			t.Fatalf("nothing released within 10 s; %d bytes of heap free", free[0].Value.Uint64())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// Run has released; the heap it freed is no longer held.
-	time.Sleep(50 * time.Millisecond)
+	r := runUntilRelease(t, func() string {
+		metrics.Read(free)
+		return fmt.Sprintf("%d bytes of heap free", free[0].Value.Uint64())
+	})
 	metrics.Read(free)
 	if got := free[0].Value.Uint64(); got >= r.MinFree {
 		t.Errorf("after a release %d bytes of heap are still free and held, want < %d", got, r.MinFree)
