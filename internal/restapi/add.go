@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,9 @@ import (
 	"ipfs-cluster/internal/car"
 	"ipfs-cluster/internal/cluster"
 )
+
+// addReadBuffer is the read buffer of an add's request body.
+const addReadBuffer = 256 << 10
 
 // add is POST /add: a multipart body of files (or one CAR with
 // format=car) whose DAG goes to the kubo daemons of the allocated peers
@@ -66,6 +70,14 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		s.writeError(w, http.StatusBadRequest, fmt.Errorf("parameter format: unknown format %q (want unixfs or car)", format))
 		return
 	}
+	// multipart reads its body 4 KiB at a time, and net/http passes each
+	// read on to the socket: one syscall per 4 KiB, a fifth of a daemon's
+	// CPU while it adds. A large buffer in between reads what the socket
+	// holds at once.
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{bufio.NewReaderSize(r.Body, addReadBuffer), r.Body}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		s.writeError(w, http.StatusBadRequest, fmt.Errorf("add needs a multipart/form-data body: %w", err))
