@@ -59,12 +59,13 @@ type Consensus struct {
 	db    *pebble.DB
 	trust *trustSet
 
-	crdt    *crdt.Datastore
-	bcast   *broadcaster
-	bserv   blockservice.BlockService
-	applies *applyQueue
-	journal *journal
-	commits *committer
+	crdt     *crdt.Datastore
+	bcast    *broadcaster
+	branches *branchExchange
+	bserv    blockservice.BlockService
+	applies  *applyQueue
+	journal  *journal
+	commits  *committer
 
 	// resolved is the last journal sequence number up to which every
 	// operation is committed or was reported failed. released is where
@@ -152,7 +153,10 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	bstore := blockstore.NewBlockstore(namespace.Wrap(pds, ds.NewKey(ns+"/b")))
 	// Bitswap outlives c.ctx: the merge workers fetch until crdt.Close.
 	exchange := bitswap.New(context.Background(), bsnet.NewFromIpfsHost(h), nil, bstore)
-	c.bserv = blockservice.New(bstore, exchange)
+	// c.bcast is set before go-ds-crdt, the only caller, starts.
+	c.branches = newBranchExchange(exchange, bstore, h, func() []peer.ID { return c.bcast.peers() }, c.log)
+	h.SetStreamHandler(branchProtocol, c.branches.serveBranch)
+	c.bserv = blockservice.New(bstore, c.branches)
 
 	c.bcast, err = joinTopic(ps, topic, c.self, c.validate, c.bserv, c.log)
 	if err != nil {
@@ -567,6 +571,9 @@ func (c *Consensus) stop(ctx context.Context) error {
 	}
 	if c.applies != nil {
 		c.applies.close()
+	}
+	if c.branches != nil {
+		c.branches.h.RemoveStreamHandler(branchProtocol)
 	}
 	if c.bserv != nil {
 		errs = append(errs, c.bserv.Close())

@@ -1,0 +1,363 @@
+package crdt
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/verifcid"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/rs/zerolog"
+)
+
+// A peer that catches up (one that joins late, or comes back) walks the DAG
+// from the heads down, one node after the other, because only a node names
+// its parents. Through bitswap each node costs a round trip, and bitswap
+// waits at least 20 ms between two messages to one peer: about 50 nodes a
+// second, so minutes for a long history. The branch protocol asks a peer
+// for a node and, in the same reply, for the nodes below it, breadth first:
+// a walk of thousands of nodes takes a few round trips.
+//
+// Request: uvarint max blocks, uvarint len, CID bytes. Reply: the blocks
+// the server holds, starting with the requested one, each as uvarint len,
+// CID bytes, uvarint len, data; then a zero length. An empty reply means the
+// server lacks the requested block.
+const (
+	branchProtocol = protocol.ID("/ipfs-cluster/crdt-branch/1.0.0")
+	// branchMinBlocks is what a fetch asks for first; each fetch that
+	// comes back full doubles it, up to branchMaxBlocks. A peer missing
+	// one node of a history it mostly has so gets little it already holds.
+	branchMinBlocks = 64
+	branchMaxBlocks = 4096
+	// branchMaxBytes bounds one reply.
+	branchMaxBytes = 8 << 20
+	// branchTimeout bounds a whole exchange when ctx has no deadline.
+	branchTimeout = time.Minute
+)
+
+// errBranchReply marks a reply that breaks the protocol: a block that does
+// not match its CID or that the requested node does not lead to.
+var errBranchReply = errors.New("malformed branch reply")
+
+// branchExchange is the exchange of the CRDT block service: it fetches a
+// missing node, and the branch below it, from one of the topic peers with
+// the branch protocol, and falls back to bitswap (the embedded exchange)
+// when none of them can. Every block it stores is checked against its CID
+// and is reachable from the requested one. It is safe for concurrent use.
+type branchExchange struct {
+	exchange.Interface
+	bstore blockstore.Blockstore
+	h      host.Host
+	peers  func() []peer.ID // candidates, asked in random order
+	log    zerolog.Logger
+
+	want atomic.Int64 // blocks the next fetch asks for
+}
+
+func newBranchExchange(fallback exchange.Interface, bstore blockstore.Blockstore, h host.Host, peers func() []peer.ID, log zerolog.Logger) *branchExchange {
+	x := &branchExchange{Interface: fallback, bstore: bstore, h: h, peers: peers, log: log}
+	x.want.Store(branchMinBlocks)
+	return x
+}
+
+// GetBlock returns c's block, fetched with the branch below it if a peer
+// has it, or else from bitswap.
+func (x *branchExchange) GetBlock(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if b := x.fetchBranch(ctx, c); b != nil {
+		return b, nil
+	}
+	return x.Interface.GetBlock(ctx, c)
+}
+
+// GetBlocks fetches each block of cids that an earlier branch of this call
+// did not bring, with the branch protocol first and bitswap for the rest.
+func (x *branchExchange) GetBlocks(ctx context.Context, cids []cid.Cid) (<-chan blocks.Block, error) {
+	var found []blocks.Block
+	var rest []cid.Cid
+	for _, c := range cids {
+		if b, err := x.bstore.Get(ctx, c); err == nil {
+			found = append(found, b)
+		} else if b := x.fetchBranch(ctx, c); b != nil {
+			found = append(found, b)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	var more <-chan blocks.Block
+	if len(rest) > 0 {
+		var err error
+		if more, err = x.Interface.GetBlocks(ctx, rest); err != nil {
+			return nil, err
+		}
+	}
+	out := make(chan blocks.Block)
+	go func() {
+		defer close(out)
+		for _, b := range found {
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if more == nil {
+			return
+		}
+		for b := range more {
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// fetchBranch asks the candidate peers in turn for c and the branch below
+// it, stores what the first one that has c sends, and returns c's block:
+// nil when no peer could give it.
+func (x *branchExchange) fetchBranch(ctx context.Context, c cid.Cid) blocks.Block {
+	if verifcid.ValidateCid(verifcid.DefaultAllowlist, c) != nil {
+		return nil
+	}
+	peers := x.peers()
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	for _, p := range peers {
+		if ctx.Err() != nil {
+			return nil
+		}
+		want := int(x.want.Load())
+		got, err := x.askBranch(ctx, p, c, want)
+		if err != nil {
+			x.log.Debug().Err(err).Stringer("peer", p).Stringer("cid", c).Msg("branch fetch")
+		}
+		if len(got) == 0 {
+			continue
+		}
+		if err := x.bstore.PutMany(ctx, got); err != nil {
+			x.log.Warn().Err(err).Int("blocks", len(got)).Msg("storing a fetched branch")
+			return nil
+		}
+		if len(got) >= want {
+			x.want.Store(int64(min(2*want, branchMaxBlocks)))
+		} else {
+			x.want.Store(branchMinBlocks)
+		}
+		return got[0]
+	}
+	return nil
+}
+
+// askBranch requests c and up to limit blocks below it from p. It returns
+// the valid blocks read before any error, c's first.
+func (x *branchExchange) askBranch(ctx context.Context, p peer.ID, c cid.Cid, limit int) ([]blocks.Block, error) {
+	ctx, cancel := withDefaultTimeout(ctx, branchTimeout)
+	defer cancel()
+	s, err := x.h.NewStream(ctx, p, branchProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if d, ok := ctx.Deadline(); ok {
+		s.SetDeadline(d)
+	}
+	// Closing the stream is what stops a read blocked past ctx.
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+
+	req := binary.AppendUvarint(nil, uint64(limit))
+	req = binary.AppendUvarint(req, uint64(c.ByteLen()))
+	if _, err := s.Write(append(req, c.Bytes()...)); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	got, err := readBranch(bufio.NewReaderSize(s, 64<<10), c, limit)
+	if err != nil {
+		s.Reset()
+	}
+	return got, err
+}
+
+// readBranch reads a reply to a request for c and up to limit blocks below
+// it. It returns the valid blocks read before any error, c's first: each
+// matches its CID and is linked from one read before it.
+func readBranch(r *bufio.Reader, c cid.Cid, limit int) ([]blocks.Block, error) {
+	var got []blocks.Block
+	wanted := map[cid.Cid]bool{c: true} // c, then what the blocks read link to
+	for len(got) <= limit {
+		bc, data, err := readBranchBlock(r)
+		if err != nil || !bc.Defined() {
+			return got, err
+		}
+		if !wanted[bc] {
+			return got, fmt.Errorf("%w: %s is not below %s", errBranchReply, bc, c)
+		}
+		b, err := verifiedBlock(bc, data)
+		if err != nil {
+			return got, err
+		}
+		delete(wanted, bc)
+		for _, l := range links(b) {
+			wanted[l] = true
+		}
+		got = append(got, b)
+	}
+	return got, fmt.Errorf("%w: more than the %d blocks asked for", errBranchReply, limit)
+}
+
+// serveBranch answers one branch request from the local block store.
+func (x *branchExchange) serveBranch(s network.Stream) {
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(branchTimeout))
+	r := bufio.NewReader(io.LimitReader(s, 1024))
+	limit, err := binary.ReadUvarint(r)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n == 0 || n > 256 {
+		s.Reset()
+		return
+	}
+	raw := make([]byte, n)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		s.Reset()
+		return
+	}
+	root, err := cid.Cast(raw)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), branchTimeout)
+	defer cancel()
+	w := bufio.NewWriterSize(s, 64<<10)
+	queue := []cid.Cid{root}
+	seen := map[cid.Cid]bool{root: true}
+	sent, size := 0, 0
+	for len(queue) > 0 && sent < int(min(limit, branchMaxBlocks)) && size < branchMaxBytes {
+		c := queue[0]
+		queue = queue[1:]
+		b, err := x.bstore.Get(ctx, c)
+		if err != nil {
+			if sent == 0 {
+				break // the requested block is not here
+			}
+			continue
+		}
+		if err := writeBranchBlock(w, b); err != nil {
+			s.Reset()
+			return
+		}
+		sent++
+		size += len(b.RawData())
+		for _, l := range links(b) {
+			if !seen[l] {
+				seen[l] = true
+				queue = append(queue, l)
+			}
+		}
+	}
+	w.WriteByte(0)
+	if err := w.Flush(); err != nil {
+		s.Reset()
+	}
+}
+
+func writeBranchBlock(w *bufio.Writer, b blocks.Block) error {
+	c := b.Cid().Bytes()
+	w.Write(binary.AppendUvarint(nil, uint64(len(c))))
+	w.Write(c)
+	w.Write(binary.AppendUvarint(nil, uint64(len(b.RawData()))))
+	_, err := w.Write(b.RawData())
+	return err
+}
+
+// readBranchBlock reads one block of a reply; an undefined CID and no
+// error mark the end.
+func readBranchBlock(r *bufio.Reader) (cid.Cid, []byte, error) {
+	n, err := binary.ReadUvarint(r)
+	switch {
+	case err != nil:
+		return cid.Undef, nil, err
+	case n == 0:
+		return cid.Undef, nil, nil
+	case n > 256:
+		return cid.Undef, nil, fmt.Errorf("%w: CID of %d bytes", errBranchReply, n)
+	}
+	raw := make([]byte, n)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return cid.Undef, nil, err
+	}
+	c, err := cid.Cast(raw)
+	if err != nil {
+		return cid.Undef, nil, fmt.Errorf("%w: %w", errBranchReply, err)
+	}
+	if n, err = binary.ReadUvarint(r); err != nil {
+		return cid.Undef, nil, err
+	}
+	if n > branchMaxBytes {
+		return cid.Undef, nil, fmt.Errorf("%w: block of %d bytes", errBranchReply, n)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return cid.Undef, nil, err
+	}
+	return c, data, nil
+}
+
+// verifiedBlock is data as the block of c, if it hashes to c.
+func verifiedBlock(c cid.Cid, data []byte) (blocks.Block, error) {
+	if err := verifcid.ValidateCid(verifcid.DefaultAllowlist, c); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBranchReply, err)
+	}
+	sum, err := c.Prefix().Sum(data)
+	if err != nil || !sum.Equals(c) {
+		return nil, fmt.Errorf("%w: the data of %s does not match it", errBranchReply, c)
+	}
+	return blocks.NewBlockWithCid(data, c)
+}
+
+// links are the CIDs a DAG node of go-ds-crdt (dag-pb) links to.
+func links(b blocks.Block) []cid.Cid {
+	if b.Cid().Type() != cid.DagProtobuf {
+		return nil
+	}
+	n, err := merkledag.DecodeProtobuf(b.RawData())
+	if err != nil {
+		return nil
+	}
+	out := make([]cid.Cid, 0, len(n.Links()))
+	for _, l := range n.Links() {
+		out = append(out, l.Cid)
+	}
+	return out
+}
+
+// withDefaultTimeout bounds ctx by d unless it has a deadline already.
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
