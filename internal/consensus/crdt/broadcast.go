@@ -24,7 +24,7 @@ import (
 // maxAttached bytes (gossipsub's default message limit is 1 MiB): a peer
 // that keeps up merges new heads without fetching anything, instead of one
 // bitswap round trip per DAG node. Larger blocks, and the rest of a branch,
-// are fetched with bitswap.
+// are fetched by the block service (see branchExchange).
 //
 // The heads go-ds-crdt asks to broadcast are coalesced: an announcement
 // leaves at once unless one left less than announceInterval ago, and then
@@ -63,12 +63,13 @@ type broadcaster struct {
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
 
-	mu      sync.Mutex
-	pending []cid.Cid // heads to announce, oldest first
-	queued  map[cid.Cid]struct{}
-	wake    chan struct{}
-	done    chan struct{} // closed by close: announce what is pending, then stop
-	stopped chan struct{}
+	mu       sync.Mutex
+	pending  []cid.Cid // heads to announce, oldest first
+	queued   map[cid.Cid]struct{}
+	wake     chan struct{}
+	done     chan struct{} // closed by close: announce what is pending, then stop
+	stopped  chan struct{}
+	welcomed chan struct{} // closed when welcome's loop ends; nil without it
 }
 
 // joinTopic registers validate on the topic, then joins and subscribes to
@@ -104,17 +105,26 @@ func joinTopic(ps *pubsub.PubSub, name string, self peer.ID, validate pubsub.Val
 // it: go-ds-crdt would only log a failure, and the periodic rebroadcast
 // covers lost announcements.
 func (b *broadcaster) Broadcast(_ context.Context, data []byte) error {
-	var heads pb.CRDTBroadcast
-	if err := proto.Unmarshal(data, &heads); err != nil {
+	var bcast pb.CRDTBroadcast
+	if err := proto.Unmarshal(data, &bcast); err != nil {
 		return fmt.Errorf("decode heads to announce: %w", err)
 	}
-	b.mu.Lock()
-	for _, h := range heads.Heads {
+	heads := make([]cid.Cid, 0, len(bcast.Heads))
+	for _, h := range bcast.Heads {
 		c, err := cid.Cast(h.Cid)
 		if err != nil {
-			b.mu.Unlock()
 			return fmt.Errorf("head to announce: %w", err)
 		}
+		heads = append(heads, c)
+	}
+	b.queue(heads)
+	return nil
+}
+
+// queue adds heads to the next announcement.
+func (b *broadcaster) queue(heads []cid.Cid) {
+	b.mu.Lock()
+	for _, c := range heads {
 		if _, ok := b.queued[c]; !ok {
 			b.queued[c] = struct{}{}
 			b.pending = append(b.pending, c)
@@ -122,6 +132,36 @@ func (b *broadcaster) Broadcast(_ context.Context, data []byte) error {
 	}
 	b.mu.Unlock()
 	signal(b.wake)
+}
+
+// welcome announces heads() each time a peer joins the topic, so that a
+// peer that joins late or comes back learns the heads at once instead of
+// at the next periodic rebroadcast (up to rebroadcast_interval away,
+// a minute by default). It must be called once, before close.
+func (b *broadcaster) welcome(heads func() []cid.Cid) error {
+	events, err := b.topic.EventHandler()
+	if err != nil {
+		return fmt.Errorf("watch topic %s: %w", b.name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.welcomed = make(chan struct{})
+	go func() {
+		<-b.done
+		cancel()
+	}()
+	go func() {
+		defer close(b.welcomed)
+		defer events.Cancel()
+		for {
+			ev, err := events.NextPeerEvent(ctx)
+			if err != nil {
+				return
+			}
+			if ev.Type == pubsub.PeerJoin {
+				b.queue(heads())
+			}
+		}
+	}()
 	return nil
 }
 
@@ -328,6 +368,9 @@ func (b *broadcaster) peers() []peer.ID { return b.ps.ListPeers(b.name) }
 func (b *broadcaster) close() error {
 	close(b.done)
 	<-b.stopped
+	if b.welcomed != nil {
+		<-b.welcomed
+	}
 	b.sub.Cancel()
 	for {
 		if msg, err := b.sub.Next(context.Background()); msg == nil || err != nil {

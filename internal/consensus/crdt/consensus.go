@@ -17,6 +17,7 @@ import (
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
 	crdt "github.com/ipfs/go-ds-crdt"
@@ -173,6 +174,9 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	c.crdt, err = crdt.New(store, ds.NewKey(ns), merkledag.NewDAGService(c.bserv), c.bcast, opts)
 	if err != nil {
 		return fmt.Errorf("open crdt store: %w", err)
+	}
+	if err := c.bcast.welcome(func() []cid.Cid { return c.crdt.InternalStats(c.ctx).Heads }); err != nil {
+		return err
 	}
 	if unclean {
 		c.log.Warn().Msg("the last run did not shut down cleanly: repairing the DAG")

@@ -192,6 +192,24 @@ func TestLateJoinerCatchesUp(t *testing.T) {
 	checkCalls(t, []*testPeer{d}, pins, 1, 0)
 }
 
+// TestJoinerLearnsHeadsAtOnce sets the rebroadcast interval to an hour:
+// a peer that joins learns the heads because the others announce them when
+// it joins the topic, not from a rebroadcast.
+func TestJoinerLearnsHeadsAtOnce(t *testing.T) {
+	cfg := testConfig()
+	cfg.RebroadcastInterval = time.Hour
+	a := newTestPeer(t, "A", cfg)
+	pins := make([]api.Pin, 100)
+	for i := range pins {
+		pins[i] = testPin(i, "welcome")
+	}
+	logPins(t, a.c, pins, 4)
+
+	d := newTestPeer(t, "D", cfg)
+	connect(t, a, d)
+	waitSamePinset(t, 10*time.Second, lines(pins...), d)
+}
+
 // TestUntrustedPeerIsIgnored trusts only A on A and B: what C commits must
 // not reach them until A trusts C.
 func TestUntrustedPeerIsIgnored(t *testing.T) {

@@ -85,9 +85,11 @@
 // without a bitswap round trip. A topic validator drops announcements whose
 // signer is not trusted; blocks are only ever fetched because a trusted head
 // links to them, so an untrusted peer's changes are never merged. A peer
-// that joins late or comes back learns the heads from the periodic
-// rebroadcast (rebroadcast_interval) and walks the DAG from them with
-// bitswap. Fetches give up after dag_sync_timeout; a branch that could not
+// that joins late or comes back learns the heads at once, because every
+// peer announces its heads when another joins the topic (and from the
+// periodic rebroadcast, rebroadcast_interval), and walks the DAG from them
+// a branch of up to thousands of nodes per round trip (see branchExchange),
+// with bitswap as the fallback. Fetches give up after dag_sync_timeout; a branch that could not
 // be fetched marks the store dirty, and a dirty store (or one that was not
 // shut down cleanly) is repaired promptly: the first repair runs within one
 // rebroadcast interval, and retries back off to repair_interval.
