@@ -101,40 +101,71 @@ func Start(ctx context.Context, o Options) (peers []*Peer, err error) {
 			Stop(peers)
 		}
 	}()
-	var secret string
-	var bootstrap []string
-	for i := 0; i < o.Peers; i++ {
-		name := fmt.Sprintf("peer%d", i)
-		k, err := kubo.Start(ctx, kubo.Options{RepoDir: filepath.Join(o.Work, fmt.Sprintf("kubo%d", i))})
+	for range o.Peers {
+		p, err := startPeer(ctx, bin, o, peers)
+		if p != nil {
+			peers = append(peers, p)
+		}
 		if err != nil {
-			return peers, err
-		}
-		p := &Peer{Name: name, Dir: filepath.Join(o.Work, name), Kubo: k, bin: bin, logLevel: o.LogLevel, args: bootstrap}
-		peers = append(peers, p)
-		for _, prev := range peers[:i] {
-			if err := k.ConnectTo(ctx, prev.Kubo); err != nil {
-				return peers, err
-			}
-		}
-		var configure func(*config.Config)
-		if o.Configure != nil {
-			configure = func(c *config.Config) { o.Configure(i, c) }
-		}
-		if err := p.init(ctx, secret, o.Stats, configure, o.Out); err != nil {
-			return peers, err
-		}
-		if i == 0 {
-			cfg, err := config.Load(p.Dir, noEnv)
-			if err != nil {
-				return peers, err
-			}
-			secret, bootstrap = cfg.Cluster.Secret, []string{"--bootstrap", p.ClusterAddr}
-		}
-		if _, err := p.Start(ctx); err != nil {
 			return peers, err
 		}
 	}
 	return peers, waitJoined(ctx, peers)
+}
+
+// Join starts one more kubo daemon and peer, as Start starts the others,
+// and returns once the new peer answers; it does not wait for the other
+// peers to count it. The caller stops the new peer with the rest; on error,
+// what was started is stopped.
+func Join(ctx context.Context, o Options, peers []*Peer) (*Peer, error) {
+	bin, err := Bin()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startPeer(ctx, bin, o, peers)
+	if err != nil {
+		if p != nil {
+			Stop([]*Peer{p})
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// startPeer starts the kubo daemon of the peer after peers, connected to
+// theirs, and the peer itself, which shares the first peer's secret and
+// joins it. On error the peer returned, if any, is to be stopped.
+func startPeer(ctx context.Context, bin string, o Options, peers []*Peer) (*Peer, error) {
+	i := len(peers)
+	k, err := kubo.Start(ctx, kubo.Options{RepoDir: filepath.Join(o.Work, fmt.Sprintf("kubo%d", i))})
+	if err != nil {
+		return nil, err
+	}
+	var secret string
+	var bootstrap []string
+	if i > 0 {
+		cfg, err := config.Load(peers[0].Dir, noEnv)
+		if err != nil {
+			k.Stop()
+			return nil, err
+		}
+		secret, bootstrap = cfg.Cluster.Secret, []string{"--bootstrap", peers[0].ClusterAddr}
+	}
+	p := &Peer{Name: fmt.Sprintf("peer%d", i), Dir: filepath.Join(o.Work, fmt.Sprintf("peer%d", i)), Kubo: k, bin: bin, logLevel: o.LogLevel, args: bootstrap}
+	for _, prev := range peers {
+		if err := k.ConnectTo(ctx, prev.Kubo); err != nil {
+			return p, err
+		}
+	}
+	var configure func(*config.Config)
+	if o.Configure != nil {
+		configure = func(c *config.Config) { o.Configure(i, c) }
+	}
+	if err := p.init(ctx, secret, o.Stats, configure, o.Out); err != nil {
+		return p, err
+	}
+	_, err = p.Start(ctx)
+	return p, err
 }
 
 // Stop stops the peers, then their kubo daemons.

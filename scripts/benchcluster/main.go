@@ -13,7 +13,9 @@
 //     -big pins
 //   - the RSS of every peer idle, at -pins and at -big pins
 //   - restart of peer 1 with -big pins: until /id answers, and until its
-//     state lists every pin.
+//     state lists every pin;
+//   - a fourth peer joining with -big pins: from its start until its state
+//     lists every pin, which it learns by walking the CRDT DAG.
 //
 // The pins use identity CIDs (the content is inside the CID), so kubo pins
 // them at once without fetching anything and the figures measure the
@@ -118,7 +120,8 @@ func run(ctx context.Context, o options) (err error) {
 	progress("starting %d kubo daemons and %d cluster peers", nPeers, nPeers)
 	// Logging is at warn: info logs a line per pin, which would cost the
 	// peers more than the benchmark wants to measure.
-	if b.peers, err = localcluster.Start(ctx, localcluster.Options{Work: work, Peers: nPeers, LogLevel: "warn", Stats: o.stats}); err != nil {
+	lo := localcluster.Options{Work: work, Peers: nPeers, LogLevel: "warn", Stats: o.stats}
+	if b.peers, err = localcluster.Start(ctx, lo); err != nil {
 		return err
 	}
 	for _, p := range b.peers {
@@ -188,7 +191,16 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	progress("restarting peer 1")
-	return b.restart(ctx, b.peers[1])
+	if err := b.restart(ctx, b.peers[1]); err != nil {
+		return err
+	}
+	progress("starting a fourth peer")
+	p, err := localcluster.Join(ctx, lo, b.peers)
+	if err != nil {
+		return err
+	}
+	b.peers = append(b.peers, p)
+	return b.waitListed(ctx, p, "join_to_state")
 }
 
 // bench is the running cluster and what the benchmark put into it.
@@ -420,6 +432,12 @@ func (b *bench) restart(ctx context.Context, p *localcluster.Peer) error {
 		return err
 	}
 	localcluster.Report("restart_to_id", toID.Seconds(), "s", "pins", b.pins, "stop_s", round3(stopped.Seconds()))
+	return b.waitListed(ctx, p, "restart_to_state")
+}
+
+// waitListed reports as figure the time from p's start until its state
+// lists every pin, giving up after 5 minutes.
+func (b *bench) waitListed(ctx context.Context, p *localcluster.Peer, figure string) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		n, took, err := stream(ctx, p.APIURL+"/allocations")
@@ -427,11 +445,11 @@ func (b *bench) restart(ctx context.Context, p *localcluster.Peer) error {
 			return err
 		}
 		if n >= b.pins {
-			localcluster.Report("restart_to_state", time.Since(p.Started()).Seconds(), "s", "pins", b.pins, "listing_s", round3(took.Seconds()))
+			localcluster.Report(figure, time.Since(p.Started()).Seconds(), "s", "pins", b.pins, "listing_s", round3(took.Seconds()))
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s listed %d of %d pins 5 minutes after restart", p.Name, n, b.pins)
+			return fmt.Errorf("%s listed %d of %d pins 5 minutes after its start", p.Name, n, b.pins)
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
