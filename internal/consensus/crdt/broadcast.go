@@ -42,6 +42,9 @@ const (
 	envelopeVersion  byte = 1
 	maxAttached           = 256 << 10
 	announceInterval      = 5 * time.Millisecond
+	// welcomeInterval is the least time between two announcements made
+	// because peers joined.
+	welcomeInterval = time.Second
 	// subscriptionBuffer holds announcements while go-ds-crdt merges:
 	// pubsub drops what does not fit.
 	subscriptionBuffer = 1024
@@ -157,8 +160,17 @@ func (b *broadcaster) welcome(heads func() []cid.Cid) error {
 			if err != nil {
 				return
 			}
-			if ev.Type == pubsub.PeerJoin {
-				b.queue(heads())
+			if ev.Type != pubsub.PeerJoin {
+				continue
+			}
+			b.queue(heads())
+			// Joins meanwhile wait in the handler and share the next
+			// announcement: a flapping peer cannot make every peer
+			// announce at its pace.
+			select {
+			case <-time.After(welcomeInterval):
+			case <-ctx.Done():
+				return
 			}
 		}
 	}()
