@@ -43,8 +43,11 @@ const (
 	maxAttached           = 256 << 10
 	announceInterval      = 5 * time.Millisecond
 	// welcomeInterval is the least time between two announcements made
-	// because peers joined.
+	// because peers joined; a joined peer that pubsub does not list yet
+	// is looked for every welcomeCheck for up to welcomeWait.
 	welcomeInterval = time.Second
+	welcomeCheck    = 50 * time.Millisecond
+	welcomeWait     = 10 * time.Second
 	// subscriptionBuffer holds announcements while go-ds-crdt merges:
 	// pubsub drops what does not fit.
 	subscriptionBuffer = 1024
@@ -137,23 +140,28 @@ func (b *broadcaster) queue(heads []cid.Cid) {
 	signal(b.wake)
 }
 
-// welcome announces heads() each time a peer joins the topic, so that a
-// peer that joins late or comes back learns the heads at once instead of
-// at the next periodic rebroadcast (up to rebroadcast_interval away,
-// a minute by default). It must be called once, before close.
+// welcome announces heads() when peers join the topic, so that a peer
+// that joins late or comes back learns the heads at once instead of at the
+// next periodic rebroadcast (up to rebroadcast_interval away, a minute by
+// default). A joined peer is welcomed once pubsub lists it among the topic
+// peers, which it may briefly not be while a duplicate connection closes,
+// and at most once a second: joins meanwhile share the next announcement,
+// so a flapping peer cannot make every peer announce at its pace. welcome
+// must be called once, before close.
 func (b *broadcaster) welcome(heads func() []cid.Cid) error {
 	events, err := b.topic.EventHandler()
 	if err != nil {
 		return fmt.Errorf("watch topic %s: %w", b.name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	joined := make(chan peer.ID)
 	b.welcomed = make(chan struct{})
-	go func() {
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		<-b.done
 		cancel()
-	}()
-	go func() {
-		defer close(b.welcomed)
+	})
+	wg.Go(func() {
 		defer events.Cancel()
 		for {
 			ev, err := events.NextPeerEvent(ctx)
@@ -163,14 +171,48 @@ func (b *broadcaster) welcome(heads func() []cid.Cid) error {
 			if ev.Type != pubsub.PeerJoin {
 				continue
 			}
-			b.queue(heads())
-			// Joins meanwhile wait in the handler and share the next
-			// announcement: a flapping peer cannot make every peer
-			// announce at its pace.
 			select {
-			case <-time.After(welcomeInterval):
+			case joined <- ev.Peer:
 			case <-ctx.Done():
 				return
+			}
+		}
+	})
+	go func() {
+		defer close(b.welcomed)
+		defer wg.Wait()
+		waiting := map[peer.ID]time.Time{} // joined, not welcomed: until when to wait
+		var last time.Time
+		for {
+			var check <-chan time.Time
+			if len(waiting) > 0 {
+				check = time.After(max(welcomeCheck, welcomeInterval-time.Since(last)))
+			}
+			select {
+			case p := <-joined:
+				waiting[p] = time.Now().Add(welcomeWait)
+				if time.Since(last) < welcomeInterval {
+					continue
+				}
+			case <-check:
+			case <-ctx.Done():
+				return
+			}
+			listed := false
+			for _, p := range b.peers() {
+				if _, ok := waiting[p]; ok {
+					delete(waiting, p)
+					listed = true
+				}
+			}
+			for p, until := range waiting {
+				if time.Now().After(until) {
+					delete(waiting, p)
+				}
+			}
+			if listed {
+				b.queue(heads())
+				last = time.Now()
 			}
 		}
 	}()
