@@ -45,8 +45,11 @@ const (
 	branchMaxBlocks = 4096
 	// branchMaxBytes bounds one reply.
 	branchMaxBytes = 8 << 20
-	// branchTimeout bounds a whole exchange when ctx has no deadline.
-	branchTimeout = time.Minute
+	// branchAttemptTimeout bounds the reply of one peer; the blocks read
+	// by then are kept.
+	branchAttemptTimeout = 10 * time.Second
+	// branchServeTimeout bounds the serving of one request.
+	branchServeTimeout = time.Minute
 )
 
 // errBranchReply marks a reply that breaks the protocol: a block that does
@@ -166,7 +169,7 @@ func (x *branchExchange) fetchBranch(ctx context.Context, c cid.Cid) blocks.Bloc
 // askBranch requests c and up to limit blocks below it from p. It returns
 // the valid blocks read before any error, c's first.
 func (x *branchExchange) askBranch(ctx context.Context, p peer.ID, c cid.Cid, limit int) ([]blocks.Block, error) {
-	ctx, cancel := withDefaultTimeout(ctx, branchTimeout)
+	ctx, cancel := attemptContext(ctx)
 	defer cancel()
 	s, err := x.h.NewStream(ctx, p, branchProtocol)
 	if err != nil {
@@ -227,7 +230,7 @@ func readBranch(r *bufio.Reader, c cid.Cid, limit int) ([]blocks.Block, error) {
 // serveBranch answers one branch request from the local block store.
 func (x *branchExchange) serveBranch(s network.Stream) {
 	defer s.Close()
-	s.SetDeadline(time.Now().Add(branchTimeout))
+	s.SetDeadline(time.Now().Add(branchServeTimeout))
 	r := bufio.NewReader(io.LimitReader(s, 1024))
 	limit, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -249,7 +252,7 @@ func (x *branchExchange) serveBranch(s network.Stream) {
 		s.Reset()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), branchTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), branchServeTimeout)
 	defer cancel()
 	w := bufio.NewWriterSize(s, 64<<10)
 	queue := []cid.Cid{root}
@@ -354,10 +357,13 @@ func links(b blocks.Block) []cid.Cid {
 	return out
 }
 
-// withDefaultTimeout bounds ctx by d unless it has a deadline already.
-func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+// attemptContext bounds one peer's reply by branchAttemptTimeout and by
+// half the time ctx has left, so that a peer that stalls leaves time for
+// the next one, or bitswap.
+func attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := branchAttemptTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(deadline)/2)
 	}
 	return context.WithTimeout(ctx, d)
 }

@@ -178,6 +178,37 @@ func TestBranchReplyChecked(t *testing.T) {
 	}
 }
 
+// TestBranchStalledPeer asks a peer that never replies: the fetch gives up
+// after half the time its context has, leaving the rest to other peers and
+// bitswap.
+func TestBranchStalledPeer(t *testing.T) {
+	srv := newBranchPeer(t)
+	cli := newBranchPeer(t)
+	connectHosts(t, cli, srv)
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) })
+	srv.h.SetStreamHandler(branchProtocol, func(s network.Stream) {
+		defer s.Reset()
+		select {
+		case <-stall:
+		case <-time.After(time.Minute):
+		}
+	})
+	cli.peers = func() []peer.ID { return []peer.ID{srv.h.ID()} }
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	defer cancel()
+	start := time.Now()
+	if b := cli.fetchBranch(ctx, merkledag.NodeWithData([]byte("stalled")).Cid()); b != nil {
+		t.Fatal("a peer that sent nothing gave a block")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("gave up on a stalled peer after %s, want about 2 s", took)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the stalled peer used up the whole context")
+	}
+}
+
 func connectHosts(t *testing.T, a, b *branchExchange) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
