@@ -50,6 +50,10 @@ const (
 	branchAttemptTimeout = 10 * time.Second
 	// branchServeTimeout bounds the serving of one request.
 	branchServeTimeout = time.Minute
+	// branchServers bounds the requests served at once; more are refused
+	// (the asking peer tries another, or bitswap), so that requests cannot
+	// pile up reads of the block store.
+	branchServers = 4
 )
 
 // errBranchReply marks a reply that breaks the protocol: a block that does
@@ -68,11 +72,12 @@ type branchExchange struct {
 	peers  func() []peer.ID // candidates, asked in random order
 	log    zerolog.Logger
 
-	want atomic.Int64 // blocks the next fetch asks for
+	want    atomic.Int64  // blocks the next fetch asks for
+	serving chan struct{} // one token per request being served
 }
 
 func newBranchExchange(fallback exchange.Interface, bstore blockstore.Blockstore, h host.Host, peers func() []peer.ID, log zerolog.Logger) *branchExchange {
-	x := &branchExchange{Interface: fallback, bstore: bstore, h: h, peers: peers, log: log}
+	x := &branchExchange{Interface: fallback, bstore: bstore, h: h, peers: peers, log: log, serving: make(chan struct{}, branchServers)}
 	x.want.Store(branchMinBlocks)
 	return x
 }
@@ -229,6 +234,13 @@ func readBranch(r *bufio.Reader, c cid.Cid, limit int) ([]blocks.Block, error) {
 
 // serveBranch answers one branch request from the local block store.
 func (x *branchExchange) serveBranch(s network.Stream) {
+	select {
+	case x.serving <- struct{}{}:
+		defer func() { <-x.serving }()
+	default:
+		s.Reset()
+		return
+	}
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(branchServeTimeout))
 	r := bufio.NewReader(io.LimitReader(s, 1024))

@@ -209,6 +209,25 @@ func TestBranchStalledPeer(t *testing.T) {
 	}
 }
 
+// TestBranchServersBounded refuses a request while branchServers others
+// are being served, and serves it once one ends.
+func TestBranchServersBounded(t *testing.T) {
+	srv := newBranchPeer(t)
+	cli := newBranchPeer(t)
+	connectHosts(t, cli, srv)
+	head := chainOf(t, srv.bstore, 2)[0].Cid()
+	for range branchServers {
+		srv.serving <- struct{}{}
+	}
+	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks); len(got) != 0 || err == nil {
+		t.Fatalf("a busy peer answered: %d blocks, %v", len(got), err)
+	}
+	<-srv.serving
+	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks); len(got) != 2 || err != nil {
+		t.Fatalf("after one request ended: %d blocks, %v; want 2", len(got), err)
+	}
+}
+
 func connectHosts(t *testing.T, a, b *branchExchange) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
