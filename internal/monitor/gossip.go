@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/p2p"
 )
 
 // Topic is the pubsub topic metrics travel on, as in the reference.
@@ -75,22 +76,14 @@ func (g *Gossip) OnPeerJoin(fn func(peer.ID)) {
 
 func (g *Gossip) watchJoins(ctx context.Context, events *pubsub.TopicEventHandler) {
 	defer g.wg.Done()
-	defer events.Cancel()
-	for {
-		ev, err := events.NextPeerEvent(ctx)
-		if err != nil {
-			return
-		}
-		if ev.Type != pubsub.PeerJoin {
-			continue
-		}
+	p2p.WatchJoins(ctx, events, func(p peer.ID) {
 		g.joinMu.Lock()
 		fn := g.onJoin
 		g.joinMu.Unlock()
 		if fn != nil {
-			fn(ev.Peer)
+			fn(p)
 		}
-	}
+	})
 }
 
 // validateMetric rejects messages that do not decode as a metric about

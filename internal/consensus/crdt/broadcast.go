@@ -18,6 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
+
+	"ipfs-cluster/internal/p2p"
 )
 
 // Announcements carry the blocks of the heads they announce, up to
@@ -162,21 +164,12 @@ func (b *broadcaster) welcome(heads func() []cid.Cid) error {
 		cancel()
 	})
 	wg.Go(func() {
-		defer events.Cancel()
-		for {
-			ev, err := events.NextPeerEvent(ctx)
-			if err != nil {
-				return
-			}
-			if ev.Type != pubsub.PeerJoin {
-				continue
-			}
+		p2p.WatchJoins(ctx, events, func(p peer.ID) {
 			select {
-			case joined <- ev.Peer:
+			case joined <- p:
 			case <-ctx.Done():
-				return
 			}
-		}
+		})
 	})
 	go func() {
 		defer close(b.welcomed)
