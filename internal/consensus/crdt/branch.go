@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,14 +73,52 @@ type branchExchange struct {
 	peers  func() []peer.ID // candidates, asked in random order
 	log    zerolog.Logger
 
-	want    atomic.Int64  // blocks the next fetch asks for
-	serving chan struct{} // one token per request being served
+	want atomic.Int64 // blocks the next fetch asks for
+
+	mu      sync.Mutex
+	serving map[network.Stream]struct{} // requests being served
+	closed  bool
+	served  sync.WaitGroup
 }
 
 func newBranchExchange(fallback exchange.Interface, bstore blockstore.Blockstore, h host.Host, peers func() []peer.ID, log zerolog.Logger) *branchExchange {
-	x := &branchExchange{Interface: fallback, bstore: bstore, h: h, peers: peers, log: log, serving: make(chan struct{}, branchServers)}
+	x := &branchExchange{Interface: fallback, bstore: bstore, h: h, peers: peers, log: log, serving: map[network.Stream]struct{}{}}
 	x.want.Store(branchMinBlocks)
+	h.SetStreamHandler(branchProtocol, x.serveBranch)
 	return x
+}
+
+// close stops serving branches: it ends the requests being served and
+// waits for them, so that none reads the block store once it is closed.
+func (x *branchExchange) close() {
+	x.h.RemoveStreamHandler(branchProtocol)
+	x.mu.Lock()
+	x.closed = true
+	for s := range x.serving {
+		s.Reset()
+	}
+	x.mu.Unlock()
+	x.served.Wait()
+}
+
+// admit registers s as served, unless branchServers requests are being
+// served already or the exchange is closed.
+func (x *branchExchange) admit(s network.Stream) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed || len(x.serving) >= branchServers {
+		return false
+	}
+	x.serving[s] = struct{}{}
+	x.served.Add(1)
+	return true
+}
+
+func (x *branchExchange) release(s network.Stream) {
+	x.mu.Lock()
+	delete(x.serving, s)
+	x.mu.Unlock()
+	x.served.Done()
 }
 
 // GetBlock returns c's block, fetched with the branch below it if a peer
@@ -234,13 +273,11 @@ func readBranch(r *bufio.Reader, c cid.Cid, limit int) ([]blocks.Block, error) {
 
 // serveBranch answers one branch request from the local block store.
 func (x *branchExchange) serveBranch(s network.Stream) {
-	select {
-	case x.serving <- struct{}{}:
-		defer func() { <-x.serving }()
-	default:
+	if !x.admit(s) {
 		s.Reset()
 		return
 	}
+	defer x.release(s)
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(branchServeTimeout))
 	r := bufio.NewReader(io.LimitReader(s, 1024))

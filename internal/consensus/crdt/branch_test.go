@@ -79,8 +79,29 @@ func newBranchPeer(t *testing.T) *branchExchange {
 	t.Cleanup(func() { h.Close() })
 	bs := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
 	x := newBranchExchange(nil, bs, h, func() []peer.ID { return nil }, zerolog.Nop())
-	h.SetStreamHandler(branchProtocol, x.serveBranch)
+	t.Cleanup(x.close)
 	return x
+}
+
+// openIdle opens n branch requests from cli to srv that never send their
+// request, so each holds one of srv's serving places until it is reset.
+func openIdle(t *testing.T, cli, srv *branchExchange, n int) []network.Stream {
+	t.Helper()
+	var out []network.Stream
+	for range n {
+		s, err := cli.h.NewStream(t.Context(), srv.h.ID(), branchProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write([]byte{1}) // the first byte opens the stream on the server
+		out = append(out, s)
+	}
+	waitFor(t, 5*time.Second, "the server serves the idle requests", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.serving) == n
+	})
+	return out
 }
 
 // TestBranchFetchGrowsAndStops asks for a chain of 300 nodes: the first
@@ -216,15 +237,40 @@ func TestBranchServersBounded(t *testing.T) {
 	cli := newBranchPeer(t)
 	connectHosts(t, cli, srv)
 	head := chainOf(t, srv.bstore, 2)[0].Cid()
-	for range branchServers {
-		srv.serving <- struct{}{}
-	}
+	idle := openIdle(t, cli, srv, branchServers)
 	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks); len(got) != 0 || err == nil {
 		t.Fatalf("a busy peer answered: %d blocks, %v", len(got), err)
 	}
-	<-srv.serving
+	idle[0].Reset()
+	waitFor(t, 5*time.Second, "the reset request ends", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.serving) < branchServers
+	})
 	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks); len(got) != 2 || err != nil {
 		t.Fatalf("after one request ended: %d blocks, %v; want 2", len(got), err)
+	}
+}
+
+// TestBranchCloseEndsServes closes a peer while it serves requests that
+// wait for their client: close ends them and returns once none runs, so
+// nothing reads the block store after the consensus closed it.
+func TestBranchCloseEndsServes(t *testing.T) {
+	srv := newBranchPeer(t)
+	cli := newBranchPeer(t)
+	connectHosts(t, cli, srv)
+	openIdle(t, cli, srv, 2)
+	start := time.Now()
+	srv.close()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("close took %s", took)
+	}
+	if len(srv.serving) != 0 {
+		t.Fatalf("%d requests still served after close", len(srv.serving))
+	}
+	head := chainOf(t, srv.bstore, 1)[0].Cid()
+	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks); len(got) != 0 || err == nil {
+		t.Fatalf("a closed peer answered: %d blocks, %v", len(got), err)
 	}
 }
 

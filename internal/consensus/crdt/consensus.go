@@ -156,7 +156,6 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	exchange := bitswap.New(context.Background(), bsnet.NewFromIpfsHost(h), nil, bstore)
 	// c.bcast is set before go-ds-crdt, the only caller, starts.
 	c.branches = newBranchExchange(exchange, bstore, h, func() []peer.ID { return c.bcast.peers() }, c.log)
-	h.SetStreamHandler(branchProtocol, c.branches.serveBranch)
 	c.bserv = blockservice.New(bstore, c.branches)
 
 	c.bcast, err = joinTopic(ps, topic, c.self, c.validate, c.bserv, c.log)
@@ -577,7 +576,7 @@ func (c *Consensus) stop(ctx context.Context) error {
 		c.applies.close()
 	}
 	if c.branches != nil {
-		c.branches.h.RemoveStreamHandler(branchProtocol)
+		c.branches.close()
 	}
 	if c.bserv != nil {
 		errs = append(errs, c.bserv.Close())
