@@ -157,23 +157,23 @@ func (b *broadcaster) welcome(heads func() []cid.Cid) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	joined := make(chan peer.ID)
-	b.welcomed = make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		<-b.done
-		cancel()
-	})
-	wg.Go(func() {
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
 		p2p.WatchJoins(ctx, events, func(p peer.ID) {
 			select {
 			case joined <- p:
 			case <-ctx.Done():
 			}
 		})
-	})
+	}()
+	b.welcomed = make(chan struct{})
 	go func() {
 		defer close(b.welcomed)
-		defer wg.Wait()
+		defer func() {
+			cancel()
+			<-watched
+		}()
 		waiting := map[peer.ID]time.Time{} // joined, not welcomed: until when to wait
 		var last time.Time
 		for {
@@ -188,7 +188,7 @@ func (b *broadcaster) welcome(heads func() []cid.Cid) error {
 					continue
 				}
 			case <-check:
-			case <-ctx.Done():
+			case <-b.done:
 				return
 			}
 			listed := false
