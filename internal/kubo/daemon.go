@@ -249,6 +249,18 @@ func (d *Daemon) Running() bool {
 	}
 }
 
+// CPUTime returns the CPU time the running daemon process has used since it
+// started, for benchmarks that charge kubo its share of the work.
+func (d *Daemon) CPUTime() (time.Duration, error) {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	if p == nil {
+		return 0, errors.New("kubo cpu time: daemon not running")
+	}
+	return proc.CPUTime(p.cmd.Process.Pid)
+}
+
 // Output returns the tail of the daemon's stdout and stderr (of the last
 // run, when it has stopped).
 func (d *Daemon) Output() string {

@@ -340,6 +340,16 @@ func (p *Peer) RSSMB() float64 { return p.statusMB("VmRSS:") }
 // (0 when stopped).
 func (p *Peer) PeakRSSMB() float64 { return p.statusMB("VmHWM:") }
 
+// CPUTime reads the CPU time the daemon process has used since it started
+// (0 when stopped).
+func (p *Peer) CPUTime() time.Duration {
+	if p.cmd == nil {
+		return 0
+	}
+	t, _ := proc.CPUTime(p.cmd.Process.Pid)
+	return t
+}
+
 // statusMB reads a kB field of /proc/<pid>/status in MB.
 func (p *Peer) statusMB(field string) float64 {
 	if p.cmd == nil {

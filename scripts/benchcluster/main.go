@@ -6,7 +6,8 @@
 //   - ingest: POST /pins?replication-min=2&replication-max=3 to peer 0 from
 //     16 concurrent clients (pins/s, latency p50/p99)
 //   - the time until every allocation is PINNED on its peer, beside kubo's
-//     own pin/add rate on the same kind of CIDs
+//     own pin/add rate on the same kind of CIDs, and the CPU each peer, each
+//     kubo and the benchmark itself spent per pin until then
 //   - propagation: how long after a POST on peer 0 returns peer 2 knows the
 //     pin (GET /allocations/{cid}), p50/p99
 //   - GET /allocations and cluster-wide GET /pins on peer 0 at -pins and at
@@ -46,6 +47,7 @@ import (
 
 	"ipfs-cluster/internal/kubo"
 	"ipfs-cluster/internal/localcluster"
+	"ipfs-cluster/internal/proc"
 )
 
 const (
@@ -133,6 +135,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	// Ingest, then wait for kubo to hold every allocation.
 	progress("ingesting %d pins through peer 0", o.pins)
+	cpu0 := b.cpuTimes()
 	ingestStart := time.Now()
 	lat, took, err := b.postMany(ctx, b.peers[0], "ingest-", o.pins)
 	if err != nil {
@@ -147,6 +150,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	localcluster.Report("all_pinned", time.Since(ingestStart).Seconds(), "s", "pins", b.pins, "allocations", b.totalAllocs(),
 		"after_ingest_s", round3(time.Since(ingestStart.Add(took)).Seconds()))
+	b.reportCPU(cpu0, b.cpuTimes(), o.pins)
 	progress("pinning %d CIDs directly on kubo 0", o.pins)
 	rate, err := b.kuboPinRate(ctx, b.peers[0].Kubo, o.pins)
 	if err != nil {
@@ -418,6 +422,40 @@ func (b *bench) reportRSS(figure string, extra ...any) {
 		per = append(per, round3(p.RSSMB()))
 	}
 	localcluster.Report(figure, slices.Max(per), "MB", append([]any{"per_peer_mb", per}, extra...)...)
+}
+
+// cpuTimes is the CPU time used so far by each peer, each kubo daemon and
+// this process.
+type cpuTimes struct {
+	peers, kubos []time.Duration
+	self         time.Duration
+}
+
+func (b *bench) cpuTimes() cpuTimes {
+	var t cpuTimes
+	for _, p := range b.peers {
+		k, _ := p.Kubo.CPUTime()
+		t.peers = append(t.peers, p.CPUTime())
+		t.kubos = append(t.kubos, k)
+	}
+	t.self, _ = proc.CPUTime(os.Getpid())
+	return t
+}
+
+// reportCPU reports the CPU per pin each process spent between two
+// readings, and their sum: what it costs the machine to take the pins in
+// and pin them everywhere.
+func (b *bench) reportCPU(from, to cpuTimes, pins int) {
+	perPin := func(d time.Duration) float64 { return round3(float64(d.Microseconds()) / float64(pins)) }
+	var peers, kubos []float64
+	total := to.self - from.self
+	for i := range to.peers {
+		peers = append(peers, perPin(to.peers[i]-from.peers[i]))
+		kubos = append(kubos, perPin(to.kubos[i]-from.kubos[i]))
+		total += to.peers[i] - from.peers[i] + to.kubos[i] - from.kubos[i]
+	}
+	localcluster.Report("cpu_per_pin", perPin(total), "µs", "pins", pins, "per_peer_us", peers, "per_kubo_us", kubos,
+		"bench_us", perPin(to.self-from.self))
 }
 
 // restart stops p with SIGTERM and starts it again with the same config and
