@@ -98,19 +98,26 @@ const pinManyFanout = 8
 // request fails its pins are pinned again one by one, which reports each
 // failure against its own CID. A pin with origins, a pin update or a depth
 // limit goes through Pin on its own. errs[i] is the outcome of pins[i].
-func (c *Connector) PinMany(ctx context.Context, pins []api.Pin) (errs []error) {
+//
+// unheld, when not nil, marks the pins the caller knows kubo does not hold
+// (unheld[i] for pins[i]): they skip the pin/ls check, a request that costs
+// kubo about as much CPU as pinning a small DAG. A pin marked by mistake is
+// still pinned right; kubo only walks its DAG again.
+func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool) (errs []error) {
 	errs = make([]error, len(pins))
-	var alone []int
-	var together []int
+	var alone, together, check []int
 	for i, p := range pins {
-		if len(p.Origins) > 0 || p.PinUpdate.Defined() || p.MaxDepth > 0 {
+		switch {
+		case len(p.Origins) > 0 || p.PinUpdate.Defined() || p.MaxDepth > 0:
 			alone = append(alone, i)
-		} else {
-			together = append(together, i)
+			continue
+		case unheld == nil || !unheld[i]:
+			check = append(check, i)
 		}
+		together = append(together, i)
 	}
 	have := make([]api.IPFSPinStatus, len(pins))
-	fanOut(together, pinManyFanout, func(i int) {
+	fanOut(check, pinManyFanout, func(i int) {
 		st, err := c.pinLsCid(ctx, pins[i].Cid, kuboMode(pins[i]))
 		if err != nil {
 			errs[i] = fmt.Errorf("pin %s: %w", pins[i].Cid, err)
@@ -147,7 +154,10 @@ func (c *Connector) PinMany(ctx context.Context, pins []api.Pin) (errs []error) 
 
 // fanOut calls fn for every index, from up to limit goroutines.
 func fanOut(indexes []int, limit int, fn func(i int)) {
-	if len(indexes) == 1 {
+	switch len(indexes) {
+	case 0:
+		return
+	case 1:
 		fn(indexes[0])
 		return
 	}

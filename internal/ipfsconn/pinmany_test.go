@@ -12,8 +12,9 @@ import (
 )
 
 // TestPinMany checks that PinMany pins what kubo lacks in one pin/add per
-// mode, leaves alone what kubo holds, and when a pin/add fails, reports
-// each failure against its own CID while the other pins succeed.
+// mode, leaves alone what kubo holds, asks nothing before pinning what the
+// caller marks unheld, and when a pin/add fails, reports each failure
+// against its own CID while the other pins succeed.
 func TestPinMany(t *testing.T) {
 	d := kubotest.Start(t)
 	p := startProxy(t, d.APIURL, nil)
@@ -32,7 +33,7 @@ func TestPinMany(t *testing.T) {
 		pins = append(pins, directPin(putBlock(t, c)))
 	}
 	p.seen()
-	for i, err := range c.PinMany(ctx, pins) {
+	for i, err := range c.PinMany(ctx, pins, nil) {
 		if err != nil {
 			t.Fatalf("pin %d: %v", i, err)
 		}
@@ -52,12 +53,30 @@ func TestPinMany(t *testing.T) {
 		}
 	}
 
+	// Pins marked unheld go straight to pin/add. One marked by mistake,
+	// which kubo holds already, is pinned all the same.
+	fresh := []api.Pin{recursivePin(putBlock(t, c)), recursivePin(held), recursivePin(putBlock(t, c))}
+	p.seen()
+	for i, err := range c.PinMany(ctx, fresh, []bool{true, true, true}) {
+		if err != nil {
+			t.Fatalf("unheld pin %d: %v", i, err)
+		}
+	}
+	if got := p.seen(); !slices.Equal(got, []string{"pin/add"}) {
+		t.Fatalf("PinMany of unheld pins called %v, want one pin/add", got)
+	}
+	for _, pin := range fresh {
+		if st, err := c.PinLsCid(ctx, pin); err != nil || st != api.IPFSPinStatusRecursive {
+			t.Fatalf("%s is %q (%v) after an unheld pin, want recursive", pin.Cid, st, err)
+		}
+	}
+
 	// A direct pin of a CID kubo pins recursively fails, and so does a CID
 	// nobody has (it stalls); the others in their requests are pinned.
 	missing := missingCid(t)
 	next := []api.Pin{directPin(putBlock(t, c)), directPin(held), directPin(putBlock(t, c)),
 		recursivePin(putBlock(t, c)), recursivePin(missing), recursivePin(putBlock(t, c))}
-	errs := c.PinMany(ctx, next)
+	errs := c.PinMany(ctx, next, nil)
 	for i, err := range errs {
 		switch next[i].Cid {
 		case held:
@@ -81,7 +100,7 @@ func TestPinMany(t *testing.T) {
 	upd := recursivePin(putBlock(t, c))
 	upd.PinUpdate = held
 	p.seen()
-	if errs := c.PinMany(ctx, []api.Pin{upd}); errs[0] != nil {
+	if errs := c.PinMany(ctx, []api.Pin{upd}, []bool{true}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	if got := p.seen(); !slices.Contains(got, "pin/update") {

@@ -19,13 +19,15 @@ import (
 )
 
 // kuboProxy forwards to a real kubo, records the arguments of every
-// pin/add and the order in which pin/add requests end and pin/rm requests
-// start, and can hold pin/add requests back before forwarding them.
+// pin/add and pin/ls and the order in which pin/add requests end and pin/rm
+// requests start, and can hold pin/add requests back before forwarding
+// them.
 type kuboProxy struct {
 	delay time.Duration
 
 	mu     sync.Mutex
 	adds   [][]string
+	checks []string // the CIDs pin/ls was asked about
 	events []string // "add-done <cid>..." and "rm <cid>"
 }
 
@@ -52,6 +54,11 @@ func (p *kuboProxy) proxied(t *testing.T) func(*Config, *ipfsconn.Config) {
 				time.Sleep(p.delay)
 				rp.ServeHTTP(w, r)
 				p.record(append([]string{"add-done"}, args...))
+			case "/api/v0/pin/ls":
+				p.mu.Lock()
+				p.checks = append(p.checks, args...)
+				p.mu.Unlock()
+				rp.ServeHTTP(w, r)
 			case "/api/v0/pin/rm":
 				p.record(append([]string{"rm"}, args...))
 				rp.ServeHTTP(w, r)
@@ -69,6 +76,12 @@ func (p *kuboProxy) record(e []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.events = append(p.events, e...)
+}
+
+func (p *kuboProxy) checked(c api.Cid) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Contains(p.checks, c.String())
 }
 
 func (p *kuboProxy) pinAdds() [][]string {

@@ -229,5 +229,5 @@ func (t *Tracker) reconcileOne(pin api.Pin, inIPFS bool) error {
 	if ok && rec.Status == api.TrackerStatusPinned {
 		t.log.Warn().Stringer("cid", c).Msg("kubo no longer holds a pinned item: pinning it again")
 	}
-	return t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: rec.Attempts})
+	return t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: rec.Attempts, unheld: true})
 }

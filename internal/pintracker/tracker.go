@@ -23,9 +23,10 @@ import (
 
 // IPFS is what the tracker needs from the kubo connector.
 type IPFS interface {
-	Pin(ctx context.Context, pin api.Pin, progress func(blocks uint64)) error
 	// PinMany pins several at once: errs[i] is the outcome of pins[i].
-	PinMany(ctx context.Context, pins []api.Pin) (errs []error)
+	// unheld[i] says kubo is known not to hold pins[i], which spares
+	// kubo a check.
+	PinMany(ctx context.Context, pins []api.Pin, unheld []bool) (errs []error)
 	Unpin(ctx context.Context, c api.Cid) error
 	// PinLs streams kubo's pins of the comma-separated types.
 	PinLs(ctx context.Context, types string, fn func(api.IPFSPinInfo) error) error
@@ -117,6 +118,9 @@ type operation struct {
 	// toRemote: after a successful unpin, record the CID as remote (it is
 	// still in the pinset, allocated elsewhere) instead of forgetting it.
 	toRemote bool
+	// unheld: kubo is known not to hold the pin (the tracker had no
+	// record of this peer holding it, or kubo's pin list lacked it).
+	unheld bool
 }
 
 func (op *operation) status() api.TrackerStatus {
@@ -312,7 +316,8 @@ func (t *Tracker) Track(pin api.Pin) error {
 	if err == nil && ok && rec.Status == api.TrackerStatusPinError {
 		attempts = rec.Attempts
 	}
-	return t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: attempts})
+	unheld := err == nil && (!ok || rec.Status == api.TrackerStatusRemote)
+	return t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: attempts, unheld: unheld})
 }
 
 // Untrack releases a CID that left the pinset.
@@ -422,7 +427,7 @@ func (t *Tracker) run(op *operation) {
 	start := time.Now()
 	var err error
 	if op.typ == opPin {
-		err = t.ipfs.Pin(ctx, pin, nil)
+		err = t.ipfs.PinMany(ctx, []api.Pin{pin}, []bool{op.unheld})[0]
 		t.batch.observe(1, time.Since(start))
 	} else {
 		err = t.ipfs.Unpin(ctx, pin.Cid)
@@ -436,6 +441,7 @@ func (t *Tracker) run(op *operation) {
 func (t *Tracker) runPins(ops []*operation) {
 	var started, later []*operation
 	var pins []api.Pin
+	var unheld []bool
 	for _, op := range ops {
 		// One call serves them all: a superseded one cannot be cancelled
 		// alone, and what supersedes it waits for the call to return.
@@ -444,13 +450,14 @@ func (t *Tracker) runPins(ops []*operation) {
 		case ok:
 			started = append(started, op)
 			pins = append(pins, pin)
+			unheld = append(unheld, op.unheld)
 		case busy != nil:
 			later = append(later, op)
 		}
 	}
 	if len(pins) > 0 {
 		start := time.Now()
-		errs := t.ipfs.PinMany(t.ctx, pins)
+		errs := t.ipfs.PinMany(t.ctx, pins, unheld)
 		t.batch.observe(len(pins), time.Since(start))
 		for i, op := range started {
 			t.finish(op, errs[i])

@@ -244,6 +244,58 @@ func TestRecoverRequeuesAtOnce(t *testing.T) {
 	f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
 }
 
+// TestKnownAbsentPinsSkipTheCheck checks that kubo is asked whether it
+// holds a pin only when the tracker cannot know: a CID new to the tracker,
+// or one kubo's pin list lacks, goes straight to pin/add; a pin retried
+// after a failure is checked first, as kubo may have pinned it before the
+// failure was seen.
+func TestKnownAbsentPinsSkipTheCheck(t *testing.T) {
+	p := &kuboProxy{}
+	f := newFixture(t, p.proxied(t))
+	cids := f.addContent(3)
+	fresh, lost, failed := cids[0], cids[1], cids[2]
+	f.pin(fresh, nil)
+	f.pin(lost, nil)
+	f.waitStatus(fresh, api.TrackerStatusPinned, 30*time.Second)
+	f.waitStatus(lost, api.TrackerStatusPinned, 30*time.Second)
+	if p.checked(fresh) || p.checked(lost) {
+		t.Fatal("pins new to the tracker were checked with pin/ls")
+	}
+
+	if _, err := f.kubo.Run(t.Context(), "pin", "rm", lost.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.tracker.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(lost, api.TrackerStatusPinned, 30*time.Second)
+	if p.checked(lost) {
+		t.Fatal("a pin kubo's pin list lacked was checked with pin/ls")
+	}
+
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	f.pin(failed, nil)
+	f.waitStatus(failed, api.TrackerStatusPinError, 20*time.Second)
+	if err := f.kubo.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.tracker.Recover(t.Context(), failed); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(failed, api.TrackerStatusPinned, 30*time.Second)
+	if !p.checked(failed) {
+		t.Fatal("a pin retried after a failure went to pin/add unchecked")
+	}
+	held := f.kuboPins("recursive")
+	for _, c := range cids {
+		if !held[c.String()] {
+			t.Fatalf("kubo does not hold %s", c)
+		}
+	}
+}
+
 func TestStalledPinFails(t *testing.T) {
 	f := newFixture(t, func(_ *Config, cc *ipfsconn.Config) { cc.PinTimeout = time.Second })
 	// A CID whose blocks exist nowhere: kubo (no routing) waits forever.
