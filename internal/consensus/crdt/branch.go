@@ -33,10 +33,15 @@ import (
 // for a node and, in the same reply, for the nodes below it, breadth first:
 // a walk of thousands of nodes takes a few round trips.
 //
-// Request: uvarint max blocks, uvarint len, CID bytes. Reply: the blocks
-// the server holds, starting with the requested one, each as uvarint len,
-// CID bytes, uvarint len, data; then a zero length. An empty reply means the
-// server lacks the requested block.
+// A request also names the asking peer's heads: the server sends nothing
+// at or below them, so a peer that missed one announcement gets the few
+// nodes it lacks, not the history behind them.
+//
+// Request: uvarint max blocks, uvarint len, CID bytes; then, optionally,
+// uvarint n and n times uvarint len, CID bytes (the heads). Reply: the
+// blocks the server holds, starting with the requested one, each as uvarint
+// len, CID bytes, uvarint len, data; then a zero length. An empty reply
+// means the server lacks the requested block.
 const (
 	branchProtocol = protocol.ID("/ipfs-cluster/crdt-branch/1.0.0")
 	// branchMinBlocks is what a fetch asks for first; each fetch that
@@ -55,6 +60,12 @@ const (
 	// (the asking peer tries another, or bitswap), so that requests cannot
 	// pile up reads of the block store.
 	branchServers = 4
+	// branchMaxKnown bounds the heads a request names, and
+	// branchMaxRequest its size.
+	branchMaxKnown   = 64
+	branchMaxRequest = 64 << 10
+	// maxCidLen bounds a CID on the wire.
+	maxCidLen = 256
 )
 
 // errBranchReply marks a reply that breaks the protocol: a block that does
@@ -72,6 +83,9 @@ type branchExchange struct {
 	h      host.Host
 	peers  func() []peer.ID // candidates, asked in random order
 	log    zerolog.Logger
+	// heads, once set, returns the CRDT heads, which requests name. It is
+	// set after the CRDT store, which fetches blocks as soon as it opens.
+	heads atomic.Pointer[func() []cid.Cid]
 
 	want atomic.Int64 // blocks the next fetch asks for
 
@@ -86,6 +100,19 @@ func newBranchExchange(fallback exchange.Interface, bstore blockstore.Blockstore
 	x.want.Store(branchMinBlocks)
 	h.SetStreamHandler(branchProtocol, x.serveBranch)
 	return x
+}
+
+// setHeads makes requests name the heads fn returns.
+func (x *branchExchange) setHeads(fn func() []cid.Cid) { x.heads.Store(&fn) }
+
+// known returns up to branchMaxKnown of the CRDT heads.
+func (x *branchExchange) known() []cid.Cid {
+	fn := x.heads.Load()
+	if fn == nil {
+		return nil
+	}
+	h := (*fn)()
+	return h[:min(len(h), branchMaxKnown)]
 }
 
 // close stops serving branches: it ends the requests being served and
@@ -184,12 +211,13 @@ func (x *branchExchange) fetchBranch(ctx context.Context, c cid.Cid) blocks.Bloc
 	}
 	peers := x.peers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	known := x.known()
 	for _, p := range peers {
 		if ctx.Err() != nil {
 			return nil
 		}
 		want := int(x.want.Load())
-		got, err := x.askBranch(ctx, p, c, want)
+		got, err := x.askBranch(ctx, p, c, want, known)
 		if err != nil {
 			x.log.Debug().Err(err).Stringer("peer", p).Stringer("cid", c).Msg("branch fetch")
 		}
@@ -210,9 +238,10 @@ func (x *branchExchange) fetchBranch(ctx context.Context, c cid.Cid) blocks.Bloc
 	return nil
 }
 
-// askBranch requests c and up to limit blocks below it from p. It returns
-// the valid blocks read before any error, c's first.
-func (x *branchExchange) askBranch(ctx context.Context, p peer.ID, c cid.Cid, limit int) ([]blocks.Block, error) {
+// askBranch requests c and up to limit blocks below it from p, none at or
+// below known. It returns the valid blocks read before any error, c's
+// first.
+func (x *branchExchange) askBranch(ctx context.Context, p peer.ID, c cid.Cid, limit int, known []cid.Cid) ([]blocks.Block, error) {
 	ctx, cancel := attemptContext(ctx)
 	defer cancel()
 	s, err := x.h.NewStream(ctx, p, branchProtocol)
@@ -227,9 +256,7 @@ func (x *branchExchange) askBranch(ctx context.Context, p peer.ID, c cid.Cid, li
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
 
-	req := binary.AppendUvarint(nil, uint64(limit))
-	req = binary.AppendUvarint(req, uint64(c.ByteLen()))
-	if _, err := s.Write(append(req, c.Bytes()...)); err != nil {
+	if _, err := s.Write(appendBranchRequest(nil, limit, c, known)); err != nil {
 		s.Reset()
 		return nil, err
 	}
@@ -280,24 +307,9 @@ func (x *branchExchange) serveBranch(s network.Stream) {
 	defer x.release(s)
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(branchServeTimeout))
-	r := bufio.NewReader(io.LimitReader(s, 1024))
-	limit, err := binary.ReadUvarint(r)
+	limit, root, known, err := readBranchRequest(bufio.NewReader(io.LimitReader(s, branchMaxRequest)))
 	if err != nil {
-		s.Reset()
-		return
-	}
-	n, err := binary.ReadUvarint(r)
-	if err != nil || n == 0 || n > 256 {
-		s.Reset()
-		return
-	}
-	raw := make([]byte, n)
-	if _, err := io.ReadFull(r, raw); err != nil {
-		s.Reset()
-		return
-	}
-	root, err := cid.Cast(raw)
-	if err != nil {
+		x.log.Debug().Err(err).Stringer("peer", s.Conn().RemotePeer()).Msg("bad branch request")
 		s.Reset()
 		return
 	}
@@ -305,7 +317,11 @@ func (x *branchExchange) serveBranch(s network.Stream) {
 	defer cancel()
 	w := bufio.NewWriterSize(s, 64<<10)
 	queue := []cid.Cid{root}
+	// The asker holds its heads and everything below them.
 	seen := map[cid.Cid]bool{root: true}
+	for _, k := range known {
+		seen[k] = true
+	}
 	sent, size := 0, 0
 	for len(queue) > 0 && sent < int(min(limit, branchMaxBlocks)) && size < branchMaxBytes {
 		c := queue[0]
@@ -336,6 +352,66 @@ func (x *branchExchange) serveBranch(s network.Stream) {
 	}
 }
 
+func appendBranchRequest(req []byte, limit int, c cid.Cid, known []cid.Cid) []byte {
+	req = binary.AppendUvarint(req, uint64(limit))
+	req = appendCid(req, c)
+	req = binary.AppendUvarint(req, uint64(len(known)))
+	for _, k := range known {
+		req = appendCid(req, k)
+	}
+	return req
+}
+
+func appendCid(b []byte, c cid.Cid) []byte {
+	b = binary.AppendUvarint(b, uint64(c.ByteLen()))
+	return append(b, c.Bytes()...)
+}
+
+// readBranchRequest decodes a request. A request that ends after the
+// requested CID names no heads.
+func readBranchRequest(r *bufio.Reader) (limit uint64, root cid.Cid, known []cid.Cid, err error) {
+	if limit, err = binary.ReadUvarint(r); err != nil {
+		return 0, cid.Undef, nil, fmt.Errorf("branch request: limit: %w", err)
+	}
+	if root, err = readCid(r); err != nil {
+		return 0, cid.Undef, nil, fmt.Errorf("branch request: %w", err)
+	}
+	n, err := binary.ReadUvarint(r)
+	switch {
+	case errors.Is(err, io.EOF):
+		return limit, root, nil, nil
+	case err != nil:
+		return 0, cid.Undef, nil, fmt.Errorf("branch request: heads: %w", err)
+	case n > branchMaxKnown:
+		return 0, cid.Undef, nil, fmt.Errorf("branch request: %d heads, at most %d", n, branchMaxKnown)
+	}
+	known = make([]cid.Cid, 0, n)
+	for range n {
+		k, err := readCid(r)
+		if err != nil {
+			return 0, cid.Undef, nil, fmt.Errorf("branch request: head: %w", err)
+		}
+		known = append(known, k)
+	}
+	return limit, root, known, nil
+}
+
+// readCid reads a uvarint-prefixed CID of at most maxCidLen bytes.
+func readCid(r *bufio.Reader) (cid.Cid, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return cid.Undef, err
+	}
+	if n == 0 || n > maxCidLen {
+		return cid.Undef, fmt.Errorf("CID of %d bytes", n)
+	}
+	raw := make([]byte, n)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return cid.Undef, err
+	}
+	return cid.Cast(raw)
+}
+
 func writeBranchBlock(w *bufio.Writer, b blocks.Block) error {
 	c := b.Cid().Bytes()
 	w.Write(binary.AppendUvarint(nil, uint64(len(c))))
@@ -354,7 +430,7 @@ func readBranchBlock(r *bufio.Reader) (cid.Cid, []byte, error) {
 		return cid.Undef, nil, err
 	case n == 0:
 		return cid.Undef, nil, nil
-	case n > 256:
+	case n > maxCidLen:
 		return cid.Undef, nil, fmt.Errorf("%w: CID of %d bytes", errBranchReply, n)
 	}
 	raw := make([]byte, n)

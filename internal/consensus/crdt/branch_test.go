@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -113,7 +114,7 @@ func TestBranchFetchGrowsAndStops(t *testing.T) {
 	connectHosts(t, cli, srv)
 	nodes := chainOf(t, srv.bstore, 300)
 
-	got, err := cli.askBranch(t.Context(), srv.h.ID(), nodes[0].Cid(), branchMinBlocks)
+	got, err := cli.askBranch(t.Context(), srv.h.ID(), nodes[0].Cid(), branchMinBlocks, nil)
 	if err != nil || len(got) != branchMinBlocks {
 		t.Fatalf("askBranch: %d blocks, %v; want %d", len(got), err, branchMinBlocks)
 	}
@@ -153,6 +154,54 @@ func TestBranchFetchGrowsAndStops(t *testing.T) {
 	}
 }
 
+// TestBranchStopsAtHeads checks that a fetch brings the nodes above the
+// asking peer's heads and none at or below them: a peer that missed an
+// announcement receives what it lacks, not the history behind it.
+func TestBranchStopsAtHeads(t *testing.T) {
+	srv := newBranchPeer(t)
+	cli := newBranchPeer(t)
+	connectHosts(t, cli, srv)
+	nodes := chainOf(t, srv.bstore, 100)
+	if err := cli.bstore.PutMany(t.Context(), nodes[10:]); err != nil {
+		t.Fatal(err)
+	}
+	cli.peers = func() []peer.ID { return []peer.ID{srv.h.ID()} }
+	cli.setHeads(func() []cid.Cid { return []cid.Cid{nodes[10].Cid()} })
+
+	got, err := cli.askBranch(t.Context(), srv.h.ID(), nodes[0].Cid(), branchMinBlocks, cli.known())
+	if err != nil || len(got) != 10 {
+		t.Fatalf("askBranch naming the head 10 nodes down: %d blocks, %v; want 10", len(got), err)
+	}
+	for i, b := range got {
+		if !b.Cid().Equals(nodes[i].Cid()) {
+			t.Fatalf("block %d is %s, want %s", i, b.Cid(), nodes[i].Cid())
+		}
+	}
+	if b := cli.fetchBranch(t.Context(), nodes[0].Cid()); b == nil {
+		t.Fatal("fetchBranch brought nothing")
+	}
+	for i, n := range nodes[:10] {
+		if ok, _ := cli.bstore.Has(t.Context(), n.Cid()); !ok {
+			t.Fatalf("node %d above the head is missing after the fetch", i)
+		}
+	}
+	if w := cli.want.Load(); w != branchMinBlocks {
+		t.Fatalf("after a short reply the next fetch asks for %d, want %d", w, branchMinBlocks)
+	}
+}
+
+// TestBranchRequestWithoutHeads checks that a request ending after the
+// requested CID, as the protocol's first form had it, still decodes.
+func TestBranchRequestWithoutHeads(t *testing.T) {
+	c := merkledag.NodeWithData([]byte("root")).Cid()
+	short := appendBranchRequest(nil, 64, c, nil)
+	short = short[:len(short)-1] // drop the zero count of heads
+	limit, root, known, err := readBranchRequest(bufio.NewReader(bytes.NewReader(short)))
+	if err != nil || limit != 64 || !root.Equals(c) || len(known) != 0 {
+		t.Fatalf("readBranchRequest = %d, %s, %v, %v; want 64, %s, none", limit, root, known, err, c)
+	}
+}
+
 // TestBranchReplyChecked serves replies that break the protocol: a block
 // whose data does not match its CID, and a block the requested one does not
 // link to. Neither is stored.
@@ -182,7 +231,7 @@ func TestBranchReplyChecked(t *testing.T) {
 				w.WriteByte(0)
 				w.Flush()
 			})
-			got, err := cli.askBranch(t.Context(), srv.h.ID(), want.Cid(), branchMinBlocks)
+			got, err := cli.askBranch(t.Context(), srv.h.ID(), want.Cid(), branchMinBlocks, nil)
 			if !errors.Is(err, errBranchReply) {
 				t.Fatalf("err = %v, want errBranchReply", err)
 			}
@@ -238,7 +287,7 @@ func TestBranchServersBounded(t *testing.T) {
 	connectHosts(t, cli, srv)
 	head := chainOf(t, srv.bstore, 2)[0].Cid()
 	idle := openIdle(t, cli, srv, branchServers)
-	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks); len(got) != 0 || err == nil {
+	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks, nil); len(got) != 0 || err == nil {
 		t.Fatalf("a busy peer answered: %d blocks, %v", len(got), err)
 	}
 	idle[0].Reset()
@@ -247,7 +296,7 @@ func TestBranchServersBounded(t *testing.T) {
 		defer srv.mu.Unlock()
 		return len(srv.serving) < branchServers
 	})
-	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks); len(got) != 2 || err != nil {
+	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks, nil); len(got) != 2 || err != nil {
 		t.Fatalf("after one request ended: %d blocks, %v; want 2", len(got), err)
 	}
 }
@@ -269,7 +318,7 @@ func TestBranchCloseEndsServes(t *testing.T) {
 		t.Fatalf("%d requests still served after close", len(srv.serving))
 	}
 	head := chainOf(t, srv.bstore, 1)[0].Cid()
-	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks); len(got) != 0 || err == nil {
+	if got, err := cli.askBranch(t.Context(), srv.h.ID(), head, branchMinBlocks, nil); len(got) != 0 || err == nil {
 		t.Fatalf("a closed peer answered: %d blocks, %v", len(got), err)
 	}
 }
@@ -321,6 +370,35 @@ func FuzzBranchReply(f *testing.F) {
 		}
 		if len(got) > 9 {
 			t.Fatalf("%d blocks for a limit of 8", len(got))
+		}
+	})
+}
+
+// FuzzBranchRequest feeds arbitrary bytes as a branch request: decoding
+// must never panic, and what it accepts must hold a CID and at most
+// branchMaxKnown heads, and encode to a request that decodes the same.
+func FuzzBranchRequest(f *testing.F) {
+	a := merkledag.NodeWithData([]byte("a")).Cid()
+	b := merkledag.NodeWithData([]byte("b")).Cid()
+	f.Add(appendBranchRequest(nil, 64, a, nil))
+	f.Add(appendBranchRequest(nil, 4096, a, []cid.Cid{a, b}))
+	f.Add(appendBranchRequest(nil, 1, b, []cid.Cid{a})[:20])
+	f.Add([]byte{0x40, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{})
+	decode := func(data []byte) (uint64, cid.Cid, []cid.Cid, error) {
+		return readBranchRequest(bufio.NewReader(bytes.NewReader(data)))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		limit, root, known, err := decode(data)
+		if err != nil {
+			return
+		}
+		if !root.Defined() || len(known) > branchMaxKnown {
+			t.Fatalf("accepted a request for %s naming %d heads", root, len(known))
+		}
+		limit2, root2, known2, err := decode(appendBranchRequest(nil, int(limit), root, known))
+		if err != nil || limit2 != limit || !root2.Equals(root) || !slices.Equal(known2, known) {
+			t.Fatalf("request %x: re-encoded, decodes as %d, %s, %v, %v", data, limit2, root2, known2, err)
 		}
 	})
 }

@@ -174,7 +174,9 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	if err != nil {
 		return fmt.Errorf("open crdt store: %w", err)
 	}
-	if err := c.bcast.welcome(func() []cid.Cid { return c.crdt.InternalStats(c.ctx).Heads }); err != nil {
+	heads := func() []cid.Cid { return c.crdt.InternalStats(c.ctx).Heads }
+	c.branches.setHeads(heads)
+	if err := c.bcast.welcome(heads); err != nil {
 		return err
 	}
 	if unclean {
