@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,14 +193,29 @@ func TestTextCache(t *testing.T) {
 			}
 		}
 	}
-	if len(names.peers) > textCacheSize || len(names.addrs) > textCacheSize || len(parsedAddrs.m) > textCacheSize {
-		t.Fatalf("caches grew past %d: %d peers, %d addresses, %d parsed", textCacheSize, len(names.peers), len(names.addrs), len(parsedAddrs.m))
+	if len(names.peers) > textCacheSize || len(names.addrs) > textCacheSize || parsedAddrs.len() > textCacheSize {
+		t.Fatalf("caches grew past %d: %d peers, %d addresses, %d parsed", textCacheSize, len(names.peers), len(names.addrs), parsedAddrs.len())
 	}
 	if _, err := parseAddr([]byte{0xff, 0xff}); err == nil {
 		t.Fatal("parseAddr accepted garbage")
 	}
+	// A nil cache uses the shared one, from many goroutines at once.
 	var none *TextCache
-	if none.Peer(peers[0]) != peers[0].String() {
-		t.Fatal("a nil cache must still encode")
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for round := range 2 {
+				for i := g; i < len(peers); i += 4 {
+					if got := none.Peer(peers[i]); got != peers[i].String() {
+						t.Errorf("shared cache, round %d, peer %d: %q, want %q", round, i, got, peers[i].String())
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := sharedPeers.len(); n > textCacheSize {
+		t.Fatalf("the shared cache grew past %d: %d", textCacheSize, n)
 	}
 }

@@ -273,7 +273,7 @@ func (s *Server) reply(w http.ResponseWriter, v any, err error) {
 }
 
 func (s *Server) writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
+	b, err := encodeJSON(v)
 	if err != nil {
 		s.writeError(w, http.StatusInternalServerError, fmt.Errorf("encode reply: %w", err))
 		return
@@ -281,6 +281,20 @@ func (s *Server) writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	w.Write(append(b, '\n'))
+}
+
+// encodeJSON encodes v, without reflection for the types that append
+// themselves: a pin is the reply of every POST /pins.
+func encodeJSON(v any) ([]byte, error) {
+	switch t := v.(type) {
+	case jsonAppender:
+		return t.AppendJSON(nil, nil), nil
+	case api.Pin:
+		return t.AppendJSON(nil, nil), nil
+	case api.GlobalPinInfo:
+		return t.AppendJSON(nil, nil), nil
+	}
+	return json.Marshal(v)
 }
 
 func (s *Server) writeError(w http.ResponseWriter, code int, err error) {
