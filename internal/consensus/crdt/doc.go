@@ -89,8 +89,10 @@
 // peer announces its heads when another joins the topic (and from the
 // periodic rebroadcast, rebroadcast_interval), and walks the DAG from them
 // a branch of up to thousands of nodes per round trip (see branchExchange),
-// with bitswap as the fallback. Fetches give up after dag_sync_timeout; a branch that could not
-// be fetched marks the store dirty, and a dirty store (or one that was not
+// with bitswap as the fallback; a request names the asker's heads, so a
+// peer that only missed an announcement gets the few nodes it lacks.
+// Fetches give up after dag_sync_timeout; a branch that could not be
+// fetched marks the store dirty, and a dirty store (or one that was not
 // shut down cleanly) is repaired promptly: the first repair runs within one
 // rebroadcast interval, and retries back off to repair_interval.
 package crdt
