@@ -323,12 +323,19 @@ func (b *bench) waitPinned(ctx context.Context) error {
 			if got[i] >= want[i] {
 				continue
 			}
-			n, _, err := stream(ctx, p.APIURL+"/pins?local=true&filter=pinned")
+			// Listing what is still on its way costs the peer what it
+			// returns; listing every pinned item costs it the whole
+			// pinset, so that waits until nothing is on its way.
+			busy, _, err := stream(ctx, p.APIURL+"/pins?local=true&filter=queued,pinning,pin_error")
 			if err != nil {
 				return err
 			}
-			got[i] = n
-			done = done && n >= want[i]
+			if busy == 0 {
+				if got[i], _, err = stream(ctx, p.APIURL+"/pins?local=true&filter=pinned"); err != nil {
+					return err
+				}
+			}
+			done = done && got[i] >= want[i]
 		}
 		if done {
 			return nil
