@@ -3,6 +3,7 @@ package proc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,21 +36,30 @@ func CPUTime(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
 	}
-	// The command name, field 2, is in parentheses and may hold spaces:
-	// count fields from the last ')'. utime and stime are fields 14 and 15.
+	t, err := statCPUTime(b)
+	if err != nil {
+		return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
+	}
+	return t, nil
+}
+
+// statCPUTime reads utime and stime, fields 14 and 15 of a /proc/<pid>/stat
+// line. The command name, field 2, is in parentheses and may hold spaces
+// and parentheses itself: fields are counted from the last ')'.
+func statCPUTime(b []byte) (time.Duration, error) {
 	end := bytes.LastIndexByte(b, ')')
 	if end < 0 {
-		return 0, fmt.Errorf("cpu time of %d: malformed /proc stat", pid)
+		return 0, errors.New("malformed /proc stat: no command name")
 	}
 	f := strings.Fields(string(b[end+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("cpu time of %d: malformed /proc stat", pid)
+		return 0, fmt.Errorf("malformed /proc stat: %d fields after the command name", len(f))
 	}
 	var ticks int64
 	for _, s := range f[11:13] {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
+			return 0, fmt.Errorf("malformed /proc stat: %w", err)
 		}
 		ticks += n
 	}
