@@ -131,6 +131,12 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	if err := conn.RegisterMetrics(p.Metrics); err != nil {
+		return nil, err
+	}
+	if err := p.Metrics.Register(newPinsCollector(p.DB)); err != nil {
+		return nil, fmt.Errorf("pin metrics: %w", err)
+	}
 	policyPath := cl.PolicyFile
 	if policyPath != "" && !filepath.IsAbs(policyPath) {
 		policyPath = filepath.Join(dir, policyPath)

@@ -241,8 +241,15 @@ func (s *BlockStream) Close() error {
 	}
 	s.result = s.rerr
 	s.finished = true
-	if started && s.rerr == nil {
-		s.c.log.Debug().Str("endpoint", s.endpoint).Uint64("blocks", s.sent).Uint64("bytes", s.bytes).Msg("block stream stored")
+	if started {
+		s.c.metrics.blocksPut.Inc()
+		if s.rerr != nil {
+			s.c.metrics.blocksErrors.Inc()
+		} else {
+			s.c.metrics.blocksAdded.Add(float64(s.sent))
+			s.c.metrics.blocksBytes.Add(float64(s.bytes))
+			s.c.log.Debug().Str("endpoint", s.endpoint).Uint64("blocks", s.sent).Uint64("bytes", s.bytes).Msg("block stream stored")
+		}
 	}
 	return s.result
 }
@@ -271,6 +278,8 @@ func (s *BlockStream) CloseWithError(err error) error {
 	s.startOnce.Do(func() { started = false })
 	if started {
 		<-s.done
+		s.c.metrics.blocksPut.Inc()
+		s.c.metrics.blocksErrors.Inc()
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ type Connector struct {
 	client  *http.Client
 	short   semaphore
 	long    semaphore
+	metrics *metrics
 }
 
 // New returns a Connector for the kubo daemon at cfg.NodeMultiaddress. It
@@ -91,6 +92,7 @@ func New(cfg Config, log zerolog.Logger) (*Connector, error) {
 		client:  newHTTPClient(network, address, 2*slots),
 		short:   make(semaphore, slots),
 		long:    make(semaphore, slots),
+		metrics: newMetrics(),
 	}, nil
 }
 

@@ -57,6 +57,16 @@ func kuboMode(pin api.Pin) api.IPFSPinStatus {
 // not nil, is called with the number of blocks fetched so far each time it
 // grows.
 func (c *Connector) Pin(ctx context.Context, pin api.Pin, progress func(blocks uint64)) error {
+	c.metrics.pinAdd.Inc()
+	err := c.pin(ctx, pin, progress)
+	if err != nil {
+		c.metrics.pinAddErrors.Inc()
+	}
+	return err
+}
+
+// pin is Pin without the counting.
+func (c *Connector) pin(ctx context.Context, pin api.Pin, progress func(blocks uint64)) error {
 	mode := kuboMode(pin)
 	have, err := c.pinLsCid(ctx, pin.Cid, mode)
 	if err != nil {
@@ -104,6 +114,14 @@ const pinManyFanout = 8
 // kubo about as much CPU as pinning a small DAG. A pin marked by mistake is
 // still pinned right; kubo only walks its DAG again.
 func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool) (errs []error) {
+	c.metrics.pinAdd.Add(float64(len(pins)))
+	defer func() {
+		for _, err := range errs {
+			if err != nil {
+				c.metrics.pinAddErrors.Inc()
+			}
+		}
+	}()
 	errs = make([]error, len(pins))
 	var alone, together, check []int
 	for i, p := range pins {
@@ -148,7 +166,7 @@ func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool) 
 			alone = append(alone, idx...)
 		}
 	}
-	fanOut(alone, pinManyFanout, func(i int) { errs[i] = c.Pin(ctx, pins[i], nil) })
+	fanOut(alone, pinManyFanout, func(i int) { errs[i] = c.pin(ctx, pins[i], nil) })
 	return errs
 }
 
