@@ -125,6 +125,20 @@ func (f *fixture) waitStatus(c api.Cid, want api.TrackerStatus, within time.Dura
 	return last
 }
 
+// failWhileKuboDown pins c while kubo is stopped, waits for the pin to
+// fail, and starts kubo again.
+func (f *fixture) failWhileKuboDown(c api.Cid) {
+	f.t.Helper()
+	if err := f.kubo.Terminate(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.pin(c, nil)
+	f.waitStatus(c, api.TrackerStatusPinError, 20*time.Second)
+	if err := f.kubo.Restart(f.t.Context()); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 func (f *fixture) kuboPins(typ string) map[string]bool { return kubotest.Pins(f.t, f.kubo, typ) }
 
 func TestPinAndUnpin(t *testing.T) {
@@ -226,14 +240,7 @@ func TestKuboDownThenBack(t *testing.T) {
 func TestRecoverRequeuesAtOnce(t *testing.T) {
 	f := newFixture(t, nil) // retries wait a minute: only recover can help
 	c := f.addContent(1)[0]
-	if err := f.kubo.Terminate(); err != nil {
-		t.Fatal(err)
-	}
-	f.pin(c, nil)
-	f.waitStatus(c, api.TrackerStatusPinError, 20*time.Second)
-	if err := f.kubo.Restart(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	f.failWhileKuboDown(c)
 	n := 0
 	if err := f.tracker.RecoverAll(t.Context(), true, func(api.PinInfo) error { n++; return nil }); err != nil {
 		t.Fatal(err)
@@ -273,14 +280,7 @@ func TestKnownAbsentPinsSkipTheCheck(t *testing.T) {
 		t.Fatal("a pin kubo's pin list lacked was checked with pin/ls")
 	}
 
-	if err := f.kubo.Terminate(); err != nil {
-		t.Fatal(err)
-	}
-	f.pin(failed, nil)
-	f.waitStatus(failed, api.TrackerStatusPinError, 20*time.Second)
-	if err := f.kubo.Restart(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	f.failWhileKuboDown(failed)
 	if _, err := f.tracker.Recover(t.Context(), failed); err != nil {
 		t.Fatal(err)
 	}
