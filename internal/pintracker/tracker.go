@@ -119,7 +119,9 @@ type operation struct {
 	// still in the pinset, allocated elsewhere) instead of forgetting it.
 	toRemote bool
 	// unheld: kubo is known not to hold the pin (the tracker had no
-	// record of this peer holding it, or kubo's pin list lacked it).
+	// record of this peer holding it, or kubo's pin list lacked it). It is
+	// set when the operation is made and never changes, so it may be read
+	// without the lock.
 	unheld bool
 }
 
