@@ -72,6 +72,10 @@ const (
 // not match its CID or that the requested node does not lead to.
 var errBranchReply = errors.New("malformed branch reply")
 
+// errBadCid marks a CID on the wire that is empty, too long or does not
+// decode.
+var errBadCid = errors.New("malformed CID")
+
 // branchExchange is the exchange of the CRDT block service: it fetches a
 // missing node, and the branch below it, from one of the topic peers with
 // the branch protocol, and falls back to bitswap (the embedded exchange)
@@ -396,20 +400,30 @@ func readBranchRequest(r *bufio.Reader) (limit uint64, root cid.Cid, known []cid
 	return limit, root, known, nil
 }
 
-// readCid reads a uvarint-prefixed CID of at most maxCidLen bytes.
+// readCid reads a uvarint-prefixed CID.
 func readCid(r *bufio.Reader) (cid.Cid, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		return cid.Undef, err
 	}
+	return readCidBytes(r, n)
+}
+
+// readCidBytes reads a CID of n bytes, which must be 1 to maxCidLen.
+// Errors other than the reader's wrap errBadCid.
+func readCidBytes(r *bufio.Reader, n uint64) (cid.Cid, error) {
 	if n == 0 || n > maxCidLen {
-		return cid.Undef, fmt.Errorf("CID of %d bytes", n)
+		return cid.Undef, fmt.Errorf("%w: %d bytes", errBadCid, n)
 	}
 	raw := make([]byte, n)
 	if _, err := io.ReadFull(r, raw); err != nil {
 		return cid.Undef, err
 	}
-	return cid.Cast(raw)
+	c, err := cid.Cast(raw)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("%w: %w", errBadCid, err)
+	}
+	return c, nil
 }
 
 func writeBranchBlock(w *bufio.Writer, b blocks.Block) error {
@@ -425,21 +439,15 @@ func writeBranchBlock(w *bufio.Writer, b blocks.Block) error {
 // error mark the end.
 func readBranchBlock(r *bufio.Reader) (cid.Cid, []byte, error) {
 	n, err := binary.ReadUvarint(r)
-	switch {
-	case err != nil:
-		return cid.Undef, nil, err
-	case n == 0:
-		return cid.Undef, nil, nil
-	case n > maxCidLen:
-		return cid.Undef, nil, fmt.Errorf("%w: CID of %d bytes", errBranchReply, n)
-	}
-	raw := make([]byte, n)
-	if _, err := io.ReadFull(r, raw); err != nil {
+	if err != nil || n == 0 {
 		return cid.Undef, nil, err
 	}
-	c, err := cid.Cast(raw)
-	if err != nil {
+	c, err := readCidBytes(r, n)
+	if errors.Is(err, errBadCid) {
 		return cid.Undef, nil, fmt.Errorf("%w: %w", errBranchReply, err)
+	}
+	if err != nil {
+		return cid.Undef, nil, err
 	}
 	if n, err = binary.ReadUvarint(r); err != nil {
 		return cid.Undef, nil, err
