@@ -2,6 +2,7 @@ package api
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -58,57 +59,55 @@ func (c *TextCache) Addr(a ma.Multiaddr) string {
 	return s
 }
 
-// boundedCache is a map shared by every goroutine, emptied when it grows
-// past textCacheSize. It is safe for concurrent use.
-type boundedCache[K comparable, V any] struct {
-	mu sync.Mutex
-	m  map[K]V
-}
-
-// get returns the value of k, made by fill (and remembered) the first time.
-func (c *boundedCache[K, V]) get(k K, fill func() (V, error)) (V, error) {
-	c.mu.Lock()
-	v, ok := c.m[k]
-	c.mu.Unlock()
-	if ok {
-		return v, nil
-	}
-	v, err := fill()
-	if err != nil {
-		return v, err
-	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= textCacheSize {
-		c.m = map[K]V{}
-	}
-	c.m[k] = v
-	c.mu.Unlock()
-	return v, nil
-}
-
-func (c *boundedCache[K, V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}
-
 // parsedAddrs remembers the multiaddresses decoded from binary PinInfos
 // and pins: every PinInfo of a peer carries the same kubo addresses, and
 // checking them again encodes their peer IDs in base58 each time.
-// Multiaddresses are immutable, so one value serves every decoder.
-var parsedAddrs boundedCache[string, ma.Multiaddr]
+// Multiaddresses are immutable, so one value serves every decoder. It is
+// looked up by the raw bytes, which costs no allocation.
+var parsedAddrs = struct {
+	sync.Mutex
+	m map[string]ma.Multiaddr
+}{m: map[string]ma.Multiaddr{}}
 
 // parseAddr is ma.NewMultiaddrBytes(raw), remembered.
 func parseAddr(raw []byte) (ma.Multiaddr, error) {
-	return parsedAddrs.get(string(raw), func() (ma.Multiaddr, error) { return ma.NewMultiaddrBytes(raw) })
+	parsedAddrs.Lock()
+	m, ok := parsedAddrs.m[string(raw)]
+	parsedAddrs.Unlock()
+	if ok {
+		return m, nil
+	}
+	m, err := ma.NewMultiaddrBytes(raw)
+	if err != nil {
+		return nil, err
+	}
+	parsedAddrs.Lock()
+	if len(parsedAddrs.m) >= textCacheSize {
+		clear(parsedAddrs.m)
+	}
+	parsedAddrs.m[string(raw)] = m
+	parsedAddrs.Unlock()
+	return m, nil
 }
 
 // sharedPeers is the text of peer IDs for the callers without a TextCache:
-// single replies and statuses name the same few peers again and again.
-var sharedPeers boundedCache[peer.ID, string]
+// single replies and statuses name the same few peers again and again,
+// from many goroutines, so reads take no lock. sharedCount bounds it.
+var (
+	sharedPeers sync.Map // peer.ID -> string
+	sharedCount atomic.Int64
+)
 
 // sharedPeer is p.String(), remembered.
 func sharedPeer(p peer.ID) string {
-	s, _ := sharedPeers.get(p, func() (string, error) { return p.String(), nil })
+	if s, ok := sharedPeers.Load(p); ok {
+		return s.(string)
+	}
+	s := p.String()
+	if sharedCount.Add(1) > textCacheSize {
+		sharedPeers.Clear()
+		sharedCount.Store(1)
+	}
+	sharedPeers.Store(p, s)
 	return s
 }
