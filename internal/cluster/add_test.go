@@ -29,22 +29,13 @@ func runKubo(t *testing.T, d *kubo.Daemon, args ...string) string {
 	return out
 }
 
-func apiClient(t *testing.T, p *daemontest.Peer) *client.Client {
-	t.Helper()
-	c, err := client.New(client.Config{Hosts: []string{p.APIAddr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // TestAddAcrossPeersAndImportCAR adds a folder with replication 2 on three
 // peers: exactly the two allocated kubo daemons hold every block and pin
 // the root, the third holds nothing. Then a CAR exported by kubo imports
 // with the same root, and broken CARs fail with nothing pinned.
 func TestAddAcrossPeersAndImportCAR(t *testing.T) {
 	peers := daemontest.StartCluster(t, 3, nil)
-	cl := apiClient(t, peers[0])
+	cl := peers[0].Client(t)
 	dir := t.TempDir()
 	big := make([]byte, 3<<20)
 	rand.Read(big)
@@ -154,7 +145,7 @@ func TestAddAcrossPeersAndImportCAR(t *testing.T) {
 func TestAddLocalAndWithADeadDestination(t *testing.T) {
 	peers := daemontest.StartCluster(t, 3, nil)
 	p0, p1, p2 := peers[0], peers[1], peers[2]
-	cl := apiClient(t, p0)
+	cl := p0.Client(t)
 	add := func(content string, q url.Values) api.Cid {
 		t.Helper()
 		var last api.AddedOutput

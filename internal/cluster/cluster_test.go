@@ -28,22 +28,6 @@ func cids(t *testing.T, p *daemontest.Peer, n int) []api.Cid {
 	return out
 }
 
-func waitPinned(t *testing.T, p *daemontest.Peer, c api.Cid) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		gpi, err := p.Cluster.Status(t.Context(), c, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gpi.PeerMap[p.Identity.ID.String()].Status == api.TrackerStatusPinned {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s not pinned", c)
-}
-
 func TestReplicationDefaultsAndValidation(t *testing.T) {
 	p := daemontest.Start(t, func(c *config.Config) {
 		c.Cluster.ReplicationFactorMin, c.Cluster.ReplicationFactorMax = 1, 1
@@ -115,7 +99,7 @@ func TestPinUpdateCarriesOptionsOver(t *testing.T) {
 	if _, err := p.Cluster.Pin(t.Context(), from, api.PinOptions{Name: "v1", Metadata: map[string]string{"app": "x"}, ExpireAt: exp}); err != nil {
 		t.Fatal(err)
 	}
-	waitPinned(t, p, from)
+	p.WaitStatus(t, from, api.TrackerStatusPinned)
 	pin, err := p.Cluster.Pin(t.Context(), to, api.PinOptions{Name: "v2", PinUpdate: from})
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +107,7 @@ func TestPinUpdateCarriesOptionsOver(t *testing.T) {
 	if pin.Name != "v2" || pin.Metadata["app"] != "x" || !pin.ExpireAt.Equal(exp) || pin.Cid != to || pin.PinUpdate != from {
 		t.Fatalf("update: %+v", pin)
 	}
-	waitPinned(t, p, to)
+	p.WaitStatus(t, to, api.TrackerStatusPinned)
 	if !kubotest.Pins(t, p.Kubo, "recursive")[to.String()] {
 		t.Fatal("kubo does not hold the updated CID")
 	}

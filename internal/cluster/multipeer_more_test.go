@@ -500,7 +500,7 @@ func TestStatusWithAPeerDown(t *testing.T) {
 	if len(pin.Allocations) != 1 || pin.Allocations[0] != dead.Identity.ID {
 		t.Fatalf("allocations %v, want the peer to stop", pin.Allocations)
 	}
-	waitPinned(t, dead, c)
+	dead.WaitStatus(t, c, api.TrackerStatusPinned)
 	for _, p := range live {
 		waitPinset(t, 10*time.Second, p, []api.Cid{c})
 	}

@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/client"
@@ -15,33 +14,17 @@ import (
 // the pin asked of kubo, and the blocks streamed to it.
 func TestClusterMetrics(t *testing.T) {
 	p := daemontest.Start(t, nil)
-	cl, err := client.New(client.Config{Hosts: []string{p.APIAddr}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := p.Client(t)
 	content := "metrics are counted\n"
 	var root api.Cid
-	err = cl.AddFiles(t.Context(), client.ReaderDirectory("m.txt", strings.NewReader(content)), nil, func(out api.AddedOutput) error {
+	err := cl.AddFiles(t.Context(), client.ReaderDirectory("m.txt", strings.NewReader(content)), nil, func(out api.AddedOutput) error {
 		root = out.Cid
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		gpi, err := cl.Status(t.Context(), root, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gpi.PeerMap[p.Identity.ID.String()].Status == api.TrackerStatusPinned {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not pinned within 30s: %+v", root, gpi)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.WaitStatus(t, root, api.TrackerStatusPinned)
 
 	families, err := p.Metrics.Gather()
 	if err != nil {

@@ -20,10 +20,7 @@ import (
 // nothing, keeps answering, and the goroutines the add used are gone.
 func TestAddClientKilledMidway(t *testing.T) {
 	p := daemontest.Start(t, nil)
-	cl, err := client.New(client.Config{Hosts: []string{p.APIAddr}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := p.Client(t)
 	// Settle the peer's background work before counting goroutines.
 	time.Sleep(500 * time.Millisecond)
 	before := runtime.NumGoroutine()
@@ -47,7 +44,7 @@ func TestAddClientKilledMidway(t *testing.T) {
 		<-sent
 		cancel()
 	}()
-	err = cl.AddFiles(ctx, client.ReaderDirectory("endless.bin", pr), url.Values{"name": {"cut"}}, func(api.AddedOutput) error { return nil })
+	err := cl.AddFiles(ctx, client.ReaderDirectory("endless.bin", pr), url.Values{"name": {"cut"}}, func(api.AddedOutput) error { return nil })
 	pw.CloseWithError(io.ErrClosedPipe)
 	if err == nil {
 		t.Fatal("an add cut in the middle succeeded")

@@ -138,10 +138,7 @@ func BenchmarkGetPinsCluster(b *testing.B) {
 func BenchmarkPostAdd(b *testing.B) {
 	const size = 64 << 20
 	p := daemontest.Start(b, nil)
-	cl, err := client.New(client.Config{Hosts: []string{p.APIAddr}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	cl := p.Client(b)
 	data := make([]byte, size)
 	rand.Read(data)
 	b.SetBytes(size)

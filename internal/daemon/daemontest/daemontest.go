@@ -11,6 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/client"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon"
 	"ipfs-cluster/internal/kubo"
@@ -136,4 +138,32 @@ func StartCluster(t testing.TB, n int, tweak func(i int, c *config.Config)) []*P
 // ClusterAddr is the peer's libp2p address with its /p2p/ suffix.
 func (p *Peer) ClusterAddr() string {
 	return p.Host.Addrs()[0].String() + "/p2p/" + p.Host.ID().String()
+}
+
+// Client returns a REST client of the peer.
+func (p *Peer) Client(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Hosts: []string{p.APIAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// WaitStatus waits up to 30 s until the peer's own status of c is want.
+func (p *Peer) WaitStatus(t testing.TB, c api.Cid, want api.TrackerStatus) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last api.PinInfoShort
+	for time.Now().Before(deadline) {
+		gpi, err := p.Cluster.Status(t.Context(), c, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last = gpi.PeerMap[p.Identity.ID.String()]; last.Status == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: status %s (error %q) after 30s, want %s", c, last.Status, last.Error, want)
 }
