@@ -28,6 +28,7 @@ import (
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/kubo"
+	"ipfs-cluster/internal/kubo/kubotest"
 )
 
 // newConnector returns a Connector to addr, closed at the end of the test.
@@ -238,7 +239,7 @@ func startProxy(t testing.TB, kuboURL string, l net.Listener) *faultProxy {
 	p.proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) {
 		w.WriteHeader(http.StatusBadGateway)
 	}
-	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	p.srv = httptest.NewUnstartedServer(kubotest.FullDuplex(http.HandlerFunc(p.serve)))
 	p.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			p.mu.Lock()

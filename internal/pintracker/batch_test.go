@@ -16,6 +16,7 @@ import (
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/ipfsconn"
+	"ipfs-cluster/internal/kubo/kubotest"
 )
 
 // kuboProxy forwards to a real kubo, records the arguments of every
@@ -44,7 +45,7 @@ func (p *kuboProxy) proxied(t *testing.T) func(*Config, *ipfsconn.Config) {
 			t.Fatal(err)
 		}
 		rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: hostport})
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := httptest.NewServer(kubotest.FullDuplex(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			args := r.URL.Query()["arg"]
 			switch r.URL.Path {
 			case "/api/v0/pin/add":
@@ -65,7 +66,7 @@ func (p *kuboProxy) proxied(t *testing.T) func(*Config, *ipfsconn.Config) {
 			default:
 				rp.ServeHTTP(w, r)
 			}
-		}))
+		})))
 		t.Cleanup(srv.Close)
 		host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 		ccfg.NodeMultiaddress = "/ip4/" + host + "/tcp/" + port
