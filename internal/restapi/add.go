@@ -70,6 +70,15 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		s.writeError(w, http.StatusBadRequest, fmt.Errorf("parameter format: unknown format %q (want unixfs or car)", format))
 		return
 	}
+	// The reply streams while the upload is still being read: progress
+	// events, and one line per file as each is done. Go's HTTP/1 server
+	// would otherwise silently discard up to 256 KiB of the unread upload
+	// once the reply starts, and add content the user never sent. HTTP/2
+	// is always full duplex.
+	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.writeError(w, http.StatusInternalServerError, fmt.Errorf("add: %w", err))
+		return
+	}
 	// multipart reads its body 4 KiB at a time, and net/http passes each
 	// read on to the socket: one syscall per 4 KiB, a fifth of a daemon's
 	// CPU while it adds. A large buffer in between reads what the socket

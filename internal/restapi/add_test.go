@@ -3,7 +3,9 @@ package restapi_test
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -11,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/boxo/files"
+
+	"ipfs-cluster/internal/adder"
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/client"
 	"ipfs-cluster/internal/daemon/daemontest"
@@ -92,5 +97,82 @@ func TestAddRefusesBadParameters(t *testing.T) {
 		if r.code != http.StatusBadRequest || !strings.Contains(string(r.body), want) {
 			t.Errorf("POST /add?%s = %d %s, want 400 mentioning %q", query, r.code, r.body, want)
 		}
+	}
+}
+
+// slowReader hands out at most 64 KiB per read, a few milliseconds apart,
+// as an upload over a slow link arrives; done is closed at its end.
+type slowReader struct {
+	data []byte
+	done chan struct{}
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		select {
+		case <-r.done:
+		default:
+			close(r.done)
+		}
+		return 0, io.EOF
+	}
+	time.Sleep(4 * time.Millisecond)
+	n := copy(p[:min(len(p), 64<<10)], r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestAddRepliesWhileUploading uploads three files slowly, with progress:
+// reply lines reach the client while the upload is still going, and the
+// peer adds exactly the bytes sent. Replying while the upload is unread is
+// what once made the server drop 256 KiB of it and add other content.
+func TestAddRepliesWhileUploading(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	cl := p.Client(t)
+
+	want := map[string]api.Cid{}
+	local, err := adder.New(adder.Options{}, adder.DiscardSink{}, func(o api.AddedOutput) {
+		if o.Cid.Defined() {
+			want[o.Name] = o.Cid
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries, localEntries []files.DirEntry
+	var last *slowReader
+	for i := range 3 {
+		data := make([]byte, 3<<20)
+		rand.Read(data)
+		name := fmt.Sprintf("part%d.bin", i)
+		last = &slowReader{data: data, done: make(chan struct{})}
+		entries = append(entries, files.FileEntry(name, files.NewReaderFile(last)))
+		localEntries = append(localEntries, files.FileEntry(name, files.NewBytesFile(data)))
+	}
+	if _, err := local.AddFiles(t.Context(), files.NewSliceDirectory(localEntries)); err != nil {
+		t.Fatal(err)
+	}
+
+	got := map[string]api.Cid{}
+	early := 0
+	err = cl.AddFiles(t.Context(), files.NewSliceDirectory(entries), url.Values{"progress": {"true"}}, func(o api.AddedOutput) error {
+		select {
+		case <-last.done:
+		default:
+			early++
+		}
+		if o.Cid.Defined() {
+			got[o.Name] = o.Cid
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("the peer added %v, the bytes sent make %v", got, want)
+	}
+	if early == 0 {
+		t.Fatal("no reply line reached the client before the upload ended")
 	}
 }
