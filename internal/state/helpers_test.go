@@ -18,7 +18,7 @@ import (
 func TestMain(m *testing.M) {
 	// The durability test re-runs this binary as a writer that it kills.
 	if dir := os.Getenv(writerEnv); dir != "" {
-		os.Exit(runWriter(dir))
+		os.Exit(runWriter(dir, os.Getenv(writerModeEnv)))
 	}
 	os.Exit(m.Run())
 }

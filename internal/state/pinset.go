@@ -25,7 +25,8 @@ func (db *DB) Put(p api.Pin) error {
 // PutApplied stores p like Put but without waiting for a disk sync. It is
 // for changes already made durable elsewhere in this database (a consensus
 // log that re-applies them after a crash): the WAL keeps writes in order,
-// so a crash cannot keep a later write and lose this one.
+// so a crash cannot keep a later write and lose this one, and the write
+// reaches the disk within walFlushEvery.
 func (db *DB) PutApplied(p api.Pin) error {
 	return wrapErr("put", p.Cid, db.writePins([]api.Pin{p}, pebble.NoSync))
 }

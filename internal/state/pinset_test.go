@@ -372,17 +372,34 @@ func TestFormatVersion(t *testing.T) {
 	}
 }
 
-const writerEnv = "STATE_TEST_WRITER_DIR"
+const (
+	writerEnv     = "STATE_TEST_WRITER_DIR"
+	writerModeEnv = "STATE_TEST_WRITER_MODE"
+	// appliedWrites is how many pins the writer of applied pins writes
+	// before it goes quiet: a few KiB, far less than a WAL block.
+	appliedWrites = 20
+)
 
 // runWriter puts pins into the database in dir and prints the number of
-// each pin once Put has returned, until it is killed.
-func runWriter(dir string) int {
+// each pin once it is written, until it is killed. In mode "applied" it
+// writes appliedWrites pins as applied consensus deltas and their tracker
+// records, both unsynced, and then waits to be killed.
+func runWriter(dir, mode string) int {
 	db, err := Open(dir, zerolog.Nop())
 	if err != nil {
 		return 1
 	}
 	for i := 0; ; i++ {
-		if err := db.Put(testPin(i)); err != nil {
+		if mode == "applied" {
+			if i == appliedWrites {
+				time.Sleep(time.Minute)
+				return 1
+			}
+			err = errors.Join(db.PutApplied(testPin(i)), db.SetStatus(testCid(i), LocalStatus{Status: api.TrackerStatusPinned}))
+		} else {
+			err = db.Put(testPin(i))
+		}
+		if err != nil {
 			return 1
 		}
 		if _, err := os.Stdout.WriteString(strconv.Itoa(i) + "\n"); err != nil {
@@ -391,12 +408,12 @@ func runWriter(dir string) int {
 	}
 }
 
-// TestKillDurability kills a writer with SIGKILL and checks that every Put
-// it acknowledged is in the database.
-func TestKillDurability(t *testing.T) {
-	dir := t.TempDir()
+// startWriter runs runWriter in a child process and returns its command
+// and its output.
+func startWriter(t *testing.T, dir, mode string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), writerEnv+"="+dir)
+	cmd.Env = append(os.Environ(), writerEnv+"="+dir, writerModeEnv+"="+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -404,8 +421,20 @@ func TestKillDurability(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd, bufio.NewScanner(out)
+}
+
+// TestKillDurability kills a writer with SIGKILL and checks that every Put
+// it acknowledged is in the database.
+func TestKillDurability(t *testing.T) {
+	dir := t.TempDir()
+	cmd, sc := startWriter(t, dir, "")
 	acked := -1
-	sc := bufio.NewScanner(out)
+	var err error
 	for acked < 300 && sc.Scan() {
 		if acked, err = strconv.Atoi(sc.Text()); err != nil {
 			t.Fatal(err)
@@ -432,5 +461,39 @@ func TestKillDurability(t *testing.T) {
 	}
 	if db.Len() != n {
 		t.Fatalf("Len %d disagrees with the %d pins listed after kill -9", db.Len(), n)
+	}
+}
+
+// TestKillAfterQuietWrites kills, with SIGKILL, a process that wrote a few
+// pins and records unsynced and then went quiet: a moment later they must
+// have reached the disk, although nothing synced them explicitly.
+func TestKillAfterQuietWrites(t *testing.T) {
+	dir := t.TempDir()
+	cmd, sc := startWriter(t, dir, "applied")
+	written := -1
+	for written < appliedWrites-1 && sc.Scan() {
+		var err error
+		if written, err = strconv.Atoi(sc.Text()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if written < appliedWrites-1 {
+		t.Fatalf("writer stopped after %d pins", written)
+	}
+	time.Sleep(3 * walFlushEvery)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	db := openTestDB(t, dir)
+	defer db.Close()
+	for i := range appliedWrites {
+		if ok, err := db.Has(testCid(i)); err != nil || !ok {
+			t.Fatalf("pin %d, written %s before kill -9, is lost (%v)", i, 3*walFlushEvery, err)
+		}
+		if st, ok, err := db.GetStatus(testCid(i)); err != nil || !ok || st.Status != api.TrackerStatusPinned {
+			t.Fatalf("record of pin %d after kill -9: %+v, found %v (%v)", i, st, ok, err)
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -74,6 +75,9 @@ type DB struct {
 	log    zerolog.Logger
 	closed atomic.Bool
 
+	stopFlush chan struct{} // closed by Close: ends flushWAL
+	flushDone chan struct{} // closed when flushWAL has returned
+
 	// pinMu[i] serialises the writes of pins in stripe i, so that the
 	// read-before-write deciding whether a pin is new is exact, and guards
 	// pinCount[i].
@@ -99,11 +103,19 @@ func Open(dir string, log zerolog.Logger) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, dir: dir, log: log}
+	db := &DB{pdb: pdb, dir: dir, log: log, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
 	if err := db.load(); err != nil {
 		_ = pdb.Close()
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
+	// The sync record's size, measured while nobody else writes: flushWAL
+	// must not take its own records for new writes.
+	before := pdb.Metrics().WAL.BytesIn
+	if err := pdb.LogData(nil, pebble.Sync); err != nil {
+		_ = pdb.Close()
+		return nil, fmt.Errorf("state: open %s: sync: %w", dir, err)
+	}
+	go db.flushWAL(pdb.Metrics().WAL.BytesIn - before)
 	log.Debug().Str("dir", dir).Int64("pins", db.pins.Load()).Msg("state opened")
 	return db, nil
 }
@@ -210,6 +222,8 @@ func (db *DB) Close() error {
 	if db.closed.Swap(true) {
 		return ErrClosed
 	}
+	close(db.stopFlush)
+	<-db.flushDone
 	// Flushing the memtables now spares the next Open a WAL replay, which
 	// would delay the peer's readiness after a restart.
 	if err := db.pdb.Flush(); err != nil {
@@ -219,6 +233,42 @@ func (db *DB) Close() error {
 		return fmt.Errorf("state: close: %w", err)
 	}
 	return nil
+}
+
+// walFlushEvery bounds how long a write made without a sync may stay in
+// this process's memory only.
+const walFlushEvery = 100 * time.Millisecond
+
+// flushWAL syncs the WAL every walFlushEvery when anything was written
+// since the last sync. Pebble keeps a write made without a sync in its
+// current 32 KiB WAL block until the block fills or a sync comes, so on a
+// quiet peer the last applied pins, tracker records and markers (written
+// unsynced: they can be derived again) never reached the file, and a
+// kill -9 took them along, minutes after they were written. own is the
+// size of the empty record a sync writes.
+func (db *DB) flushWAL(own uint64) {
+	defer close(db.flushDone)
+	t := time.NewTicker(walFlushEvery)
+	defer t.Stop()
+	synced := db.pdb.Metrics().WAL.BytesIn
+	for {
+		select {
+		case <-db.stopFlush:
+			return
+		case <-t.C:
+		}
+		in := db.pdb.Metrics().WAL.BytesIn
+		if in == synced {
+			continue
+		}
+		if err := db.pdb.LogData(nil, pebble.Sync); err != nil {
+			db.log.Warn().Err(err).Msg("sync the write-ahead log")
+			continue
+		}
+		// Writes that raced with the sync count as unsynced: at worst
+		// the next tick syncs once more.
+		synced = in + own
+	}
 }
 
 // Pebble returns the underlying database, for components that share it
