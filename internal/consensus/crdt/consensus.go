@@ -75,6 +75,9 @@ type Consensus struct {
 	resolved atomic.Uint64
 	released uint64
 
+	// unclean says the last run did not shut down cleanly. Set in New.
+	unclean bool
+
 	// keyMu serialises the operations on one key from journal write to
 	// acknowledgement (see the package doc).
 	keyMu stripe.Locks
@@ -134,7 +137,7 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	if err != nil {
 		return fmt.Errorf("wrap database: %w", err)
 	}
-	unclean, err := c.markOpen()
+	c.unclean, err = c.markOpen()
 	if err != nil {
 		return err
 	}
@@ -179,7 +182,7 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	if err := c.bcast.welcome(heads); err != nil {
 		return err
 	}
-	if unclean {
+	if c.unclean {
 		c.log.Warn().Msg("the last run did not shut down cleanly: repairing the DAG")
 		c.crdt.MarkDirty(c.ctx)
 	}
@@ -226,8 +229,8 @@ func (c *Consensus) markOpen() (unclean bool, err error) {
 	case !errors.Is(err, pebble.ErrNotFound):
 		return false, fmt.Errorf("read open marker: %w", err)
 	}
-	// Unsynced: any later write that reaches the disk carries it along.
-	if err := c.db.Set(c.openKey(), nil, pebble.NoSync); err != nil {
+	// Synced: a crash soon after the start must still be seen as one.
+	if err := c.db.Set(c.openKey(), nil, pebble.Sync); err != nil {
 		return false, fmt.Errorf("write open marker: %w", err)
 	}
 	return unclean, nil
@@ -469,6 +472,9 @@ type Stats struct {
 	Dirty bool
 	// Batched is the number of operations waiting for a batch commit.
 	Batched int
+	// Unclean says this run started after a run that did not shut down
+	// cleanly, and so began with a repair.
+	Unclean bool
 	// Unapplied is the number of committed changes waiting for the
 	// Applier.
 	Unapplied int
@@ -489,6 +495,7 @@ func (c *Consensus) Stats(ctx context.Context) (Stats, error) {
 		Dirty:      c.crdt.IsDirty(ctx),
 		Unapplied:  c.applies.pending(),
 		Batched:    c.commits.size(),
+		Unclean:    c.unclean,
 	}
 	return s, nil
 }

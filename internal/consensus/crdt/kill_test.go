@@ -159,6 +159,9 @@ func TestAckedPinsSurviveKill(t *testing.T) {
 			waitSamePinset(t, 20*time.Second, want, b)
 			t.Logf("all %d acknowledged pins back after kill -9 and on the other peer %s after restart",
 				n, time.Since(start).Round(time.Millisecond))
+			if s, err := a.c.Stats(t.Context()); err != nil || !s.Unclean {
+				t.Fatalf("the restarted peer did not notice the unclean stop: %+v (%v)", s, err)
+			}
 			waitFor(t, 10*time.Second, "the repair after the unclean stop", func() bool {
 				s, err := a.c.Stats(context.Background())
 				return err == nil && !s.Dirty
