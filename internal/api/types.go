@@ -304,9 +304,10 @@ func (p *Pin) SortedMetadataKeys() []string {
 	return keys
 }
 
-// IPFSID is what kubo says of itself.
+// IPFSID is what kubo says of itself. While kubo cannot be reached only
+// Error is set, and the ID is left out: an empty peer ID does not decode.
 type IPFSID struct {
-	ID        peer.ID     `json:"id"`
+	ID        peer.ID     `json:"id,omitempty"`
 	Addresses []Multiaddr `json:"addresses"`
 	Error     string      `json:"error"`
 }

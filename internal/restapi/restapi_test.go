@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -305,5 +307,33 @@ func TestMetricsAlertsAndGC(t *testing.T) {
 	gc := decode[api.GlobalRepoGC](t, do(t, p, "POST", "/ipfs/gc"))
 	if g, ok := gc.PeerMap[p.Identity.ID.String()]; !ok || g.Error != "" {
 		t.Fatalf("gc: %+v", gc)
+	}
+}
+
+// TestIDWithKuboDown starts a peer whose kubo does not answer: GET /id and
+// GET /peers still describe the peer, with kubo's error in place of its
+// identity, as the reference's ctl expects to print them.
+func TestIDWithKuboDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "/ip4/127.0.0.1/tcp/" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	p := daemontest.Start(t, func(c *config.Config) { c.IPFSConnector.IPFSHTTP.NodeMultiaddress = dead })
+	cl := p.Client(t)
+	id, err := cl.ID(t.Context())
+	if err != nil {
+		t.Fatalf("GET /id with kubo down: %v", err)
+	}
+	if id.ID != p.Identity.ID || id.IPFS == nil || id.IPFS.Error == "" || id.IPFS.ID != "" {
+		t.Fatalf("GET /id with kubo down: %+v, IPFS %+v", id, id.IPFS)
+	}
+	var peers []api.ID
+	if err := cl.Peers(t.Context(), func(id api.ID) error { peers = append(peers, id); return nil }); err != nil {
+		t.Fatalf("GET /peers with kubo down: %v", err)
+	}
+	if len(peers) != 1 || peers[0].Error != "" || peers[0].IPFS == nil || peers[0].IPFS.Error == "" {
+		t.Fatalf("GET /peers with kubo down: %+v", peers)
 	}
 }
