@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"time"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -26,6 +27,17 @@ const addReadBuffer = 256 << 10
 // The reply is NDJSON AddedOutput, or one JSON array with
 // stream-channels=false.
 func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	// The reply streams while the upload is still being read: progress
+	// events, and one line per file as each is done. Go's HTTP/1 server
+	// would otherwise silently discard up to 256 KiB of the unread upload
+	// once the reply starts, and add content the user never sent. HTTP/2
+	// is always full duplex.
+	rc := http.NewResponseController(w)
+	if err := rc.EnableFullDuplex(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.writeError(w, http.StatusInternalServerError, fmt.Errorf("add: %w", err))
+		return
+	}
+	defer drainUpload(rc, r)
 	q := r.URL.Query()
 	opts, err := adder.ParseQuery(q)
 	if err != nil {
@@ -68,15 +80,6 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		}
 	default:
 		s.writeError(w, http.StatusBadRequest, fmt.Errorf("parameter format: unknown format %q (want unixfs or car)", format))
-		return
-	}
-	// The reply streams while the upload is still being read: progress
-	// events, and one line per file as each is done. Go's HTTP/1 server
-	// would otherwise silently discard up to 256 KiB of the unread upload
-	// once the reply starts, and add content the user never sent. HTTP/2
-	// is always full duplex.
-	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.writeError(w, http.StatusInternalServerError, fmt.Errorf("add: %w", err))
 		return
 	}
 	// multipart reads its body 4 KiB at a time, and net/http passes each
@@ -130,6 +133,26 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		return nil
 	})
 	s.reply(w, all, err)
+}
+
+// drainTimeout bounds how long an add reads the rest of an upload it
+// no longer needs.
+const drainTimeout = 10 * time.Second
+
+// drainUpload reads what is left of the upload before the handler returns,
+// for at most drainTimeout. A client still uploading when an early error
+// reply went out then reads that reply, instead of the connection reset
+// a socket closed with unread data gets. And in full duplex, a body left
+// for net/http to finish (a chunked upload's last bytes) is read at the
+// same time as the next request on the connection, which panics
+// (golang/go#68560).
+func drainUpload(rc *http.ResponseController, r *http.Request) {
+	if err := rc.SetReadDeadline(time.Now().Add(drainTimeout)); err != nil {
+		return
+	}
+	if _, err := io.Copy(io.Discard, r.Body); err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 }
 
 // carBuild reads the CAR that is the body's first file: its header names

@@ -1,11 +1,15 @@
 package restapi_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
 	"maps"
+	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -14,9 +18,12 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
 
 	"ipfs-cluster/internal/adder"
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/car"
 	"ipfs-cluster/internal/client"
 	"ipfs-cluster/internal/daemon/daemontest"
 )
@@ -174,5 +181,87 @@ func TestAddRepliesWhileUploading(t *testing.T) {
 	}
 	if early == 0 {
 		t.Fatal("no reply line reached the client before the upload ended")
+	}
+}
+
+// TestAddsReuseTheConnection sends small chunked adds one after another
+// on one connection, as a client keeping it alive does: every one is
+// answered. The end of a chunked upload left to net/http once made about
+// one add in five panic in the server, which closed the connection.
+func TestAddsReuseTheConnection(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.APIURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	replies := bufio.NewReader(conn)
+	for i := range 40 {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		part, err := mw.CreateFormFile("file", "small.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(part, "small file %d\n", i)
+		mw.Close()
+		// A reader of unknown length: the request goes chunked.
+		req, err := http.NewRequest(http.MethodPost, p.APIURL+"/add?no-pin=true", io.MultiReader(&body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := req.Write(conn); err != nil {
+			t.Fatalf("add %d on the kept-alive connection: send: %v", i, err)
+		}
+		resp, err := http.ReadResponse(replies, req)
+		if err != nil {
+			t.Fatalf("add %d on the kept-alive connection: %v", i, err)
+		}
+		reply, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || resp.Trailer.Get("X-Stream-Error") != "" {
+			t.Fatalf("add %d: %d %s %q (%v)", i, resp.StatusCode, reply, resp.Trailer.Get("X-Stream-Error"), err)
+		}
+	}
+}
+
+// TestBadCarErrorReachesTheClient imports a 32 MiB CAR whose first block
+// is corrupt: the peer refuses it at once, while the client is still
+// uploading, and the client must read that refusal, not a connection
+// reset, every time.
+func TestBadCarErrorReachesTheClient(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	cl := p.Client(t)
+	var buf bytes.Buffer
+	blocks := make([][]byte, 32)
+	cids := make([]cid.Cid, len(blocks))
+	for i := range blocks {
+		blocks[i] = make([]byte, 1<<20)
+		rand.Read(blocks[i])
+		var err error
+		if cids[i], err = (cid.Prefix{Version: 1, Codec: cid.Raw, MhType: multihash.SHA2_256, MhLength: -1}).Sum(blocks[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := car.NewWriter(&buf, cids[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks[0][100] ^= 1
+	for i := range blocks {
+		if err := w.PutRaw(cids[i], blocks[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		err := cl.AddFiles(t.Context(), client.ReaderDirectory("bad.car", bytes.NewReader(buf.Bytes())), url.Values{"format": {"car"}}, func(api.AddedOutput) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), cids[0].String()) {
+			t.Fatalf("import %d of a CAR with a corrupt first block: %v, want the refusal naming the block", i, err)
+		}
 	}
 }
