@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"github.com/ipfs/boxo/files"
@@ -38,6 +40,17 @@ func (c *Client) AddFiles(ctx context.Context, dir files.Directory, query url.Va
 	}
 	r := request{method: http.MethodPost, path: "/add", query: query,
 		body: body, contentType: "multipart/form-data; boundary=" + mfr.Boundary()}
+	if query.Get("stream-channels") == "false" {
+		// The buffered mode answers with one array, once the add is done.
+		return c.stream(ctx, r, decodeItem(r, func(all []api.AddedOutput) error {
+			for _, o := range all {
+				if err := fn(o); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
 	return c.stream(ctx, r, decodeItem(r, fn))
 }
 
@@ -60,19 +73,31 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// uploadTree checks every path before anything is sent and names the one
-// that cannot be added.
+// uploadTree checks every path, and every file below a directory, before
+// anything is sent, and names the one that cannot be added. A path given
+// twice is added once, and "." is named after the directory it is, as
+// kubo does.
 func uploadTree(paths []string, query url.Values) (files.Directory, error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("add: no path given")
 	}
 	recursive := query.Get("recursive") == "true"
-	filter, err := files.NewFilter("", nil, query.Get("hidden") == "true")
+	hidden := query.Get("hidden") == "true"
+	filter, err := files.NewFilter("", nil, hidden)
 	if err != nil {
 		return nil, fmt.Errorf("add: %w", err)
 	}
 	entries := make([]files.DirEntry, 0, len(paths))
+	seen := make(map[string]bool, len(paths))
 	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("add %s: %w", p, err)
+		}
+		if seen[abs] {
+			continue
+		}
+		seen[abs] = true
 		st, err := os.Lstat(p)
 		if err != nil {
 			return nil, fmt.Errorf("add: %w", err)
@@ -80,20 +105,69 @@ func uploadTree(paths []string, query url.Values) (files.Directory, error) {
 		if st.IsDir() && !recursive {
 			return nil, fmt.Errorf("add: %s is a directory: use -r to add it", p)
 		}
-		if st.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return nil, fmt.Errorf("add: %w", err)
-			}
-			f.Close()
+		if st.IsDir() {
+			err = checkTree(p, hidden)
+		} else {
+			err = checkEntry(p, st.Mode())
+		}
+		if err != nil {
+			return nil, err
 		}
 		node, err := files.NewSerialFileWithFilter(p, filter, st)
 		if err != nil {
 			return nil, fmt.Errorf("add %s: %w", p, err)
 		}
-		entries = append(entries, files.FileEntry(filepath.Base(filepath.Clean(p)), node))
+		entries = append(entries, files.FileEntry(filepath.Base(abs), node))
 	}
 	return files.NewSliceDirectory(entries), nil
+}
+
+// checkTree checks every entry below root that an add sends: dot files
+// only with hidden, as the upload's filter does.
+func checkTree(root string, hidden bool) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("add: %w", err)
+		}
+		if p != root && !hidden && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		return checkEntry(p, d.Type())
+	})
+}
+
+// checkEntry checks that the entry at p, of the given mode, can be sent:
+// a regular file that opens, a directory, or a symlink (sent as a link).
+func checkEntry(p string, mode fs.FileMode) error {
+	switch {
+	case mode.IsRegular():
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("add: %w", err)
+		}
+		f.Close()
+	case mode.IsDir(), mode&fs.ModeSymlink != 0:
+	default:
+		return fmt.Errorf("add: %s: only files, directories and symlinks can be added, not %s", p, describeMode(mode))
+	}
+	return nil
+}
+
+// describeMode names a file type that cannot be added.
+func describeMode(mode fs.FileMode) string {
+	switch {
+	case mode&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case mode&fs.ModeSocket != 0:
+		return "a socket"
+	case mode&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return "a special file"
+	}
 }
 
 // ReaderDirectory is a tree of one file read from r, named name, for
