@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"ipfs-cluster/internal/api"
+	carfile "ipfs-cluster/internal/car"
 	"ipfs-cluster/internal/client"
 	"ipfs-cluster/internal/daemon/daemontest"
 	"ipfs-cluster/internal/kubo"
@@ -116,8 +118,9 @@ func TestAddAcrossPeersAndImportCAR(t *testing.T) {
 		flipped := slices.Clone(car)
 		flipped[len(flipped)-10] ^= 0xff
 		for name, data := range map[string][]byte{
-			"truncated": car[:len(car)/2],
-			"flipped":   flipped,
+			"truncated":              car[:len(car)/2],
+			"flipped":                flipped,
+			"without its root block": withoutRoot(t, car),
 		} {
 			if _, err := cl.Unpin(t.Context(), root.Cid); err != nil && !errors.Is(err, context.Canceled) {
 				var apiErr api.Error
@@ -187,4 +190,36 @@ func TestAddLocalAndWithADeadDestination(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, 60*time.Second, "the failed destination repaired", pinnedIn(p1, c))
+}
+
+// withoutRoot is the CAR data with its root's section left out.
+func withoutRoot(t *testing.T, data []byte) []byte {
+	t.Helper()
+	rd, err := carfile.NewReader(bytes.NewReader(data), carfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	w, err := carfile.NewWriter(&out, rd.Roots())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !b.Cid().Equals(rd.Roots()[0]) {
+			if err := w.Put(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }

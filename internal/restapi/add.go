@@ -175,6 +175,7 @@ func carBuild(mr *multipart.Reader, params *cluster.AddParams, out func(api.Adde
 	name := part.FileName()
 	return func(ctx context.Context, sink adder.BlockSink) (api.Cid, error) {
 		var size uint64
+		hasRoot := false
 		for {
 			b, err := rd.Next()
 			if errors.Is(err, io.EOF) {
@@ -183,10 +184,17 @@ func carBuild(mr *multipart.Reader, params *cluster.AddParams, out func(api.Adde
 			if err != nil {
 				return api.Cid{}, fmt.Errorf("%w: %w", cluster.ErrInvalidRequest, err)
 			}
+			hasRoot = hasRoot || b.Cid().Equals(root)
 			size += uint64(len(b.RawData()))
 			if err := sink.Put(ctx, b); err != nil {
 				return api.Cid{}, err
 			}
+		}
+		// Other blocks may be missing on purpose, for kubo to fetch as
+		// dag import does, but a CAR without its root is cut short or
+		// not the CAR the user meant.
+		if !hasRoot {
+			return api.Cid{}, fmt.Errorf("%w: car: the root block %s is not in the CAR", cluster.ErrInvalidRequest, root)
 		}
 		out(api.AddedOutput{Name: name, Cid: params.Root, Size: size})
 		return params.Root, nil
