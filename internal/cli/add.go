@@ -58,13 +58,18 @@ Add one or more files or directories to the cluster: the DAG is built on the
 contacted peer, exactly as 'ipfs add' builds it with the same options, and
 its blocks stream at once to the IPFS daemons of the peers allocated to hold
 it. The root is then pinned with those allocations. More than one path
-implies --wrap-with-directory. With --format car the file is a CAR archive
-with one root, imported and pinned as is.`,
-		ArgsUsage: "<path>...",
+implies --wrap-with-directory. A single - reads the content from stdin.
+With --format car the file is a CAR archive with one root, imported and
+pinned as is.`,
+		ArgsUsage: "<path>... | -",
 		Flags:     flags,
 		Action: ctlAction(func(s *ctlSession) error {
 			if len(s.cmd.Args) == 0 {
-				return Usagef("add needs at least one path")
+				return Usagef("add needs at least one path, or - to read stdin")
+			}
+			stdin := slices.Contains(s.cmd.Args, "-")
+			if stdin && len(s.cmd.Args) > 1 {
+				return Usagef("add reads stdin (-) alone, not with other paths")
 			}
 			query, err := dagQuery(s.cmd, len(s.cmd.Args) > 1)
 			if err != nil {
@@ -72,6 +77,12 @@ with one root, imported and pinned as is.`,
 			}
 			if query, err = addQuery(s.cmd, query); err != nil {
 				return err
+			}
+			if stdin {
+				// Unnamed, as kubo sends stdin: the output names it by its CID.
+				return s.add(query, func(fn func(api.AddedOutput) error) error {
+					return s.client.AddFiles(s.ctx, client.ReaderDirectory("", s.cmd.Stdin), query, fn)
+				})
 			}
 			var progress *uploadProgress
 			if bar && !s.cmd.Bool("quiet") && !s.cmd.Bool("quieter") && script.IsTerminal(s.cmd.Stderr) {
