@@ -184,11 +184,8 @@ func TestAddLocalAndWithADeadDestination(t *testing.T) {
 	if err := p1.Kubo.Restart(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	// Routing is off in tests: reconnect the restarted kubo to the one
-	// that holds the blocks, as the DHT would find it.
-	if err := p1.Kubo.ConnectTo(t.Context(), p2.Kubo); err != nil {
-		t.Fatal(err)
-	}
+	// Routing is off in tests: the peer reconnects its restarted kubo to
+	// the one that holds the blocks (connect_swarms_delay).
 	waitUntil(t, 60*time.Second, "the failed destination repaired", pinnedIn(p1, c))
 }
 

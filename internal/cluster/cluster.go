@@ -59,6 +59,7 @@ type Tracker interface {
 type IPFS interface {
 	ID(ctx context.Context) (api.IPFSID, error)
 	SwarmPeers(ctx context.Context) ([]peer.ID, error)
+	SwarmConnect(ctx context.Context, addrs []api.Multiaddr) error
 	Resolve(ctx context.Context, path string) (api.Cid, error)
 	RepoGC(ctx context.Context, fn func(api.IPFSRepoGC) error) error
 }
@@ -83,6 +84,10 @@ type Config struct {
 	// OpenBlocks opens a stream that stores blocks in this peer's kubo,
 	// for adds.
 	OpenBlocks func(ctx context.Context) BlockWriter
+	// ConnectSwarmsDelay is how long after start, and then between two
+	// checks, this peer connects its kubo to the other peers' kubo
+	// daemons it is not connected to (connect_swarms_delay); 0 never.
+	ConnectSwarmsDelay time.Duration
 }
 
 // Sentinel errors the APIs map to status codes.
@@ -145,6 +150,10 @@ func (c *Cluster) Start() {
 	c.refreshIPFSID()
 	c.every(10*time.Second, c.refreshIPFSID)
 	c.startMetrics()
+	if c.cfg.ConnectSwarmsDelay > 0 {
+		unreachable := map[peer.ID]bool{}
+		c.every(c.cfg.ConnectSwarmsDelay, func() { c.connectKubos(unreachable) })
+	}
 	c.every(c.cfg.StateSyncInterval, func() {
 		if err := c.StateSync(c.ctx); err != nil && c.ctx.Err() == nil {
 			c.log.Warn().Err(err).Msg("state sync")

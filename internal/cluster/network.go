@@ -88,6 +88,59 @@ func (c *Cluster) peerNames() map[peer.ID]ping {
 	return names
 }
 
+// connectKubos connects this peer's kubo to the kubo daemons of the other
+// peers, at the addresses their pings announced, when it is not connected
+// to them: a pin allocated here then finds the content the others hold
+// even where kubo cannot discover them itself (a private network, no DHT).
+// unreachable holds the kubo daemons the last attempt failed to reach, so
+// that a daemon that stays unreachable is reported once; it belongs to the
+// one goroutine that calls connectKubos.
+func (c *Cluster) connectKubos(unreachable map[peer.ID]bool) {
+	ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+	defer cancel()
+	connected, err := c.ipfs.SwarmPeers(ctx)
+	if err != nil {
+		c.log.Debug().Err(err).Msg("list kubo's connections")
+		return
+	}
+	self := c.kuboID().ID
+	for p, pg := range c.peerNames() {
+		kubo, err := peer.Decode(pg.IPFSID)
+		if p == c.cfg.Peer || err != nil || kubo == self || slices.Contains(connected, kubo) {
+			continue
+		}
+		suffix, err := ma.NewMultiaddr("/p2p/" + kubo.String())
+		if err != nil {
+			continue
+		}
+		addrs := make([]api.Multiaddr, 0, len(pg.IPFSAddresses))
+		for _, a := range pg.IPFSAddresses {
+			if a.Multiaddr == nil {
+				continue
+			}
+			if _, err := a.ValueForProtocol(ma.P_P2P); err != nil {
+				a = api.Multiaddr{Multiaddr: a.Encapsulate(suffix)}
+			}
+			addrs = append(addrs, a)
+		}
+		// One address that works is enough: the others' errors only
+		// matter if kubo is still not connected afterwards.
+		err = c.ipfs.SwarmConnect(ctx, addrs)
+		if now, lerr := c.ipfs.SwarmPeers(ctx); lerr == nil && slices.Contains(now, kubo) {
+			delete(unreachable, kubo)
+			c.log.Info().Stringer("peer", p).Stringer("kubo", kubo).Msg("connected kubo to the peer's kubo")
+			continue
+		}
+		ev := c.log.Debug()
+		if !unreachable[kubo] {
+			ev = c.log.Warn()
+		}
+		unreachable[kubo] = true
+		ev.Err(err).Stringer("peer", p).Stringer("kubo", kubo).Int("addresses", len(addrs)).
+			Msg("cannot connect kubo to the peer's kubo: pins held only there cannot be fetched")
+	}
+}
+
 // connectPeerset dials, in the background, the peers of the peerset this
 // host is not connected to, at the addresses their ping announced, so that
 // RPC reaches every peer and not only those met at bootstrap.

@@ -180,6 +180,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		DisableRepinning:      cl.DisableRepinning,
 		PinOnlyOnTrustedPeers: cl.PinOnlyOnTrustedPeers,
 		OpenBlocks:            func(ctx context.Context) cluster.BlockWriter { return conn.BlockStream(ctx) },
+		ConnectSwarmsDelay:    ih.ConnectSwarmsDelay.D(),
 	}, p.DB, p.Tracker, conn, p.gossip, informers, &allocator.Allocator{
 		AllocateBy:   cfg.Allocator.Balanced.AllocateBy,
 		MinFreeSpace: cfg.Allocator.Balanced.MinFreeSpace,

@@ -14,7 +14,8 @@ type Config struct {
 	NodeMultiaddress string
 	// ConnectSwarmsDelay is how long after start the peer waits before
 	// connecting its kubo to the other peers' (connect_swarms_delay). The
-	// Connector does not act on it; SwarmConnect does the connecting.
+	// Connector does not act on it: the cluster core does, through
+	// SwarmConnect.
 	ConnectSwarmsDelay time.Duration
 	// IPFSRequestTimeout bounds every call that has no timeout of its own
 	// (ipfs_request_timeout).

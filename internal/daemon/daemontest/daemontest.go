@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,7 @@ func StartWithIdentity(t testing.TB, k *kubo.Daemon, ident *config.Identity, twe
 	cfg.Cluster.MonitorPingInterval = config.Duration(500 * time.Millisecond)
 	cfg.Consensus.CRDT.RebroadcastInterval = config.Duration(300 * time.Millisecond)
 	cfg.IPFSConnector.IPFSHTTP.NodeMultiaddress = k.APIAddr
+	cfg.IPFSConnector.IPFSHTTP.ConnectSwarmsDelay = config.Duration(300 * time.Millisecond)
 	cfg.PinTracker.Stateless.RetryMinDelay = config.Duration(time.Second)
 	cfg.PinTracker.Stateless.RetryMaxDelay = config.Duration(5 * time.Second)
 	if tweak != nil {
@@ -92,10 +94,10 @@ func StartWithIdentity(t testing.TB, k *kubo.Daemon, ident *config.Identity, twe
 }
 
 // StartCluster starts n peers, each beside its own kubo, sharing one secret;
-// peers 1..n-1 bootstrap to peer 0 and the kubo daemons are connected to
-// each other so blocks can move. It returns once every peer counts all n
-// in its peerset and holds the free-space metric of each, so allocation
-// can use them all. tweak, when given, edits each peer's configuration.
+// peers 1..n-1 bootstrap to peer 0. It returns once every peer counts all
+// n in its peerset and holds the free-space metric of each, so allocation
+// can use them all, and the peers have connected their kubo daemons to
+// each other, so blocks can move. tweak, when given, edits each peer's configuration.
 func StartCluster(t testing.TB, n int, tweak func(i int, c *config.Config)) []*Peer {
 	t.Helper()
 	secret, err := config.NewSecret()
@@ -108,11 +110,6 @@ func StartCluster(t testing.TB, n int, tweak func(i int, c *config.Config)) []*P
 		var opts daemon.Options
 		if i > 0 {
 			opts.Bootstrap = []string{peers[0].ClusterAddr()}
-			for _, prev := range peers[:i] {
-				if err := k.ConnectTo(t.Context(), prev.Kubo); err != nil {
-					t.Fatal(err)
-				}
-			}
 		}
 		peers[i] = StartWithKubo(t, k, func(c *config.Config) {
 			c.Cluster.Secret = secret
@@ -130,6 +127,26 @@ func StartCluster(t testing.TB, n int, tweak func(i int, c *config.Config)) []*P
 					len(p.Cluster.ID(t.Context()).ClusterPeers), len(p.Cluster.LatestMetrics("freespace")), n)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The peers connect their kubo daemons to each other themselves
+	// (connect_swarms_delay), so that blocks can move.
+	for _, p := range peers {
+		for {
+			out, err := p.Kubo.Run(t.Context(), "swarm", "peers")
+			missing := 0
+			for _, q := range peers {
+				if q != p && !strings.Contains(out, q.Kubo.PeerID.String()) {
+					missing++
+				}
+			}
+			if err == nil && missing == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the kubo of %s is connected to %d of the %d other peers' after 30s (%v)", p.Config.Cluster.Peername, n-1-missing, n-1, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return peers
