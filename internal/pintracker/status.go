@@ -44,7 +44,43 @@ func (t *Tracker) Status(ctx context.Context, c api.Cid) (api.PinInfo, error) {
 	if !ok {
 		rec = t.untrackedStatus(&pin, inState)
 	}
+	if opPin == nil && inState && rec.Status == api.TrackerStatusPinned {
+		rec = t.checkHeld(ctx, pin, rec)
+	}
 	return t.pinInfo(&pin, rec), nil
+}
+
+// lostPin is the error of a pin kubo no longer holds.
+const lostPin = "the item should be pinned but it is not"
+
+// checkHeld asks kubo whether it still holds a pin its record says is
+// pinned, as the status of one CID does in the reference: kubo may have
+// dropped it behind the cluster's back (ipfs pin rm, a repository
+// reset). Such a pin becomes unexpectedly_unpinned, which recover and the
+// periodic recover act on. While kubo cannot answer, this one reply says
+// cluster_error.
+func (t *Tracker) checkHeld(ctx context.Context, pin api.Pin, rec state.LocalStatus) state.LocalStatus {
+	st, err := t.ipfs.PinLsCid(ctx, pin)
+	switch {
+	case err != nil:
+		rec.Status, rec.Error = api.TrackerStatusClusterError, fmt.Sprintf("cannot check the pin in kubo: %v", err)
+		return rec
+	case st.IsPinned():
+		return rec
+	}
+	sh := t.shard(pin.Cid)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	now, ok, err := t.records.GetStatus(pin.Cid)
+	if err != nil || !ok || sh.ops[pin.Cid.KeyString()] != nil || now.Status != api.TrackerStatusPinned {
+		return rec // it changed meanwhile: the newer record stands
+	}
+	lost := state.LocalStatus{Status: api.TrackerStatusUnexpectedlyUnpinned, TS: time.Now(), Error: lostPin}
+	if err := t.setStatus(pin.Cid, lost); err != nil {
+		t.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("record a pin kubo lost")
+	}
+	t.log.Warn().Stringer("cid", pin.Cid).Msg("kubo no longer holds a pinned item; recover pins it again")
+	return lost
 }
 
 // untrackedStatus is the status of a CID with no record: unpinned when it
@@ -61,8 +97,7 @@ func (t *Tracker) untrackedStatus(pin *api.Pin, inState bool) state.LocalStatus 
 	}
 	select {
 	case <-t.reconciled:
-		return state.LocalStatus{Status: api.TrackerStatusUnexpectedlyUnpinned, TS: time.Now(),
-			Error: "the item should be pinned but it is not"}
+		return state.LocalStatus{Status: api.TrackerStatusUnexpectedlyUnpinned, TS: time.Now(), Error: lostPin}
 	default:
 		return state.LocalStatus{Status: api.TrackerStatusPinQueued, TS: pin.Timestamp}
 	}
@@ -149,8 +184,13 @@ func (t *Tracker) pinInfo(pin *api.Pin, rec state.LocalStatus) api.PinInfo {
 // pins allocated elsewhere are released. It reads kubo's pin list once as
 // a stream into a set of 8-byte hashes, then streams the pinset joined with
 // the records, and looks closer (under the CID's lock) only at pins whose
-// record disagrees; it returns the number of pins visited.
-func (t *Tracker) Reconcile(ctx context.Context) (int, error) {
+// record disagrees; it returns the number of pins visited. queued, when
+// not nil, hears each pin queued again.
+//
+// It may run while the tracker works: a record that changed after kubo's
+// list was read is newer than the list, and is left alone.
+func (t *Tracker) Reconcile(ctx context.Context, queued func(api.Cid) error) (int, error) {
+	since := time.Now()
 	held := make(map[uint64]struct{})
 	err := t.ipfs.PinLs(ctx, "recursive,direct", func(p api.IPFSPinInfo) error {
 		if p.Type.IsPinned() {
@@ -165,10 +205,14 @@ func (t *Tracker) Reconcile(ctx context.Context) (int, error) {
 	err = t.records.ListWithStatus(ctx, func(pin api.Pin, rec state.LocalStatus, ok bool) error {
 		n++
 		_, inIPFS := held[maphash.String(t.seed, pin.Cid.KeyString())]
-		if ok && rec.Status == t.settledStatus(&pin, inIPFS) {
+		if ok && (rec.Status == t.settledStatus(&pin, inIPFS) || rec.TS.After(since)) {
 			return nil
 		}
-		return t.reconcileOne(pin, inIPFS)
+		requeued, err := t.reconcileOne(pin, inIPFS, since)
+		if err != nil || !requeued || queued == nil {
+			return err
+		}
+		return queued(pin.Cid)
 	})
 	if err != nil {
 		return n, fmt.Errorf("reconcile: %w", err)
@@ -191,17 +235,22 @@ func (t *Tracker) settledStatus(pin *api.Pin, inIPFS bool) api.TrackerStatus {
 	return 0
 }
 
-func (t *Tracker) reconcileOne(pin api.Pin, inIPFS bool) error {
+// reconcileOne fixes the record of one pin against kubo's list read at
+// since, and says whether it queued the pin again.
+func (t *Tracker) reconcileOne(pin api.Pin, inIPFS bool, since time.Time) (bool, error) {
 	c := pin.Cid
 	sh := t.shard(c)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.ops[c.KeyString()] != nil {
-		return nil
+		return false, nil
 	}
 	rec, ok, err := t.records.GetStatus(c)
 	if err != nil {
-		return fmt.Errorf("reconcile %s: %w", c, err)
+		return false, fmt.Errorf("reconcile %s: %w", c, err)
+	}
+	if ok && rec.TS.After(since) {
+		return false, nil
 	}
 	set := func(st api.TrackerStatus) error {
 		if ok && rec.Status == st {
@@ -212,22 +261,22 @@ func (t *Tracker) reconcileOne(pin api.Pin, inIPFS bool) error {
 	}
 	switch {
 	case pin.Type == api.MetaType:
-		return set(api.TrackerStatusSharded)
+		return false, set(api.TrackerStatusSharded)
 	case pin.IsRemote(t.cfg.Peer):
 		if inIPFS && ok && rec.Status == api.TrackerStatusPinned {
-			return t.enqueueLocked(sh, &operation{typ: opUnpin, pin: pin, toRemote: true})
+			return false, t.enqueueLocked(sh, &operation{typ: opUnpin, pin: pin, toRemote: true})
 		}
-		return set(api.TrackerStatusRemote)
+		return false, set(api.TrackerStatusRemote)
 	case inIPFS:
 		if ok && rec.Status != api.TrackerStatusPinned {
 			t.retries.Cancel(c)
 		}
-		return set(api.TrackerStatusPinned)
+		return false, set(api.TrackerStatusPinned)
 	case ok && rec.Status == api.TrackerStatusPinError:
-		return nil // its retry is scheduled
+		return false, nil // its retry is scheduled
 	}
-	if ok && rec.Status == api.TrackerStatusPinned {
+	if ok && rec.Status&(api.TrackerStatusPinned|api.TrackerStatusUnexpectedlyUnpinned) != 0 {
 		t.log.Warn().Stringer("cid", c).Msg("kubo no longer holds a pinned item: pinning it again")
 	}
-	return t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: rec.Attempts, unheld: true})
+	return true, t.enqueueLocked(sh, &operation{typ: opPin, pin: pin, attempts: rec.Attempts, unheld: true})
 }

@@ -30,6 +30,8 @@ type IPFS interface {
 	Unpin(ctx context.Context, c api.Cid) error
 	// PinLs streams kubo's pins of the comma-separated types.
 	PinLs(ctx context.Context, types string, fn func(api.IPFSPinInfo) error) error
+	// PinLsCid says how kubo holds one pin, in the pin's own mode.
+	PinLsCid(ctx context.Context, pin api.Pin) (api.IPFSPinStatus, error)
 }
 
 // Records keeps the tracker's per-CID status, indexed by status.
@@ -216,7 +218,7 @@ func (t *Tracker) Start() error {
 		defer t.wg.Done()
 		defer close(t.reconciled)
 		start := time.Now()
-		n, err := t.Reconcile(t.ctx)
+		n, err := t.Reconcile(t.ctx, nil)
 		if err != nil {
 			if t.ctx.Err() == nil {
 				t.log.Warn().Err(err).Msg("startup reconciliation with kubo failed; failed items are retried and recover runs periodically")
@@ -650,13 +652,25 @@ func (t *Tracker) Recover(ctx context.Context, c api.Cid) (api.PinInfo, error) {
 // recoverable are the statuses recover acts on.
 const recoverable = api.TrackerStatusPinError | api.TrackerStatusUnpinError | api.TrackerStatusUnexpectedlyUnpinned
 
-// RecoverAll requeues every CID in an error state, visiting only those (an
-// index walk), and reports each one it queued. Failures the retry policy
-// made final are requeued only when an operator asks (final).
+// RecoverAll first reconciles the records with kubo's pin list, which
+// queues again the pins kubo lost, then requeues every CID in an error
+// state, visiting only those (an index walk); it reports each one it
+// queued. Failures the retry policy made final are requeued only when an
+// operator asks (final).
 func (t *Tracker) RecoverAll(ctx context.Context, final bool, fn func(api.PinInfo) error) error {
 	var mode recoverMode
 	if final {
 		mode = recoverFinal
+	}
+	report := func(c api.Cid) error {
+		info, err := t.Status(ctx, c)
+		if err != nil {
+			return err
+		}
+		return fn(info)
+	}
+	if _, err := t.Reconcile(ctx, report); err != nil {
+		return fmt.Errorf("recover all: %w", err)
 	}
 	return t.records.ListByStatus(ctx, recoverable, func(c api.Cid, _ state.LocalStatus) error {
 		queued, err := t.recover(c, mode)
@@ -666,11 +680,7 @@ func (t *Tracker) RecoverAll(ctx context.Context, final bool, fn func(api.PinInf
 		if !queued {
 			return nil
 		}
-		info, err := t.Status(ctx, c)
-		if err != nil {
-			return err
-		}
-		return fn(info)
+		return report(c)
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,12 +107,34 @@ func (f *fixture) pin(c api.Cid, mutate func(*api.Pin)) api.Pin {
 	return p
 }
 
+// waitStatus waits until Status says want for c.
 func (f *fixture) waitStatus(c api.Cid, want api.TrackerStatus, within time.Duration) api.PinInfo {
+	f.t.Helper()
+	return f.waitUntil(c, want, within, f.tracker.Status)
+}
+
+// waitRecorded waits until c's record says want. Unlike Status, which
+// checks a pinned CID with kubo, it reads only the records.
+func (f *fixture) waitRecorded(c api.Cid, want api.TrackerStatus, within time.Duration) api.PinInfo {
+	f.t.Helper()
+	return f.waitUntil(c, want, within, func(ctx context.Context, c api.Cid) (api.PinInfo, error) {
+		found := api.PinInfo{Cid: c}
+		err := f.tracker.StatusAll(ctx, api.TrackerStatusUndefined, func(pi api.PinInfo) error {
+			if pi.Cid == c {
+				found = pi
+			}
+			return nil
+		})
+		return found, err
+	})
+}
+
+func (f *fixture) waitUntil(c api.Cid, want api.TrackerStatus, within time.Duration, status func(context.Context, api.Cid) (api.PinInfo, error)) api.PinInfo {
 	f.t.Helper()
 	deadline := time.Now().Add(within)
 	var last api.PinInfo
 	for time.Now().Before(deadline) {
-		pi, err := f.tracker.Status(f.t.Context(), c)
+		pi, err := status(f.t.Context(), c)
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -256,6 +279,8 @@ func TestRecoverRequeuesAtOnce(t *testing.T) {
 // or one kubo's pin list lacks, goes straight to pin/add; a pin retried
 // after a failure is checked first, as kubo may have pinned it before the
 // failure was seen.
+//
+// The waits read the records: Status would check the pinned CIDs itself.
 func TestKnownAbsentPinsSkipTheCheck(t *testing.T) {
 	p := &kuboProxy{}
 	f := newFixture(t, p.proxied(t))
@@ -263,8 +288,8 @@ func TestKnownAbsentPinsSkipTheCheck(t *testing.T) {
 	fresh, lost, failed := cids[0], cids[1], cids[2]
 	f.pin(fresh, nil)
 	f.pin(lost, nil)
-	f.waitStatus(fresh, api.TrackerStatusPinned, 30*time.Second)
-	f.waitStatus(lost, api.TrackerStatusPinned, 30*time.Second)
+	f.waitRecorded(fresh, api.TrackerStatusPinned, 30*time.Second)
+	f.waitRecorded(lost, api.TrackerStatusPinned, 30*time.Second)
 	if p.checked(fresh) || p.checked(lost) {
 		t.Fatal("pins new to the tracker were checked with pin/ls")
 	}
@@ -272,10 +297,10 @@ func TestKnownAbsentPinsSkipTheCheck(t *testing.T) {
 	if _, err := f.kubo.Run(t.Context(), "pin", "rm", lost.String()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.tracker.Reconcile(t.Context()); err != nil {
+	if _, err := f.tracker.Reconcile(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
-	f.waitStatus(lost, api.TrackerStatusPinned, 30*time.Second)
+	f.waitRecorded(lost, api.TrackerStatusPinned, 30*time.Second)
 	if p.checked(lost) {
 		t.Fatal("a pin kubo's pin list lacked was checked with pin/ls")
 	}
@@ -284,7 +309,7 @@ func TestKnownAbsentPinsSkipTheCheck(t *testing.T) {
 	if _, err := f.tracker.Recover(t.Context(), failed); err != nil {
 		t.Fatal(err)
 	}
-	f.waitStatus(failed, api.TrackerStatusPinned, 30*time.Second)
+	f.waitRecorded(failed, api.TrackerStatusPinned, 30*time.Second)
 	if !p.checked(failed) {
 		t.Fatal("a pin retried after a failure went to pin/add unchecked")
 	}
@@ -352,7 +377,7 @@ func TestReconcileRepairsRecords(t *testing.T) {
 	if err := f.db.Put(api.PinWithOpts(untracked, api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1})); err != nil {
 		t.Fatal(err)
 	}
-	n, err := f.tracker.Reconcile(t.Context())
+	n, err := f.tracker.Reconcile(t.Context(), nil)
 	if err != nil || n != 3 {
 		t.Fatalf("Reconcile = %d, %v", n, err)
 	}
@@ -538,5 +563,62 @@ func TestNewVersionOfAPinnedPin(t *testing.T) {
 			t.Fatal("a direct pin made recursive was not pinned recursively")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStatusAndRecoverCheckKubo removes pins from kubo behind the
+// tracker's back: the status of one CID asks kubo and says
+// unexpectedly_unpinned, RecoverAll finds every lost pin through kubo's
+// pin list and pins it again, and with kubo down the status of a pinned
+// CID says it cannot be checked.
+func TestStatusAndRecoverCheckKubo(t *testing.T) {
+	f := newFixture(t, nil)
+	cids := f.addContent(3)
+	for _, c := range cids {
+		f.pin(c, nil)
+	}
+	for _, c := range cids {
+		f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+	}
+	for _, c := range cids[:2] {
+		if _, err := f.kubo.Run(t.Context(), "pin", "rm", c.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pi, err := f.tracker.Status(t.Context(), cids[0])
+	if err != nil || pi.Status != api.TrackerStatusUnexpectedlyUnpinned || pi.Error != lostPin {
+		t.Fatalf("status of a pin kubo lost: %s %q (%v), want unexpectedly_unpinned", pi.Status, pi.Error, err)
+	}
+	if pi, err := f.tracker.Status(t.Context(), cids[2]); err != nil || pi.Status != api.TrackerStatusPinned {
+		t.Fatalf("status of a pin kubo holds: %s (%v)", pi.Status, err)
+	}
+
+	var requeued []string
+	err = f.tracker.RecoverAll(t.Context(), false, func(pi api.PinInfo) error {
+		requeued = append(requeued, pi.Cid.String())
+		return nil
+	})
+	slices.Sort(requeued)
+	want := []string{cids[0].String(), cids[1].String()}
+	slices.Sort(want)
+	if err != nil || !slices.Equal(requeued, want) {
+		t.Fatalf("RecoverAll requeued %v (%v), want the two pins kubo lost %v", requeued, err, want)
+	}
+	for _, c := range cids {
+		f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+	}
+	held := f.kuboPins("recursive")
+	for _, c := range cids {
+		if !held[c.String()] {
+			t.Fatalf("kubo does not hold %s after recover", c)
+		}
+	}
+
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	pi, err = f.tracker.Status(t.Context(), cids[2])
+	if err != nil || pi.Status != api.TrackerStatusClusterError || !strings.Contains(pi.Error, "kubo") {
+		t.Fatalf("status of a pinned CID with kubo down: %s %q (%v), want cluster_error naming kubo", pi.Status, pi.Error, err)
 	}
 }
