@@ -37,6 +37,13 @@ func (m *Monitor) Publish(metric api.Metric) {
 		byPeer = map[peer.ID]api.Metric{}
 		m.latest[metric.Name] = byPeer
 	}
+	// An invalid metric says the peer's informer fails (its kubo is
+	// down, say). It replaces the entry, so that allocation stops using
+	// the peer at once, but keeps the entry's expiry: a failing informer
+	// must let it expire and raise an alert, as a silent one would.
+	if prev, ok := byPeer[metric.Peer]; ok && !metric.Valid && prev.Expire < metric.Expire {
+		metric.Expire = prev.Expire
+	}
 	byPeer[metric.Peer] = metric
 	if a := m.alerted[metric.Name]; a != nil && metric.Valid {
 		delete(a, metric.Peer)

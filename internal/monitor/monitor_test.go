@@ -52,3 +52,31 @@ func TestExpiredMetricAlertsOnce(t *testing.T) {
 		t.Fatalf("alerts newest first: %+v", all)
 	}
 }
+
+// TestFailingInformerAlerts publishes invalid metrics over a valid one,
+// as a peer whose kubo went down does: they do not keep the entry alive,
+// so it expires and raises its alert, and a valid metric clears it.
+func TestFailingInformerAlerts(t *testing.T) {
+	m := New()
+	m.Publish(metric("freespace", "a", 50*time.Millisecond, true))
+	deadline := time.Now().Add(5 * time.Second)
+	var alerts []api.Alert
+	for len(alerts) == 0 && time.Now().Before(deadline) {
+		m.Publish(metric("freespace", "a", time.Minute, false))
+		alerts = m.CheckExpired()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(alerts) != 1 || alerts[0].Peer != "a" || alerts[0].Valid {
+		t.Fatalf("alerts while the informer fails: %+v", alerts)
+	}
+	if got := m.LatestMetrics("freespace"); len(got) != 0 {
+		t.Fatalf("an invalid metric is listed: %+v", got)
+	}
+	m.Publish(metric("freespace", "a", time.Minute, true))
+	if alerts := m.CheckExpired(); len(alerts) != 0 {
+		t.Fatalf("alerts after the informer recovered: %+v", alerts)
+	}
+	if got := m.LatestMetrics("freespace"); len(got) != 1 {
+		t.Fatalf("the valid metric is not listed: %+v", got)
+	}
+}
