@@ -98,6 +98,9 @@ var (
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrNotEnoughPeers: allocation could not meet replication_factor_min.
 	ErrNotEnoughPeers = allocator.ErrNotEnoughPeers
+	// ErrUnknownPeer: the peer is not in the peerset and holds no
+	// allocation (404).
+	ErrUnknownPeer = errors.New("not a cluster peer, and no pin is allocated to it")
 )
 
 // Cluster is the peer core. Its methods are safe for concurrent use.

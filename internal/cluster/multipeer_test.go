@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon/daemontest"
 	"ipfs-cluster/internal/kubo/kubotest"
@@ -189,6 +191,13 @@ func TestPeerRemoveMovesItsPins(t *testing.T) {
 	gone.Stop()
 	if err := peers[0].Cluster.PeerRemove(t.Context(), peers[0].Identity.ID); err == nil {
 		t.Fatal("a peer removed itself")
+	}
+	stranger, err := config.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := peers[0].Cluster.PeerRemove(t.Context(), stranger.ID); !errors.Is(err, cluster.ErrUnknownPeer) {
+		t.Fatalf("removing a peer nobody knows: %v, want ErrUnknownPeer", err)
 	}
 	if err := peers[0].Cluster.PeerRemove(t.Context(), gone.Identity.ID); err != nil {
 		t.Fatal(err)

@@ -76,6 +76,10 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	if err != nil {
 		return fmt.Errorf("remove peer %s: %w", p, err)
 	}
+	// A mistyped ID must not look removed.
+	if len(pins) == 0 && !slices.Contains(c.peerset(), p) {
+		return fmt.Errorf("remove peer %s: %w", p, ErrUnknownPeer)
+	}
 	for _, ci := range pins {
 		if err := c.repin(ctx, ci, p); err != nil {
 			return fmt.Errorf("remove peer %s: repin %s: %w", p, ci, err)

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/p2p"
@@ -82,7 +81,7 @@ func (c *Cluster) localRepoGC(ctx context.Context) api.RepoGC {
 		return nil
 	})
 	if err != nil {
-		gc.Error = fmt.Sprintf("repo gc: %v", err)
+		gc.Error = err.Error() // it names repo gc already
 	}
 	return gc
 }

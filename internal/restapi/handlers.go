@@ -254,7 +254,7 @@ func (s *Server) boolParam(w http.ResponseWriter, v, name string) (bool, bool) {
 // statusOf maps core errors to HTTP status codes.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, cluster.ErrNotFound):
+	case errors.Is(err, cluster.ErrNotFound), errors.Is(err, cluster.ErrUnknownPeer):
 		return http.StatusNotFound
 	case errors.Is(err, cluster.ErrInvalidRequest):
 		return http.StatusBadRequest
