@@ -225,11 +225,20 @@ func (c *Cluster) ID(ctx context.Context) api.ID { return c.localID(ctx) }
 
 func (c *Cluster) localID(context.Context) api.ID {
 	ipfsID := c.kuboID()
+	peers := c.peerset()
+	// The other peers' addresses, as their pings announced them.
+	others := []api.Multiaddr{}
+	pings := c.peerNames()
+	for _, p := range peers {
+		if p != c.cfg.Peer {
+			others = append(others, pings[p].ClusterAddresses...)
+		}
+	}
 	return api.ID{
 		ID:                    c.cfg.Peer,
 		Addresses:             c.addrs(),
-		ClusterPeers:          c.peerset(),
-		ClusterPeersAddresses: []api.Multiaddr{},
+		ClusterPeers:          peers,
+		ClusterPeersAddresses: others,
 		Version:               api.Version,
 		RPCProtocolVersion:    api.RPCProtocol,
 		IPFS:                  &ipfsID,

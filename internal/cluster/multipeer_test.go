@@ -43,6 +43,13 @@ func peerIndex(peers []*daemontest.Peer) map[peer.ID]*daemontest.Peer {
 func TestReplicationAcrossThreePeers(t *testing.T) {
 	peers := daemontest.StartCluster(t, 3, nil)
 	byID := peerIndex(peers)
+	// /id lists the other peers' addresses, as the reference does.
+	id := peers[0].Cluster.ID(t.Context())
+	for _, p := range peers[1:] {
+		if !slices.ContainsFunc(id.ClusterPeersAddresses, func(a api.Multiaddr) bool { return a.String() == p.ClusterAddr() }) {
+			t.Fatalf("cluster_peers_addresses %v lacks %s", id.ClusterPeersAddresses, p.ClusterAddr())
+		}
+	}
 	const n = 100
 	cids := cids(t, peers[0], n)
 	for i, c := range cids {
