@@ -93,6 +93,7 @@ func TestSameCIDsAsKubo(t *testing.T) {
 		{"cid v1 without raw leaves", []string{"-r", "--cid-version=1", "--raw-leaves=false"}, adder.Options{Recursive: true, CidVersion: 1, RawLeavesSet: true}, []string{f.tree}},
 		{"sha3-512", []string{"-r", "--hash=sha3-512"}, adder.Options{Recursive: true, HashFunction: "sha3-512"}, []string{f.tree}},
 		{"blake3", []string{"--hash=blake3"}, adder.Options{HashFunction: "blake3"}, []string{f.mid}},
+		{"identity", []string{"--hash=identity"}, adder.Options{HashFunction: "identity"}, []string{f.small}},
 		{"blake2b-256 cidv1 no raw leaves", []string{"--hash=blake2b-256", "--raw-leaves=false"}, adder.Options{HashFunction: "blake2b-256", RawLeavesSet: true}, []string{f.mid}},
 		{"rabin min avg max", []string{"--chunker=rabin-16384-65536-131072"}, adder.Options{Chunker: "rabin-16384-65536-131072"}, []string{f.mid}},
 		{"rabin", []string{"--chunker=rabin"}, adder.Options{Chunker: "rabin"}, []string{f.big}},

@@ -344,3 +344,17 @@ func TestFanOut(t *testing.T) {
 		t.Fatalf("add with every destination failed = %v, want the failures", err)
 	}
 }
+
+// TestIdentityHashTooLarge adds, with the identity "hash", content whose
+// blocks exceed the 128 bytes kubo allows in a CID: the add fails as kubo's
+// does, naming the limit.
+func TestIdentityHashTooLarge(t *testing.T) {
+	a, err := adder.New(adder.Options{HashFunction: "identity"}, adder.DiscardSink{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.AddReader(t.Context(), "big", bytes.NewReader(randomBytes(7, 300)))
+	if !errors.Is(err, adder.ErrInvalidInput) || !strings.Contains(err.Error(), "digest too large") {
+		t.Fatalf("identity add of 300 bytes: %v, want the digest limit", err)
+	}
+}

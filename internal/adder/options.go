@@ -260,11 +260,6 @@ func hashCode(name string) (uint64, error) {
 	if !ok {
 		return 0, fmt.Errorf("unrecognized hash function")
 	}
-	if code == mh.IDENTITY {
-		// Identity "hashes" embed each block in its CID; kubo refuses
-		// them for any block over 128 bytes, that is for nearly every add.
-		return 0, fmt.Errorf("identity hashing is not supported for adds")
-	}
 	probe, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: code, MhLength: -1}.Sum([]byte("probe"))
 	if err != nil {
 		return 0, fmt.Errorf("no implementation: %w", err)

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/ipfs/boxo/verifcid"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	mh "github.com/multiformats/go-multihash"
 )
 
 // Errors callers may branch on. Every error the package returns for these
@@ -92,6 +94,13 @@ func (d *sinkDAG) Add(_ context.Context, n ipld.Node) error {
 	key := c.KeyString()
 	if _, ok := d.recent[key]; ok {
 		return nil
+	}
+	// Identity "hashes" embed the block in its CID, which kubo allows up
+	// to 128 bytes: a larger block fails as it does in kubo's own add.
+	if c.Prefix().MhType == mh.IDENTITY {
+		if err := verifcid.ValidateCid(verifcid.DefaultAllowlist, c); err != nil {
+			return fmt.Errorf("%w: block of %d bytes: %w", ErrInvalidInput, len(n.RawData()), err)
+		}
 	}
 	// A plain block: sinks keeping blocks must not pin whole node
 	// objects (with their decoded links) in memory.
