@@ -99,6 +99,13 @@ type RestAPI struct {
 	MaxHeaderBytes         int                 `json:"max_header_bytes"`
 	HTTPLogFile            string              `json:"http_log_file"`
 	Headers                map[string][]string `json:"headers"`
+	// BasicAuthCredentials maps users to passwords; null turns
+	// authentication off.
+	BasicAuthCredentials map[string]string `json:"basic_auth_credentials"`
+	// SSLCertFile and SSLKeyFile, both set, serve HTTPS; relative paths
+	// are taken from the configuration folder.
+	SSLCertFile string `json:"ssl_cert_file"`
+	SSLKeyFile  string `json:"ssl_key_file"`
 }
 
 // IPFSHTTP is the "ipfs_connector.ipfshttp" section.
@@ -522,6 +529,17 @@ func (c *Config) Validate() error {
 		}
 		if r.MaxHeaderBytes < 4096 {
 			return bad("api.restapi.max_header_bytes", r.MaxHeaderBytes, "must be at least 4096")
+		}
+		if r.BasicAuthCredentials != nil && len(r.BasicAuthCredentials) == 0 {
+			return bad("api.restapi.basic_auth_credentials", "{}", "empty: give at least one user, or null for no authentication")
+		}
+		for u, p := range r.BasicAuthCredentials {
+			if u == "" || p == "" {
+				return bad("api.restapi.basic_auth_credentials", fmt.Sprintf("%q", u), "users and passwords cannot be empty")
+			}
+		}
+		if (r.SSLCertFile == "") != (r.SSLKeyFile == "") {
+			return bad("api.restapi.ssl_cert_file", fmt.Sprintf("%q", r.SSLCertFile), "ssl_cert_file and ssl_key_file must be set together")
 		}
 	}
 	return nil

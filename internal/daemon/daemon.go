@@ -214,19 +214,24 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	join(ctx, p.Host, p.peerFile, bootstrap, cl.DialPeerTimeout.D())
 
 	if r := cfg.API.RestAPI; r != nil {
-		logFile := r.HTTPLogFile
-		if logFile != "" && !filepath.IsAbs(logFile) {
-			logFile = filepath.Join(dir, logFile)
+		inDir := func(f string) string {
+			if f != "" && !filepath.IsAbs(f) {
+				return filepath.Join(dir, f)
+			}
+			return f
 		}
 		p.REST, err = restapi.New(restapi.Config{
-			Listen:            r.HTTPListenMultiaddress,
-			ReadTimeout:       r.ReadTimeout.D(),
-			ReadHeaderTimeout: r.ReadHeaderTimeout.D(),
-			WriteTimeout:      r.WriteTimeout.D(),
-			IdleTimeout:       r.IdleTimeout.D(),
-			MaxHeaderBytes:    r.MaxHeaderBytes,
-			Headers:           r.Headers,
-			HTTPLogFile:       logFile,
+			Listen:               r.HTTPListenMultiaddress,
+			ReadTimeout:          r.ReadTimeout.D(),
+			ReadHeaderTimeout:    r.ReadHeaderTimeout.D(),
+			WriteTimeout:         r.WriteTimeout.D(),
+			IdleTimeout:          r.IdleTimeout.D(),
+			MaxHeaderBytes:       r.MaxHeaderBytes,
+			Headers:              r.Headers,
+			HTTPLogFile:          inDir(r.HTTPLogFile),
+			BasicAuthCredentials: r.BasicAuthCredentials,
+			SSLCertFile:          inDir(r.SSLCertFile),
+			SSLKeyFile:           inDir(r.SSLKeyFile),
 		}, p.Cluster, logging.For("restapi"), logging.For("restapilog"))
 		if err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ package restapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -60,10 +61,12 @@ type Config struct {
 	MaxHeaderBytes    int
 	Headers           map[string][]string
 	HTTPLogFile       string
+	// BasicAuthCredentials maps users to passwords; nil turns
+	// authentication off (basic_auth_credentials).
+	BasicAuthCredentials map[string]string
+	// SSLCertFile and SSLKeyFile, both set, serve HTTPS.
+	SSLCertFile, SSLKeyFile string
 }
-
-// Middleware wraps the router; auth, CORS and the like plug in here.
-type Middleware func(http.Handler) http.Handler
 
 // Server is the REST API server.
 type Server struct {
@@ -73,15 +76,16 @@ type Server struct {
 	httpLog zerolog.Logger
 	logFile *os.File
 	handler http.Handler
+	tls     *tls.Config // nil: plain HTTP
 
 	mu        sync.Mutex
 	servers   []*http.Server
 	listeners []net.Listener
 }
 
-// New builds the server; middlewares run outermost first, before the
-// trailing-slash redirect and the router.
-func New(cfg Config, cluster Cluster, log, httpLog zerolog.Logger, middlewares ...Middleware) (*Server, error) {
+// New builds the server: authentication, then the trailing-slash
+// redirect, then the router, as the reference orders them.
+func New(cfg Config, cluster Cluster, log, httpLog zerolog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, cluster: cluster, log: log, httpLog: httpLog}
 	if cfg.HTTPLogFile != "" {
 		f, err := os.OpenFile(cfg.HTTPLogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -91,12 +95,17 @@ func New(cfg Config, cluster Cluster, log, httpLog zerolog.Logger, middlewares .
 		s.logFile = f
 		s.httpLog = zerolog.New(f).With().Timestamp().Logger()
 	}
-	var h http.Handler = s.router()
-	h = strictSlash(h)
-	for i := len(middlewares) - 1; i >= 0; i-- {
-		h = middlewares[i](h)
+	if (cfg.SSLCertFile == "") != (cfg.SSLKeyFile == "") {
+		return nil, errors.New("restapi: ssl_cert_file and ssl_key_file go together")
 	}
-	s.handler = s.accessLog(h)
+	if cfg.SSLCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.SSLCertFile, cfg.SSLKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("restapi: load ssl_cert_file and ssl_key_file: %w", err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	s.handler = s.accessLog(s.authenticate(cfg.BasicAuthCredentials, strictSlash(s.router())))
 	return s, nil
 }
 
@@ -142,14 +151,22 @@ func (s *Server) Serve() {
 			WriteTimeout:      s.cfg.WriteTimeout,
 			IdleTimeout:       s.cfg.IdleTimeout,
 			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+			TLSConfig:         s.tls,
 		}
 		s.servers = append(s.servers, srv)
 		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if s.tls != nil {
+				err = srv.ServeTLS(l, "", "")
+			} else {
+				err = srv.Serve(l)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error().Err(err).Str("addr", l.Addr().String()).Msg("serve")
 			}
 		}()
-		s.log.Info().Str("addr", l.Addr().String()).Msg("REST API listening")
+		s.log.Info().Str("addr", l.Addr().String()).Bool("tls", s.tls != nil).
+			Bool("authenticated", s.cfg.BasicAuthCredentials != nil).Msg("REST API listening")
 	}
 }
 
@@ -208,6 +225,7 @@ func (s *Server) router() *httprouter.Router {
 	r.POST("/ipfs/gc", s.repoGC)
 	r.POST("/add", s.add)
 	r.POST("/policy/reload", s.policyReload)
+	r.POST("/token", s.token)
 	r.GET("/health", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		w.WriteHeader(http.StatusNoContent)
 	})
