@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,29 +21,6 @@ import (
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon/daemontest"
 )
-
-// authedRequest sends a request with the given Authorization header ("" for
-// none) and returns the reply.
-func authedRequest(t *testing.T, p *daemontest.Peer, method, path, auth string) reply {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, p.APIURL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply{resp.StatusCode, body, resp.Header, resp.Trailer}
-}
 
 func basic(user, password string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
@@ -75,20 +51,20 @@ func TestBasicAuthAndTokens(t *testing.T) {
 		{"unsigned token", "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJhbGljZSJ9.", "unauthorized: invalid token",
 			[]string{`Bearer realm="Restricted IPFS Cluster API", error="invalid_token"`}},
 	} {
-		r := authedRequest(t, p, "GET", "/id", c.auth)
+		r := doAuthed(t, p, "GET", "/id", c.auth)
 		if r.code != http.StatusUnauthorized || !strings.Contains(string(r.body), c.msg) ||
 			strings.Join(r.header.Values("WWW-Authenticate"), "|") != strings.Join(c.challenges, "|") {
 			t.Errorf("%s: %d %s, challenges %q", c.name, r.code, r.body, r.header.Values("WWW-Authenticate"))
 		}
 	}
-	if r := authedRequest(t, p, "GET", "/health", ""); r.code != http.StatusNoContent {
+	if r := doAuthed(t, p, "GET", "/health", ""); r.code != http.StatusNoContent {
 		t.Errorf("/health without credentials: %d %s", r.code, r.body)
 	}
-	if r := authedRequest(t, p, "GET", "/id", basic("alice", "s3cret")); r.code != http.StatusOK {
+	if r := doAuthed(t, p, "GET", "/id", basic("alice", "s3cret")); r.code != http.StatusOK {
 		t.Fatalf("/id with alice's password: %d %s", r.code, r.body)
 	}
 
-	r := authedRequest(t, p, "POST", "/token", basic("bob", "hunter2"))
+	r := doAuthed(t, p, "POST", "/token", basic("bob", "hunter2"))
 	token := decode[struct{ Token string }](t, r).Token
 	if r.code != http.StatusOK || token == "" {
 		t.Fatalf("POST /token: %d %s", r.code, r.body)
@@ -98,11 +74,11 @@ func TestBasicAuthAndTokens(t *testing.T) {
 	if want := "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJib2IifQ."; !strings.HasPrefix(token, want) {
 		t.Fatalf("token %s, want it to start %s", token, want)
 	}
-	if r := authedRequest(t, p, "GET", "/id", "bearer "+token); r.code != http.StatusOK {
+	if r := doAuthed(t, p, "GET", "/id", "bearer "+token); r.code != http.StatusOK {
 		t.Fatalf("/id with bob's token: %d %s", r.code, r.body)
 	}
 	forged := token[:len(token)-2] + "AA"
-	if r := authedRequest(t, p, "GET", "/id", "Bearer "+forged); r.code != http.StatusUnauthorized {
+	if r := doAuthed(t, p, "GET", "/id", "Bearer "+forged); r.code != http.StatusUnauthorized {
 		t.Fatalf("/id with a forged token: %d %s", r.code, r.body)
 	}
 

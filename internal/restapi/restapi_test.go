@@ -27,9 +27,18 @@ type reply struct {
 
 func do(t *testing.T, p *daemontest.Peer, method, path string) reply {
 	t.Helper()
+	return doAuthed(t, p, method, path, "")
+}
+
+// doAuthed is do with an Authorization header ("" for none).
+func doAuthed(t *testing.T, p *daemontest.Peer, method, path, auth string) reply {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, p.APIURL+path, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
