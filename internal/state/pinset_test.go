@@ -480,7 +480,9 @@ func TestKillAfterQuietWrites(t *testing.T) {
 	if written < appliedWrites-1 {
 		t.Fatalf("writer stopped after %d pins", written)
 	}
-	time.Sleep(3 * walFlushEvery)
+	// Ten flush intervals: room for a loaded machine to schedule the
+	// flusher; without it nothing reaches the file however long we wait.
+	time.Sleep(10 * walFlushEvery)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +492,7 @@ func TestKillAfterQuietWrites(t *testing.T) {
 	defer db.Close()
 	for i := range appliedWrites {
 		if ok, err := db.Has(testCid(i)); err != nil || !ok {
-			t.Fatalf("pin %d, written %s before kill -9, is lost (%v)", i, 3*walFlushEvery, err)
+			t.Fatalf("pin %d, written %s before kill -9, is lost (%v)", i, 10*walFlushEvery, err)
 		}
 		if st, ok, err := db.GetStatus(testCid(i)); err != nil || !ok || st.Status != api.TrackerStatusPinned {
 			t.Fatalf("record of pin %d after kill -9: %+v, found %v (%v)", i, st, ok, err)

@@ -115,7 +115,8 @@ func Open(dir string, log zerolog.Logger) (*DB, error) {
 		_ = pdb.Close()
 		return nil, fmt.Errorf("state: open %s: sync: %w", dir, err)
 	}
-	go db.flushWAL(pdb.Metrics().WAL.BytesIn - before)
+	synced := pdb.Metrics().WAL.BytesIn
+	go db.flushWAL(synced-before, synced)
 	log.Debug().Str("dir", dir).Int64("pins", db.pins.Load()).Msg("state opened")
 	return db, nil
 }
@@ -245,12 +246,12 @@ const walFlushEvery = 100 * time.Millisecond
 // quiet peer the last applied pins, tracker records and markers (written
 // unsynced: they can be derived again) never reached the file, and a
 // kill -9 took them along, minutes after they were written. own is the
-// size of the empty record a sync writes.
-func (db *DB) flushWAL(own uint64) {
+// size of the empty record a sync writes, synced the WAL's size when it
+// last synced: read by Open, as writes may start before this goroutine.
+func (db *DB) flushWAL(own, synced uint64) {
 	defer close(db.flushDone)
 	t := time.NewTicker(walFlushEvery)
 	defer t.Stop()
-	synced := db.pdb.Metrics().WAL.BytesIn
 	for {
 		select {
 		case <-db.stopFlush:
