@@ -89,7 +89,7 @@ func (c *Cluster) peerNames() map[peer.ID]ping {
 }
 
 // connectKubos connects this peer's kubo to the kubo daemons of the other
-// peers, at the addresses their pings announced, when it is not connected
+// live peers, at the addresses their pings announced, when it is not connected
 // to them: a pin allocated here then finds the content the others hold
 // even where kubo cannot discover them itself (a private network, no DHT).
 // unreachable holds the kubo daemons the last attempt failed to reach, so
@@ -104,7 +104,14 @@ func (c *Cluster) connectKubos(unreachable map[peer.ID]bool) {
 		return
 	}
 	self := c.kuboID().ID
-	for p, pg := range c.peerNames() {
+	// Live peers only: the kubo of a peer whose ping expired is likely
+	// down too, and dialing it would wait for the timeout every round.
+	for _, m := range c.monitor.LatestMetrics(pingMetric) {
+		p := m.Peer
+		pg, err := decodePing(m.Value)
+		if err != nil {
+			continue
+		}
 		kubo, err := peer.Decode(pg.IPFSID)
 		if p == c.cfg.Peer || err != nil || kubo == self || slices.Contains(connected, kubo) {
 			continue
