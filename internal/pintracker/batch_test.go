@@ -97,18 +97,8 @@ func TestPinsGoToKuboInBatches(t *testing.T) {
 	p := &kuboProxy{}
 	f := newFixture(t, p.proxied(t))
 	cids := f.addContent(120)
-	for _, c := range cids {
-		f.pin(c, nil)
-	}
-	for _, c := range cids {
-		f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
-	}
-	held := f.kuboPins("recursive")
-	for _, c := range cids {
-		if !held[c.String()] {
-			t.Fatalf("kubo does not hold %s", c)
-		}
-	}
+	f.pinAllAndWait(cids)
+	f.requireHeld(cids)
 	adds := p.pinAdds()
 	largest := 0
 	for _, a := range adds {

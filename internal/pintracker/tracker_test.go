@@ -164,6 +164,28 @@ func (f *fixture) failWhileKuboDown(c api.Cid) {
 
 func (f *fixture) kuboPins(typ string) map[string]bool { return kubotest.Pins(f.t, f.kubo, typ) }
 
+// pinAllAndWait pins every CID and waits until each is pinned.
+func (f *fixture) pinAllAndWait(cids []api.Cid) {
+	f.t.Helper()
+	for _, c := range cids {
+		f.pin(c, nil)
+	}
+	for _, c := range cids {
+		f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+	}
+}
+
+// requireHeld fails the test unless kubo pins every CID recursively.
+func (f *fixture) requireHeld(cids []api.Cid) {
+	f.t.Helper()
+	held := f.kuboPins("recursive")
+	for _, c := range cids {
+		if !held[c.String()] {
+			f.t.Fatalf("kubo does not hold %s recursively", c)
+		}
+	}
+}
+
 func TestPinAndUnpin(t *testing.T) {
 	f := newFixture(t, nil)
 	cids := f.addContent(20)
@@ -176,12 +198,7 @@ func TestPinAndUnpin(t *testing.T) {
 			t.Fatalf("pin info peer: %+v", pi)
 		}
 	}
-	held := f.kuboPins("recursive")
-	for _, c := range cids {
-		if !held[c.String()] {
-			t.Fatalf("kubo does not hold %s recursively", c)
-		}
-	}
+	f.requireHeld(cids)
 	for _, c := range cids {
 		p, _ := f.db.Get(c)
 		if err := f.db.Delete(c); err != nil {
@@ -194,7 +211,7 @@ func TestPinAndUnpin(t *testing.T) {
 	for _, c := range cids {
 		f.waitStatus(c, api.TrackerStatusUnpinned, 30*time.Second)
 	}
-	held = f.kuboPins("recursive")
+	held := f.kuboPins("recursive")
 	for _, c := range cids {
 		if held[c.String()] {
 			t.Fatalf("kubo still holds %s after unpin", c)
@@ -313,12 +330,7 @@ func TestKnownAbsentPinsSkipTheCheck(t *testing.T) {
 	if !p.checked(failed) {
 		t.Fatal("a pin retried after a failure went to pin/add unchecked")
 	}
-	held := f.kuboPins("recursive")
-	for _, c := range cids {
-		if !held[c.String()] {
-			t.Fatalf("kubo does not hold %s", c)
-		}
-	}
+	f.requireHeld(cids)
 }
 
 func TestStalledPinFails(t *testing.T) {
@@ -574,12 +586,7 @@ func TestNewVersionOfAPinnedPin(t *testing.T) {
 func TestStatusAndRecoverCheckKubo(t *testing.T) {
 	f := newFixture(t, nil)
 	cids := f.addContent(3)
-	for _, c := range cids {
-		f.pin(c, nil)
-	}
-	for _, c := range cids {
-		f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
-	}
+	f.pinAllAndWait(cids)
 	for _, c := range cids[:2] {
 		if _, err := f.kubo.Run(t.Context(), "pin", "rm", c.String()); err != nil {
 			t.Fatal(err)
@@ -607,12 +614,7 @@ func TestStatusAndRecoverCheckKubo(t *testing.T) {
 	for _, c := range cids {
 		f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
 	}
-	held := f.kuboPins("recursive")
-	for _, c := range cids {
-		if !held[c.String()] {
-			t.Fatalf("kubo does not hold %s after recover", c)
-		}
-	}
+	f.requireHeld(cids)
 
 	if err := f.kubo.Terminate(); err != nil {
 		t.Fatal(err)
