@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -86,7 +84,7 @@ pinned as is.`,
 			}
 			var progress *uploadProgress
 			if bar && !s.cmd.Bool("quiet") && !s.cmd.Bool("quieter") && script.IsTerminal(s.cmd.Stderr) {
-				progress = startProgress(s.cmd.Stderr, totalSize(s.cmd.Args, s.cmd.Bool("hidden")))
+				progress = startProgress(s.cmd.Stderr, client.UploadSize(s.cmd.Args, s.cmd.Bool("hidden")))
 				defer progress.stop()
 			}
 			return s.add(query, func(fn func(api.AddedOutput) error) error {
@@ -285,31 +283,6 @@ func (s *ctlSession) add(query url.Values, call func(fn func(api.AddedOutput) er
 		return nil
 	}
 	return s.out.print(status)
-}
-
-// totalSize is what an upload of paths sends, for the progress bar.
-func totalSize(paths []string, hidden bool) int64 {
-	var total int64
-	for _, p := range paths {
-		filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			if path != p && !hidden && strings.HasPrefix(d.Name(), ".") {
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if d.Type().IsRegular() {
-				if info, err := d.Info(); err == nil {
-					total += info.Size()
-				}
-			}
-			return nil
-		})
-	}
-	return total
 }
 
 // uploadProgress redraws one line on a terminal with the bytes sent, the

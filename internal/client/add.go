@@ -122,21 +122,46 @@ func uploadTree(paths []string, query url.Values) (files.Directory, error) {
 	return files.NewSliceDirectory(entries), nil
 }
 
-// checkTree checks every entry below root that an add sends: dot files
-// only with hidden, as the upload's filter does.
+// checkTree checks every entry below root that an add sends.
 func checkTree(root string, hidden bool) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	return walkUpload(root, hidden, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("add: %w", err)
 		}
-		if p != root && !hidden && strings.HasPrefix(d.Name(), ".") {
+		return checkEntry(p, d.Type())
+	})
+}
+
+// walkUpload visits what an upload of root sends: root and everything
+// below it, dot files only with hidden, as the upload's filter does.
+func walkUpload(root string, hidden bool, fn fs.WalkDirFunc) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != root && !hidden && strings.HasPrefix(d.Name(), ".") {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		return checkEntry(p, d.Type())
+		return fn(p, d, err)
 	})
+}
+
+// UploadSize is how many bytes of file content an Add of paths sends, for
+// a progress display. Entries that cannot be read count for nothing: Add
+// reports them.
+func UploadSize(paths []string, hidden bool) int64 {
+	var total int64
+	for _, p := range paths {
+		walkUpload(p, hidden, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if info, err := d.Info(); err == nil {
+					total += info.Size()
+				}
+			}
+			return nil
+		})
+	}
+	return total
 }
 
 // checkEntry checks that the entry at p, of the given mode, can be sent:
