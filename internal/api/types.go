@@ -438,6 +438,19 @@ type Alert struct {
 	TriggeredAt time.Time `json:"triggered_at"`
 }
 
+// Bandwidth is the libp2p traffic of one protocol: bytes since the peer
+// started and the current rates in bytes per second.
+type Bandwidth struct {
+	TotalIn  int64   `json:"total_in"`
+	TotalOut int64   `json:"total_out"`
+	RateIn   float64 `json:"rate_in"`
+	RateOut  float64 `json:"rate_out"`
+}
+
+// BandwidthByProtocol is the traffic of a peer's libp2p host, keyed by
+// protocol ID (GET /health/bandwidth).
+type BandwidthByProtocol map[string]Bandwidth
+
 // ConnectGraph is the connectivity of the cluster as one peer sees it:
 // which cluster peers each peer is connected to, which kubo daemon each
 // peer drives and which kubo daemons those are connected to.

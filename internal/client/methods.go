@@ -18,17 +18,8 @@ import (
 // ConnectGraph is the cluster connectivity graph (GET /health/graph).
 type ConnectGraph = api.ConnectGraph
 
-// Bandwidth is the traffic of one libp2p protocol.
-type Bandwidth struct {
-	TotalIn  int64   `json:"total_in"`
-	TotalOut int64   `json:"total_out"`
-	RateIn   float64 `json:"rate_in"`
-	RateOut  float64 `json:"rate_out"`
-}
-
-// BandwidthByProtocol is the reply of GET /health/bandwidth, keyed by
-// protocol ID.
-type BandwidthByProtocol map[string]Bandwidth
+// BandwidthByProtocol is the reply of GET /health/bandwidth.
+type BandwidthByProtocol = api.BandwidthByProtocol
 
 // ID describes the peer the client talks to.
 func (c *Client) ID(ctx context.Context) (api.ID, error) {

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/allocator"
@@ -88,6 +90,14 @@ type Config struct {
 	// checks, this peer connects its kubo to the other peers' kubo
 	// daemons it is not connected to (connect_swarms_delay); 0 never.
 	ConnectSwarmsDelay time.Duration
+	// Bandwidth reports the traffic of this peer's libp2p host; nil
+	// reports none.
+	Bandwidth BandwidthMeter
+}
+
+// BandwidthMeter is the libp2p host's traffic counter.
+type BandwidthMeter interface {
+	GetBandwidthByProtocol() map[protocol.ID]metrics.Stats
 }
 
 // Sentinel errors the APIs map to status codes.

@@ -66,3 +66,16 @@ func (c *Cluster) ConnectGraph(ctx context.Context) api.ConnectGraph {
 	}
 	return g
 }
+
+// BandwidthByProtocol is the traffic of this peer's libp2p host since it
+// started, per protocol.
+func (c *Cluster) BandwidthByProtocol() api.BandwidthByProtocol {
+	bw := api.BandwidthByProtocol{}
+	if c.cfg.Bandwidth == nil {
+		return bw
+	}
+	for p, st := range c.cfg.Bandwidth.GetBandwidthByProtocol() {
+		bw[string(p)] = api.Bandwidth{TotalIn: st.TotalIn, TotalOut: st.TotalOut, RateIn: st.RateIn, RateOut: st.RateOut}
+	}
+	return bw
+}

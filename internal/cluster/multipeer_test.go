@@ -129,6 +129,15 @@ func TestTagSpreadWithUserAllocation(t *testing.T) {
 		}
 		return true, ""
 	})
+	if id, err := peers[1].Cluster.PeerAdd(t.Context(), peers[2].Identity.ID); err != nil || id.ID != peers[2].Identity.ID || len(id.ClusterPeers) != 3 {
+		t.Fatalf("peer add: %+v, %v", id, err)
+	}
+	// The graph was asked over peer RPC, so the host counted those bytes
+	// (its meters add up once a second).
+	waitUntil(t, 5*time.Second, "RPC bandwidth", func() (bool, string) {
+		bw := peers[1].Cluster.BandwidthByProtocol()[api.RPCProtocol]
+		return bw.TotalIn > 0 && bw.TotalOut > 0, fmt.Sprintf("%+v", bw)
+	})
 	cs := cids(t, peers[0], 20)
 	for i, c := range cs {
 		opts := api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}

@@ -210,6 +210,23 @@ func (c *Cluster) Peers(ctx context.Context, fn func(api.ID) error) error {
 	return nil
 }
 
+// PeerAdd asks peer p for its identity, dialing it through the addresses
+// this peer's peerstore holds. Under CRDT consensus there is no peerset to
+// change: a peer that holds the secret and runs is a member, so adding one
+// is checking that it answers, as the reference does.
+func (c *Cluster) PeerAdd(ctx context.Context, p peer.ID) (api.ID, error) {
+	ctx, cancel := context.WithTimeout(ctx, peerCallTimeout)
+	defer cancel()
+	var id api.ID
+	if err := c.rpc.Call(ctx, p, rpcID, struct{}{}, &id); err != nil {
+		return api.ID{ID: p, Error: err.Error()}, fmt.Errorf("add peer %s: %w", p, err)
+	}
+	if !slices.Contains(id.ClusterPeers, c.cfg.Peer) {
+		id.ClusterPeers = append(id.ClusterPeers, c.cfg.Peer)
+	}
+	return id, nil
+}
+
 // statusFromPeers builds the global status of a pin: the peers that track
 // it are asked (in parallel, each with its own timeout), the other peers
 // of the peerset are listed as remote, and a peer that cannot be reached

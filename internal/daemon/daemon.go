@@ -13,6 +13,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,6 +97,8 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	hostCfg.Secret = cl.Secret
 	hostCfg.ConnMgr = p2p.ConnMgrConfig{HighWater: cl.ConnectionManager.HighWater, LowWater: cl.ConnectionManager.LowWater, GracePeriod: cl.ConnectionManager.GracePeriod.D()}
 	hostCfg.Log = logging.For("p2p")
+	bandwidth := metrics.NewBandwidthCounter()
+	hostCfg.Bandwidth = bandwidth
 	if p.Host, err = p2p.NewHost(ctx, hostCfg, ident); err != nil {
 		return nil, err
 	}
@@ -181,6 +184,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		PinOnlyOnTrustedPeers: cl.PinOnlyOnTrustedPeers,
 		OpenBlocks:            func(ctx context.Context) cluster.BlockWriter { return conn.BlockStream(ctx) },
 		ConnectSwarmsDelay:    ih.ConnectSwarmsDelay.D(),
+		Bandwidth:             bandwidth,
 	}, p.DB, p.Tracker, conn, p.gossip, informers, &allocator.Allocator{
 		AllocateBy:   cfg.Allocator.Balanced.AllocateBy,
 		MinFreeSpace: cfg.Allocator.Balanced.MinFreeSpace,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
@@ -93,6 +94,9 @@ type HostConfig struct {
 
 	// Metrics receives libp2p's Prometheus metrics; nil disables them.
 	Metrics prometheus.Registerer
+	// Bandwidth counts the bytes of every stream, by protocol and peer;
+	// nil counts nothing.
+	Bandwidth metrics.Reporter
 	// Log receives the host's warnings.
 	Log zerolog.Logger
 }
@@ -175,6 +179,9 @@ func hostOptions(cfg HostConfig, ident *config.Identity) ([]libp2p.Option, error
 		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))
 	} else {
 		opts = append(opts, libp2p.DisableMetrics())
+	}
+	if cfg.Bandwidth != nil {
+		opts = append(opts, libp2p.BandwidthReporter(cfg.Bandwidth))
 	}
 	if !cfg.ResolveDNS {
 		opts = append(opts, libp2p.MultiaddrResolver(noDNS{}))

@@ -28,6 +28,26 @@ func (s *Server) peers(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	streamEach(s, w, r, s.cluster.Peers)
 }
 
+// maxBodyBytes bounds the JSON bodies the API reads.
+const maxBodyBytes = 64 << 10
+
+func (s *Server) peerAdd(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var body struct {
+		PeerID string `json:"peer_id"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&body); err != nil {
+		s.writeError(w, http.StatusBadRequest, fmt.Errorf("error decoding request body: %w", err))
+		return
+	}
+	p, err := peer.Decode(body.PeerID)
+	if err != nil {
+		s.writeError(w, http.StatusBadRequest, fmt.Errorf("error decoding peer_id %q: %w", body.PeerID, err))
+		return
+	}
+	id, err := s.cluster.PeerAdd(r.Context(), p)
+	s.reply(w, id, err)
+}
+
 func (s *Server) peerRemove(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 	p, err := peer.Decode(ps.ByName("peer"))
 	if err != nil {

@@ -46,6 +46,8 @@ type Cluster interface {
 	LatestMetrics(name string) []api.Metric
 	Alerts() []api.Alert
 	ConnectGraph(ctx context.Context) api.ConnectGraph
+	BandwidthByProtocol() api.BandwidthByProtocol
+	PeerAdd(ctx context.Context, p peer.ID) (api.ID, error)
 	PeerRemove(ctx context.Context, p peer.ID) error
 	ReloadPolicy(ctx context.Context, local bool) []api.PolicyReload
 	Add(ctx context.Context, p cluster.AddParams, build func(ctx context.Context, sink adder.BlockSink) (api.Cid, error)) (cluster.AddResult, error)
@@ -212,6 +214,7 @@ func (s *Server) router() *httprouter.Router {
 	r.GET("/id", s.id)
 	r.GET("/version", s.version)
 	r.GET("/peers", s.peers)
+	r.POST("/peers", s.peerAdd)
 	r.DELETE("/peers/:peer", s.peerRemove)
 	r.GET("/allocations", s.allocations)
 	r.GET("/allocations/:cid", s.allocation)
@@ -232,6 +235,9 @@ func (s *Server) router() *httprouter.Router {
 	r.GET("/health/alerts", s.alerts)
 	r.GET("/health/graph", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		s.writeJSON(w, http.StatusOK, s.cluster.ConnectGraph(r.Context()))
+	})
+	r.GET("/health/bandwidth", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		s.writeJSON(w, http.StatusOK, s.cluster.BandwidthByProtocol())
 	})
 	r.GET("/monitor/metrics", s.metricNames)
 	r.GET("/monitor/metrics/:name", s.metrics)

@@ -33,7 +33,14 @@ func do(t *testing.T, p *daemontest.Peer, method, path string) reply {
 // doAuthed is do with an Authorization header ("" for none).
 func doAuthed(t *testing.T, p *daemontest.Peer, method, path, auth string) reply {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, p.APIURL+path, nil)
+	return send(t, p, method, path, auth, nil)
+}
+
+// send makes a request with an Authorization header ("" for none) and a
+// body (nil for none).
+func send(t *testing.T, p *daemontest.Peer, method, path, auth string, body io.Reader) reply {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, p.APIURL+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,11 +53,11 @@ func doAuthed(t *testing.T, p *daemontest.Peer, method, path, auth string) reply
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reply{resp.StatusCode, body, resp.Header, resp.Trailer}
+	return reply{resp.StatusCode, data, resp.Header, resp.Trailer}
 }
 
 func decode[T any](t *testing.T, r reply) T {
@@ -122,6 +129,10 @@ func TestIdentityAndVersion(t *testing.T) {
 	if r := do(t, p, "GET", "/health"); r.code != http.StatusNoContent {
 		t.Fatalf("health: %d", r.code)
 	}
+	added := decode[api.ID](t, send(t, p, "POST", "/peers", "", strings.NewReader(`{"peer_id":"`+p.Identity.ID.String()+`"}`)))
+	if added.ID != p.Identity.ID || len(added.ClusterPeers) != 1 {
+		t.Fatalf("peer add of itself: %+v", added)
+	}
 }
 
 func TestBadInput(t *testing.T) {
@@ -136,6 +147,12 @@ func TestBadInput(t *testing.T) {
 	wantError(t, do(t, p, "POST", "/pins/"+c+"?expire-at=2001-01-01T00:00:00Z"), 400, "past")
 	wantError(t, do(t, p, "GET", "/allocations/"+c), 404, "pin is not part of the pinset")
 	wantError(t, do(t, p, "DELETE", "/pins/"+c), 404, "pin is not part of the pinset")
+	wantError(t, send(t, p, "POST", "/peers", "", strings.NewReader(`{"peer_id":`)), 400, "error decoding request body")
+	wantError(t, send(t, p, "POST", "/peers", "", strings.NewReader(`{"peer_id":"12D3KooNope"}`)), 400, `error decoding peer_id "12D3KooNope"`)
+	wantError(t, send(t, p, "POST", "/peers", "", strings.NewReader(`{"peer_id":"`+strings.Repeat(" ", 1<<20)+`"}`)), 400, "request body too large")
+	// A well-formed ID of no running peer: nothing to dial.
+	stranger := "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq"
+	wantError(t, send(t, p, "POST", "/peers", "", strings.NewReader(`{"peer_id":"`+stranger+`"}`)), 500, "add peer "+stranger)
 	if r := do(t, p, "POST", "/pins/"+c+"/"); r.code != http.StatusTemporaryRedirect || r.header.Get("Location") != "/pins/"+c {
 		t.Fatalf("trailing slash: %d %q", r.code, r.header.Get("Location"))
 	}
