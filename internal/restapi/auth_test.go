@@ -146,3 +146,58 @@ func selfSigned(t *testing.T) (certPath, keyPath string) {
 	}
 	return certPath, keyPath
 }
+
+// TestCORS: a browser's preflight is answered by the CORS policy without
+// credentials, as in the reference (auth, then CORS), and actual requests
+// from an allowed origin carry the allow and expose headers.
+func TestCORS(t *testing.T) {
+	const origin = "https://app.example"
+	p := daemontest.Start(t, func(c *config.Config) {
+		c.API.RestAPI.BasicAuthCredentials = map[string]string{"alice": "s3cret"}
+		c.API.RestAPI.CORSAllowedOrigins = []string{origin}
+		c.API.RestAPI.CORSAllowedMethods = []string{"GET", "POST"}
+		c.API.RestAPI.CORSAllowedHeaders = []string{"Authorization"}
+		c.API.RestAPI.CORSMaxAge = config.Duration(10 * time.Minute)
+	})
+	req := func(method, path string, header map[string]string) *http.Response {
+		t.Helper()
+		r, err := http.NewRequestWithContext(t.Context(), method, p.APIURL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			r.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	pre := req("OPTIONS", "/pins/recover", map[string]string{
+		"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization",
+	})
+	h := pre.Header
+	if pre.StatusCode != http.StatusNoContent || h.Get("Access-Control-Allow-Origin") != origin ||
+		h.Get("Access-Control-Allow-Methods") != "POST" || h.Get("Access-Control-Allow-Headers") != "authorization" ||
+		h.Get("Access-Control-Allow-Credentials") != "true" || h.Get("Access-Control-Max-Age") != "600" {
+		t.Fatalf("preflight: %d %v", pre.StatusCode, h)
+	}
+	for name, hdr := range map[string]map[string]string{
+		"other origin":      {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+		"disallowed method": {"Origin": origin, "Access-Control-Request-Method": "DELETE"},
+	} {
+		if r := req("OPTIONS", "/id", hdr); r.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("%s: allowed: %v", name, r.Header)
+		}
+	}
+	got := req("GET", "/id", map[string]string{"Origin": origin, "Authorization": basic("alice", "s3cret")})
+	if got.StatusCode != http.StatusOK || got.Header.Get("Access-Control-Allow-Origin") != origin ||
+		!strings.Contains(got.Header.Get("Access-Control-Expose-Headers"), "X-Stream-Output") {
+		t.Fatalf("GET from the allowed origin: %d %v", got.StatusCode, got.Header)
+	}
+	if r := req("GET", "/id", map[string]string{"Origin": origin}); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET without credentials: %d", r.StatusCode)
+	}
+}

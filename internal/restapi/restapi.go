@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/rs/cors"
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/adder"
@@ -68,6 +69,8 @@ type Config struct {
 	BasicAuthCredentials map[string]string
 	// SSLCertFile and SSLKeyFile, both set, serve HTTPS.
 	SSLCertFile, SSLKeyFile string
+	// CORS is the policy for browsers' cross-origin requests.
+	CORS cors.Options
 }
 
 // Server is the REST API server.
@@ -85,8 +88,10 @@ type Server struct {
 	listeners []net.Listener
 }
 
-// New builds the server: authentication, then the trailing-slash
-// redirect, then the router, as the reference orders them.
+// New builds the server: authentication, then CORS, then the
+// trailing-slash redirect, then the router, as the reference orders them,
+// so that a browser's preflight (OPTIONS, never authenticated) is answered
+// by the CORS policy.
 func New(cfg Config, cluster Cluster, log, httpLog zerolog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, cluster: cluster, log: log, httpLog: httpLog}
 	if cfg.HTTPLogFile != "" {
@@ -107,7 +112,7 @@ func New(cfg Config, cluster Cluster, log, httpLog zerolog.Logger) (*Server, err
 		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	s.handler = s.accessLog(s.authenticate(cfg.BasicAuthCredentials, strictSlash(s.router())))
+	s.handler = s.accessLog(s.authenticate(cfg.BasicAuthCredentials, cors.New(cfg.CORS).Handler(strictSlash(s.router()))))
 	return s, nil
 }
 
