@@ -38,9 +38,9 @@ func (c *Cluster) allocateExcluding(ctx context.Context, pin api.Pin, current, e
 	for _, name := range names {
 		metrics[name] = c.monitor.LatestMetrics(name)
 	}
-	if c.cfg.PinOnlyOnTrustedPeers && c.isTrusted != nil {
+	if (c.cfg.PinOnlyOnTrustedPeers || c.cfg.PinOnlyOnUntrustedPeers) && c.isTrusted != nil {
 		for _, m := range metrics[names[0]] {
-			if !c.isTrusted(m.Peer) {
+			if c.isTrusted(m.Peer) != c.cfg.PinOnlyOnTrustedPeers {
 				excluded = append(excluded, m.Peer)
 			}
 		}

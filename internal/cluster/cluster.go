@@ -83,6 +83,8 @@ type Config struct {
 	// PinOnlyOnTrustedPeers never allocates to peers outside
 	// trusted_peers.
 	PinOnlyOnTrustedPeers bool
+	// PinOnlyOnUntrustedPeers never allocates to peers in trusted_peers.
+	PinOnlyOnUntrustedPeers bool
 	// OpenBlocks opens a stream that stores blocks in this peer's kubo,
 	// for adds.
 	OpenBlocks func(ctx context.Context) BlockWriter

@@ -19,6 +19,7 @@ import (
 	"github.com/multiformats/go-multihash"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon"
 	"ipfs-cluster/internal/daemon/daemontest"
@@ -270,7 +271,8 @@ func TestPeerWithAnotherSecretCannotJoin(t *testing.T) {
 
 // TestUntrustedPeerPinStaysLocal trusts peers 0 and 1 only, on every peer
 // and without the bootstrap trust: a pin committed on peer 2 stays there,
-// while peer 2 still merges what the trusted peers commit.
+// while peer 2 still merges what the trusted peers commit. Peer 0 pins only
+// on trusted peers and peer 1 only on untrusted ones.
 func TestUntrustedPeerPinStaysLocal(t *testing.T) {
 	idents := make([]*config.Identity, 3)
 	for i := range idents {
@@ -294,6 +296,8 @@ func TestUntrustedPeerPinStaysLocal(t *testing.T) {
 			c.Cluster.Secret = secret
 			c.Cluster.Peername = "peer" + strconv.Itoa(i)
 			c.Consensus.CRDT.TrustedPeers = trusted
+			c.Cluster.PinOnlyOnTrustedPeers = i == 0
+			c.Cluster.PinOnlyOnUntrustedPeers = i == 1
 		}, opts)
 	}
 	for _, p := range peers {
@@ -338,6 +342,30 @@ func TestUntrustedPeerPinStaysLocal(t *testing.T) {
 	for _, p := range peers[:2] {
 		waitPinset(t, 10*time.Second, p, []api.Cid{fromTrusted, later})
 	}
+
+	for _, p := range peers[:2] {
+		waitUntil(t, 20*time.Second, p.Config.Cluster.Peername+" has every free-space metric", func() (bool, string) {
+			n := len(p.Cluster.LatestMetrics("freespace"))
+			return n == 3, fmt.Sprintf("%d metrics", n)
+		})
+	}
+	placed := identityCids(t, "placement", 2)
+	pin, err := peers[0].Cluster.Pin(t.Context(), placed[0], api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 3})
+	if err != nil || !sameSet2(pin.Allocations, idents[0].ID, idents[1].ID) {
+		t.Fatalf("pin_only_on_trusted_peers: allocations %v, %v; want peers 0 and 1", pin.Allocations, err)
+	}
+	pin, err = peers[1].Cluster.Pin(t.Context(), placed[1], api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 3})
+	if err != nil || len(pin.Allocations) != 1 || pin.Allocations[0] != idents[2].ID {
+		t.Fatalf("pin_only_on_untrusted_peers: allocations %v, %v; want peer 2", pin.Allocations, err)
+	}
+	if _, err := peers[1].Cluster.Pin(t.Context(), placed[1], api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}); !errors.Is(err, cluster.ErrNotEnoughPeers) {
+		t.Fatalf("two copies on the one untrusted peer: %v, want not enough peers", err)
+	}
+}
+
+// sameSet2 reports whether allocs are exactly a and b, in any order.
+func sameSet2(allocs []peer.ID, a, b peer.ID) bool {
+	return len(allocs) == 2 && slices.Contains(allocs, a) && slices.Contains(allocs, b)
 }
 
 // partition cuts the libp2p connections between the two groups until the

@@ -38,13 +38,50 @@ type Cluster struct {
 	ReplicationFactorMax   int               `json:"replication_factor_max"`
 	MonitorPingInterval    Duration          `json:"monitor_ping_interval"`
 	PinOnlyOnTrustedPeers  bool              `json:"pin_only_on_trusted_peers"`
-	DisableRepinning       bool              `json:"disable_repinning"`
-	PeerstoreFile          string            `json:"peerstore_file"`
-	PeerAddresses          []string          `json:"peer_addresses"`
+	// PinOnlyOnUntrustedPeers never allocates to trusted peers: they
+	// keep the pinset, the others store the content.
+	PinOnlyOnUntrustedPeers bool            `json:"pin_only_on_untrusted_peers"`
+	DisableRepinning        bool            `json:"disable_repinning"`
+	PeerstoreFile           string          `json:"peerstore_file"`
+	PeerAddresses           []string        `json:"peer_addresses"`
+	ResourceManager         ResourceManager `json:"resource_manager"`
+	PubSub                  PubSub          `json:"pubsub"`
+	// EnableRelayHop relays connections between other peers.
+	EnableRelayHop bool `json:"enable_relay_hop"`
+	// The features below talk to more than the configured peers (the
+	// gateway, peers' probes, relays, the DNS resolver). The reference
+	// always runs the NAT ones; here each is a switch, and only DNS is on
+	// by default, so that a loopback cluster sends nothing beyond
+	// loopback.
+	EnableNATPortMap   bool `json:"enable_nat_port_map"`
+	EnableAutoNAT      bool `json:"enable_autonat"`
+	EnableNATService   bool `json:"enable_nat_service"`
+	EnableRelayClient  bool `json:"enable_relay_client"`
+	EnableHolePunching bool `json:"enable_hole_punching"`
+	ResolveDNS         bool `json:"resolve_dns"`
 	// PolicyFile names the Lua policy, relative to the config folder;
 	// empty means none. PolicyTimeout is the time budget of one hook call.
 	PolicyFile    string   `json:"policy_file"`
 	PolicyTimeout Duration `json:"policy_timeout"`
+}
+
+// ResourceManager is "cluster.resource_manager": libp2p's limits on
+// connections, streams and memory. Zero limits scale with the machine.
+type ResourceManager struct {
+	Enabled              bool  `json:"enabled"`
+	MemoryLimitBytes     int64 `json:"memory_limit_bytes"`
+	FileDescriptorsLimit int   `json:"file_descriptors_limit"`
+}
+
+// PubSub is "cluster.pubsub", the gossip that carries metrics and CRDT
+// head announcements. DFactor multiplies GossipSub's mesh degrees.
+type PubSub struct {
+	SeenMessagesTTL   Duration `json:"seen_messages_ttl"`
+	HeartbeatInterval Duration `json:"heartbeat_interval"`
+	DFactor           int      `json:"d_factor"`
+	HistoryGossip     int      `json:"history_gossip"`
+	HistoryLength     int      `json:"history_length"`
+	FloodPublish      bool     `json:"flood_publish"`
 }
 
 // ConnectionManager is "cluster.connection_manager".
@@ -106,6 +143,14 @@ type RestAPI struct {
 	// are taken from the configuration folder.
 	SSLCertFile string `json:"ssl_cert_file"`
 	SSLKeyFile  string `json:"ssl_key_file"`
+	// The CORS policy for browsers, with rs/cors's semantics: empty
+	// allowed headers means its defaults, a max age of 0 sends none.
+	CORSAllowedOrigins   []string `json:"cors_allowed_origins"`
+	CORSAllowedMethods   []string `json:"cors_allowed_methods"`
+	CORSAllowedHeaders   []string `json:"cors_allowed_headers"`
+	CORSExposedHeaders   []string `json:"cors_exposed_headers"`
+	CORSAllowCredentials bool     `json:"cors_allow_credentials"`
+	CORSMaxAge           Duration `json:"cors_max_age"`
 }
 
 // IPFSHTTP is the "ipfs_connector.ipfshttp" section.
@@ -242,7 +287,21 @@ func Default() *Config {
 		MonitorPingInterval:    Duration(15 * time.Second),
 		DisableRepinning:       true,
 		PeerAddresses:          []string{},
-		PolicyTimeout:          Duration(50 * time.Millisecond),
+		ResourceManager:        ResourceManager{Enabled: true},
+		// GossipSub's own mesh and history, and flood publishing: a
+		// new head or metric reaches every peer at once instead of
+		// waiting for the mesh, which is what a cluster of a few to a
+		// few dozen peers wants.
+		PubSub: PubSub{
+			SeenMessagesTTL:   Duration(30 * time.Minute),
+			HeartbeatInterval: Duration(time.Second),
+			DFactor:           1,
+			HistoryGossip:     3,
+			HistoryLength:     5,
+			FloodPublish:      true,
+		},
+		ResolveDNS:    true,
+		PolicyTimeout: Duration(50 * time.Millisecond),
 	}
 	c.Observations.Metrics = Metrics{
 		PrometheusEndpoint: "/ip4/127.0.0.1/tcp/8888",
@@ -264,6 +323,11 @@ func Default() *Config {
 		IdleTimeout:            Duration(120 * time.Second),
 		MaxHeaderBytes:         4096,
 		Headers:                map[string][]string{},
+		CORSAllowedOrigins:     []string{"*"},
+		CORSAllowedMethods:     []string{"GET"},
+		CORSAllowedHeaders:     []string{},
+		CORSExposedHeaders:     []string{"Content-Type", "X-Stream-Output", "X-Chunked-Output", "X-Content-Length"},
+		CORSAllowCredentials:   true,
 	}
 	c.IPFSConnector.IPFSHTTP = IPFSHTTP{
 		NodeMultiaddress:      "/ip4/127.0.0.1/tcp/5001",
@@ -461,6 +525,8 @@ func (c *Config) Validate() error {
 		"consensus.crdt.rebroadcast_interval": c.Consensus.CRDT.RebroadcastInterval,
 		"consensus.crdt.dag_sync_timeout":     c.Consensus.CRDT.DAGSyncTimeout,
 		"cluster.policy_timeout":              cl.PolicyTimeout,
+		"cluster.pubsub.seen_messages_ttl":    cl.PubSub.SeenMessagesTTL,
+		"cluster.pubsub.heartbeat_interval":   cl.PubSub.HeartbeatInterval,
 	} {
 		if d <= 0 {
 			return bad(key, d.D(), "must be positive")
@@ -480,6 +546,17 @@ func (c *Config) Validate() error {
 				return bad(key, fmt.Sprintf("%q", a), err.Error())
 			}
 		}
+	}
+	if cl.PinOnlyOnTrustedPeers && cl.PinOnlyOnUntrustedPeers {
+		return bad("cluster.pin_only_on_untrusted_peers", true, "pin_only_on_trusted_peers is also true: no peer could hold a pin")
+	}
+	if ps := cl.PubSub; ps.DFactor < 1 {
+		return bad("cluster.pubsub.d_factor", ps.DFactor, "must be at least 1")
+	} else if ps.HistoryGossip < 1 || ps.HistoryLength < ps.HistoryGossip {
+		return bad("cluster.pubsub.history_length", ps.HistoryLength, fmt.Sprintf("must be at least history_gossip (%d), which must be at least 1", ps.HistoryGossip))
+	}
+	if rm := cl.ResourceManager; rm.MemoryLimitBytes < 0 || rm.FileDescriptorsLimit < 0 {
+		return bad("cluster.resource_manager", fmt.Sprintf("%+v", rm), "limits cannot be negative (0 scales with the machine)")
 	}
 	if cm := cl.ConnectionManager; cm.LowWater < 0 || cm.HighWater < cm.LowWater {
 		return bad("cluster.connection_manager.high_water", cm.HighWater, "must not be below low_water")
@@ -537,6 +614,9 @@ func (c *Config) Validate() error {
 			if u == "" || p == "" {
 				return bad("api.restapi.basic_auth_credentials", fmt.Sprintf("%q", u), "users and passwords cannot be empty")
 			}
+		}
+		if r.CORSMaxAge < 0 {
+			return bad("api.restapi.cors_max_age", r.CORSMaxAge.D(), "cannot be negative")
 		}
 		if (r.SSLCertFile == "") != (r.SSLKeyFile == "") {
 			return bad("api.restapi.ssl_cert_file", fmt.Sprintf("%q", r.SSLCertFile), "ssl_cert_file and ssl_key_file must be set together")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,13 +36,19 @@ func TestDefaultRoundTrip(t *testing.T) {
 
 func TestInvalidValueNamesKey(t *testing.T) {
 	cases := map[string]string{
-		`{"pin_tracker":{"stateless":{"concurrent_pins":"ten"}}}`:             "pin_tracker.stateless.concurrent_pins",
-		`{"pin_tracker":{"stateless":{"concurrent_pins":0}}}`:                 "pin_tracker.stateless.concurrent_pins",
-		`{"ipfs_connector":{"ipfshttp":{"pin_timeout":"soon"}}}`:              "ipfs_connector.ipfshttp.pin_timeout",
-		`{"ipfs_connector":{"ipfshttp":{"node_multiaddress":"x"}}}`:           "ipfs_connector.ipfshttp.node_multiaddress",
-		`{"cluster":{"secret":"abc"}}`:                                        "cluster.secret",
-		`{"cluster":{"replication_factor_min":3,"replication_factor_max":2}}`: "replication_factor_min",
-		`{"api":{"restapi":{"http_listen_multiaddress":"nope"}}}`:             "api.restapi.http_listen_multiaddress",
+		`{"pin_tracker":{"stateless":{"concurrent_pins":"ten"}}}`:                           "pin_tracker.stateless.concurrent_pins",
+		`{"pin_tracker":{"stateless":{"concurrent_pins":0}}}`:                               "pin_tracker.stateless.concurrent_pins",
+		`{"ipfs_connector":{"ipfshttp":{"pin_timeout":"soon"}}}`:                            "ipfs_connector.ipfshttp.pin_timeout",
+		`{"ipfs_connector":{"ipfshttp":{"node_multiaddress":"x"}}}`:                         "ipfs_connector.ipfshttp.node_multiaddress",
+		`{"cluster":{"secret":"abc"}}`:                                                      "cluster.secret",
+		`{"cluster":{"replication_factor_min":3,"replication_factor_max":2}}`:               "replication_factor_min",
+		`{"api":{"restapi":{"http_listen_multiaddress":"nope"}}}`:                           "api.restapi.http_listen_multiaddress",
+		`{"api":{"restapi":{"cors_max_age":"-1s"}}}`:                                        "api.restapi.cors_max_age",
+		`{"cluster":{"pubsub":{"d_factor":0}}}`:                                             "cluster.pubsub.d_factor",
+		`{"cluster":{"pubsub":{"history_gossip":4,"history_length":3}}}`:                    "cluster.pubsub.history_length",
+		`{"cluster":{"pubsub":{"heartbeat_interval":"0s"}}}`:                                "cluster.pubsub.heartbeat_interval",
+		`{"cluster":{"resource_manager":{"memory_limit_bytes":-1}}}`:                        "cluster.resource_manager",
+		`{"cluster":{"pin_only_on_trusted_peers":true,"pin_only_on_untrusted_peers":true}}`: "cluster.pin_only_on_untrusted_peers",
 	}
 	for in, key := range cases {
 		_, err := Parse([]byte(in), noEnv)
@@ -137,5 +144,46 @@ func TestIdentityRoundTrip(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("mismatched id accepted: %v", err)
+	}
+}
+
+// A service.json written by IPFS Cluster 1.1.6's `init` loads: every key
+// this version uses takes the reference's value, and what it ignores is
+// named with the reason.
+func TestReferenceConfigLoads(t *testing.T) {
+	raw, err := os.ReadFile("testdata/reference-service.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(raw, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"key cluster.leave_on_shutdown ignored: only raft consensus uses it",
+		"key cluster.mdns_interval ignored: there is no mDNS discovery; peers are found through peer_addresses, the peerstore file and --bootstrap",
+		"key cluster.peer_watch_interval ignored: only raft consensus uses it",
+		"key ipfs_connector.ipfshttp.informer_trigger_interval ignored: metrics are sent on their own intervals",
+		"section api.ipfsproxy is not used by this version; ignored",
+		"section api.pinsvcapi is not used by this version; ignored",
+		"section datastore.pebble is not used by this version; ignored",
+		"section observations.tracing is not used by this version; ignored",
+	}
+	got := slices.Clone(c.Warnings)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	cl, r := c.Cluster, c.API.RestAPI
+	if !cl.EnableRelayHop || !cl.ResourceManager.Enabled || cl.PubSub.DFactor != 4 || cl.PubSub.FloodPublish ||
+		cl.PubSub.HeartbeatInterval.D() != 10*time.Second || cl.PubSub.HistoryLength != 6 {
+		t.Errorf("cluster: %+v", cl)
+	}
+	if r == nil || !slices.Equal(r.CORSAllowedMethods, []string{"GET"}) || !r.CORSAllowCredentials ||
+		len(r.CORSExposedHeaders) != 4 || r.CORSMaxAge != 0 {
+		t.Errorf("restapi: %+v", r)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -45,6 +45,17 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // ErrInvalid is wrapped by every configuration error callers report.
 var ErrInvalid = errors.New("invalid configuration")
 
+// unusedReferenceKeys are keys of the reference's sections that this
+// version reads nothing from, with the reason, so that an operator moving
+// a configuration over learns why rather than only that.
+var unusedReferenceKeys = map[string]string{
+	"cluster.leave_on_shutdown":                         "only raft consensus uses it",
+	"cluster.peer_watch_interval":                       "only raft consensus uses it",
+	"cluster.mdns_interval":                             "there is no mDNS discovery; peers are found through peer_addresses, the peerstore file and --bootstrap",
+	"cluster.follower_mode":                             "this version has no follower mode",
+	"ipfs_connector.ipfshttp.informer_trigger_interval": "metrics are sent on their own intervals",
+}
+
 // decodeSection fills section (a pointer to struct) from raw JSON, key by
 // key. Unknown keys are returned as warnings with their full path.
 func decodeSection(path string, raw json.RawMessage, section any) (warnings []string, err error) {
@@ -61,7 +72,11 @@ func decodeSection(path string, raw json.RawMessage, section any) (warnings []st
 	for _, k := range keys {
 		f, ok := fields[k]
 		if !ok {
-			warnings = append(warnings, fmt.Sprintf("unknown key %s.%s ignored", path, k))
+			if why, known := unusedReferenceKeys[path+"."+k]; known {
+				warnings = append(warnings, fmt.Sprintf("key %s.%s ignored: %s", path, k, why))
+			} else {
+				warnings = append(warnings, fmt.Sprintf("unknown key %s.%s ignored", path, k))
+			}
 			continue
 		}
 		if err := json.Unmarshal(obj[k], f.Addr().Interface()); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/cors"
 
 	"ipfs-cluster/internal/allocator"
 	"ipfs-cluster/internal/api"
@@ -96,6 +97,14 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	hostCfg.NoAnnounceAddrs = cl.NoAnnounceMultiaddress
 	hostCfg.Secret = cl.Secret
 	hostCfg.ConnMgr = p2p.ConnMgrConfig{HighWater: cl.ConnectionManager.HighWater, LowWater: cl.ConnectionManager.LowWater, GracePeriod: cl.ConnectionManager.GracePeriod.D()}
+	hostCfg.ResourceMgr = p2p.ResourceMgrConfig{Enabled: cl.ResourceManager.Enabled, MemoryLimitBytes: cl.ResourceManager.MemoryLimitBytes, FileDescriptorsLimit: cl.ResourceManager.FileDescriptorsLimit}
+	hostCfg.RelayService = cl.EnableRelayHop
+	hostCfg.NATPortMap = cl.EnableNATPortMap
+	hostCfg.AutoNAT = cl.EnableAutoNAT
+	hostCfg.NATService = cl.EnableNATService
+	hostCfg.RelayClient = cl.EnableRelayClient
+	hostCfg.HolePunching = cl.EnableHolePunching
+	hostCfg.ResolveDNS = cl.ResolveDNS
 	hostCfg.Log = logging.For("p2p")
 	bandwidth := metrics.NewBandwidthCounter()
 	hostCfg.Bandwidth = bandwidth
@@ -112,10 +121,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	if p.peerFile, err = p2p.OpenPeerFile(p.Host, peerstorePath, cl.PeerAddresses, p2p.DefaultSaveDelay, logging.For("p2p")); err != nil {
 		return nil, err
 	}
-	// Flood publishing delivers CRDT head announcements and metrics at
-	// once to every peer instead of waiting for the gossip mesh to form:
-	// what a cluster of a few to a few dozen peers wants.
-	ps, err := pubsub.NewGossipSub(ctx, p.Host, pubsub.WithFloodPublish(true))
+	ps, err := newPubSub(ctx, p.Host, cl.PubSub)
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: %w", err)
 	}
@@ -173,18 +179,19 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		&informer.Counter{MetricName: "numpin", Count: p.DB.Len, Peer: ident.ID, MetricTTL: inf.NumPin.MetricTTL.D()},
 	}
 	p.Cluster = cluster.New(cluster.Config{
-		Peer:                  ident.ID,
-		PeerName:              cl.Peername,
-		ReplicationFactorMin:  cl.ReplicationFactorMin,
-		ReplicationFactorMax:  cl.ReplicationFactorMax,
-		StateSyncInterval:     cl.StateSyncInterval.D(),
-		PinRecoverInterval:    cl.PinRecoverInterval.D(),
-		PingInterval:          cl.MonitorPingInterval.D(),
-		DisableRepinning:      cl.DisableRepinning,
-		PinOnlyOnTrustedPeers: cl.PinOnlyOnTrustedPeers,
-		OpenBlocks:            func(ctx context.Context) cluster.BlockWriter { return conn.BlockStream(ctx) },
-		ConnectSwarmsDelay:    ih.ConnectSwarmsDelay.D(),
-		Bandwidth:             bandwidth,
+		Peer:                    ident.ID,
+		PeerName:                cl.Peername,
+		ReplicationFactorMin:    cl.ReplicationFactorMin,
+		ReplicationFactorMax:    cl.ReplicationFactorMax,
+		StateSyncInterval:       cl.StateSyncInterval.D(),
+		PinRecoverInterval:      cl.PinRecoverInterval.D(),
+		PingInterval:            cl.MonitorPingInterval.D(),
+		DisableRepinning:        cl.DisableRepinning,
+		PinOnlyOnTrustedPeers:   cl.PinOnlyOnTrustedPeers,
+		PinOnlyOnUntrustedPeers: cl.PinOnlyOnUntrustedPeers,
+		OpenBlocks:              func(ctx context.Context) cluster.BlockWriter { return conn.BlockStream(ctx) },
+		ConnectSwarmsDelay:      ih.ConnectSwarmsDelay.D(),
+		Bandwidth:               bandwidth,
 	}, p.DB, p.Tracker, conn, p.gossip, informers, &allocator.Allocator{
 		AllocateBy:   cfg.Allocator.Balanced.AllocateBy,
 		MinFreeSpace: cfg.Allocator.Balanced.MinFreeSpace,
@@ -236,6 +243,14 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 			BasicAuthCredentials: r.BasicAuthCredentials,
 			SSLCertFile:          inDir(r.SSLCertFile),
 			SSLKeyFile:           inDir(r.SSLKeyFile),
+			CORS: cors.Options{
+				AllowedOrigins:   r.CORSAllowedOrigins,
+				AllowedMethods:   r.CORSAllowedMethods,
+				AllowedHeaders:   r.CORSAllowedHeaders,
+				ExposedHeaders:   r.CORSExposedHeaders,
+				AllowCredentials: r.CORSAllowCredentials,
+				MaxAge:           int(r.CORSMaxAge.D() / time.Second),
+			},
 		}, p.Cluster, logging.For("restapi"), logging.For("restapilog"))
 		if err != nil {
 			return nil, err
@@ -251,6 +266,26 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 // retryDecision asks the retry_priority hook what to do with a failed
 // pin; without an answer (no hook, nil, or a failed call, which the holder
 // logs and counts) the tracker's built-in rule applies.
+// newPubSub starts GossipSub with cluster.pubsub's settings; the mesh
+// degrees are GossipSub's own times d_factor, as in the reference.
+func newPubSub(ctx context.Context, h host.Host, cfg config.PubSub) (*pubsub.PubSub, error) {
+	params := pubsub.DefaultGossipSubParams()
+	params.HeartbeatInterval = cfg.HeartbeatInterval.D()
+	params.HistoryGossip = cfg.HistoryGossip
+	params.HistoryLength = cfg.HistoryLength
+	params.D *= cfg.DFactor
+	params.Dlo *= cfg.DFactor
+	params.Dhi *= cfg.DFactor
+	params.Dscore *= cfg.DFactor
+	params.Dout *= cfg.DFactor
+	params.Dlazy *= cfg.DFactor
+	return pubsub.NewGossipSub(ctx, h,
+		pubsub.WithGossipSubParams(params),
+		pubsub.WithFloodPublish(cfg.FloodPublish),
+		pubsub.WithSeenMessagesTTL(cfg.SeenMessagesTTL.D()),
+	)
+}
+
 func retryDecision(pol *policy.Holder) func(api.Pin, int, error) (pintracker.Retry, bool) {
 	classes := map[policy.RetryClass]pintracker.RetryClass{
 		policy.RetryPriority: pintracker.RetryPriority,
