@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"maps"
 	"net/url"
 	"slices"
@@ -269,4 +270,25 @@ func FuzzPinOptionsFromQuery(f *testing.F) {
 			t.Fatalf("round trip of %q changed the options:\n got %+v\nwant %+v", raw, again, po)
 		}
 	})
+}
+
+// A filter of several statuses crosses the wire to other peers intact.
+func TestTrackerStatusFilterJSON(t *testing.T) {
+	for _, f := range []TrackerStatus{
+		TrackerStatusUndefined, TrackerStatusPinned, TrackerStatusError, TrackerStatusQueued,
+		TrackerStatusRemote | TrackerStatusPinError,
+		TrackerStatusError | TrackerStatusUnexpectedlyUnpinned | TrackerStatusPinQueued,
+	} {
+		b, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back TrackerStatus
+		if err := json.Unmarshal(b, &back); err != nil || back != f {
+			t.Errorf("%d: %s decodes to %d (%v)", f, b, back, err)
+		}
+	}
+	if s := (TrackerStatusRemote | TrackerStatusPinError).String(); s != "pin_error,remote" {
+		t.Errorf("String = %q", s)
+	}
 }

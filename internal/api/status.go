@@ -65,14 +65,19 @@ var TrackerStatusAll = func() []TrackerStatus {
 	return all
 }()
 
-// String returns the status name.
+// String returns the status name; a filter that no one name covers is the
+// comma list of its statuses, which ParseTrackerStatusFilter reads back.
 func (st TrackerStatus) String() string {
+	var parts []string
 	for _, n := range trackerStatusNames {
 		if n.s == st {
 			return n.name
 		}
+		if n.s != 0 && st&n.s == n.s && (n.s&(n.s-1)) == 0 {
+			parts = append(parts, n.name)
+		}
 	}
-	return ""
+	return strings.Join(parts, ",")
 }
 
 // TrackerStatusFromString parses one status name; unknown names give
@@ -119,12 +124,17 @@ func (st TrackerStatus) IsError() bool { return st&TrackerStatusError != 0 }
 // MarshalJSON encodes the status name.
 func (st TrackerStatus) MarshalJSON() ([]byte, error) { return json.Marshal(st.String()) }
 
-// UnmarshalJSON decodes a status name.
+// UnmarshalJSON decodes a status name or a comma list of them (a
+// filter); names it does not know, perhaps from a newer peer, count as
+// undefined.
 func (st *TrackerStatus) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("tracker status: %w", err)
 	}
-	*st = TrackerStatusFromString(s)
+	*st = TrackerStatusUndefined
+	for part := range strings.SplitSeq(s, ",") {
+		*st |= TrackerStatusFromString(part)
+	}
 	return nil
 }

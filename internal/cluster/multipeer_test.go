@@ -99,6 +99,21 @@ func TestReplicationAcrossThreePeers(t *testing.T) {
 			}
 		}
 	}
+	// A filter of two statuses reaches the other peers whole: each pin
+	// is remote on exactly one peer, and nothing is in error.
+	remote := 0
+	err := peers[0].Cluster.StatusAll(t.Context(), api.TrackerStatusRemote|api.TrackerStatusPinError, false, func(gpi api.GlobalPinInfo) error {
+		for id, pi := range gpi.PeerMap {
+			if pi.Status != api.TrackerStatusRemote {
+				return fmt.Errorf("%s on %s is %s", gpi.Cid, id, pi.Status)
+			}
+			remote++
+		}
+		return nil
+	})
+	if err != nil || remote != n {
+		t.Fatalf("status filtered by remote,pin_error: %d remote entries, %v; want %d", remote, err, n)
+	}
 }
 
 func TestTagSpreadWithUserAllocation(t *testing.T) {
