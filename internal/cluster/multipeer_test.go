@@ -219,6 +219,9 @@ func TestPeerRemoveMovesItsPins(t *testing.T) {
 		}
 	}
 	gone := peers[2]
+	if err := peers[0].Cluster.PeerRemove(t.Context(), gone.Identity.ID); !errors.Is(err, cluster.ErrInvalidRequest) {
+		t.Fatalf("removing a running peer: %v, want ErrInvalidRequest", err)
+	}
 	gone.Stop()
 	if err := peers[0].Cluster.PeerRemove(t.Context(), peers[0].Identity.ID); err == nil {
 		t.Fatal("a peer removed itself")

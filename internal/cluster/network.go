@@ -27,6 +27,8 @@ const (
 	rpcRepoGCLocal  = "Cluster.RepoGCLocal"
 	rpcPolicyReload = "Cluster.PolicyReload"
 	peerCallTimeout = 15 * time.Second
+	// peerAnswerTimeout bounds the check that a peer is running.
+	peerAnswerTimeout = 3 * time.Second
 )
 
 // SetNetwork gives the core its libp2p host, its peer RPC and whom it

@@ -59,11 +59,11 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, dead peer.ID) error {
 	return c.consensus.LogPin(ctx, pin)
 }
 
-// PeerRemove takes a peer out of the cluster's placement: every pin
-// allocated to it is allocated elsewhere at once (whatever
-// disable_repinning says: the operator asked), and this peer drops its
-// connections to it. A peer that keeps running announces itself again
-// with its next ping; stop it first to remove it for good.
+// PeerRemove takes a stopped peer out of the cluster's placement: every
+// pin allocated to it is allocated elsewhere at once (whatever
+// disable_repinning says: the operator asked), and this peer forgets its
+// addresses. A peer that still answers is refused: it would announce itself
+// again with its next ping, and its pins would have moved for nothing.
 func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	if p == c.cfg.Peer {
 		return fmt.Errorf("%w: a peer cannot remove itself: stop it, then remove it from another peer", ErrInvalidRequest)
@@ -80,6 +80,9 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	if len(pins) == 0 && !slices.Contains(c.peerset(), p) {
 		return fmt.Errorf("remove peer %s: %w", p, ErrUnknownPeer)
 	}
+	if c.answers(ctx, p) {
+		return fmt.Errorf("%w: remove peer %s: it is running; stop it first", ErrInvalidRequest, p)
+	}
 	for _, ci := range pins {
 		if err := c.repin(ctx, ci, p); err != nil {
 			return fmt.Errorf("remove peer %s: repin %s: %w", p, ci, err)
@@ -91,4 +94,15 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	}
 	c.log.Info().Stringer("peer", p).Int("repinned", len(pins)).Msg("peer removed")
 	return nil
+}
+
+// answers reports whether peer p replies to an identity call within the
+// dial timeout.
+func (c *Cluster) answers(ctx context.Context, p peer.ID) bool {
+	if c.rpc == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerAnswerTimeout)
+	defer cancel()
+	return c.rpc.Call(ctx, p, rpcID, struct{}{}, nil) == nil
 }
