@@ -34,13 +34,13 @@ func (p *Pin) AppendJSON(b []byte, names *TextCache) []byte {
 	b = append(b, `,"pin_update":`...)
 	b = appendCid(b, p.PinUpdate)
 	b = append(b, `,"origins":`...)
-	b = appendMultiaddrs(b, p.Origins, names)
+	b = appendMultiaddrs(b, orEmpty(p.Origins), names)
 	b = append(b, `,"cid":`...)
 	b = appendCid(b, p.Cid)
 	b = append(b, `,"type":"`...)
 	b = append(b, p.Type.String()...)
 	b = append(b, `","allocations":`...)
-	b = appendPeers(b, p.Allocations, names)
+	b = appendPeers(b, orEmpty(p.Allocations), names)
 	b = append(b, `,"max_depth":`...)
 	b = strconv.AppendInt(b, int64(p.MaxDepth), 10)
 	b = append(b, `,"reference":`...)
@@ -64,6 +64,16 @@ func appendCid(b []byte, c Cid) []byte {
 	b = append(b, '"')
 	b = append(b, c.String()...)
 	return append(b, '"')
+}
+
+// orEmpty turns nil into an empty slice: allocations and origins are
+// always arrays on the wire, as the reference writes every pin it reads
+// from its state, so clients need not handle null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func appendPeers(b []byte, peers []peer.ID, names *TextCache) []byte {
@@ -157,9 +167,9 @@ func (gpi *GlobalPinInfo) AppendJSON(b []byte, names *TextCache) []byte {
 	b = append(b, `,"name":`...)
 	b = appendJSONString(b, gpi.Name)
 	b = append(b, `,"allocations":`...)
-	b = appendPeers(b, gpi.Allocations, names)
+	b = appendPeers(b, orEmpty(gpi.Allocations), names)
 	b = append(b, `,"origins":`...)
-	b = appendMultiaddrs(b, gpi.Origins, names)
+	b = appendMultiaddrs(b, orEmpty(gpi.Origins), names)
 	b = append(b, `,"created":`...)
 	b = appendJSONTime(b, gpi.Created)
 	b = append(b, `,"metadata":`...)

@@ -82,7 +82,10 @@ func TestPinJSONMatchesEncodingJSON(t *testing.T) {
 	names := NewTextCache()
 	for i := range 2000 {
 		p := randomPin(r, peers)
-		want, err := json.Marshal((*reflected)(&p))
+		// What encoding/json writes, with the arrays that are never null.
+		q := p
+		q.Allocations, q.Origins = orEmpty(q.Allocations), orEmpty(q.Origins)
+		want, err := json.Marshal((*reflected)(&q))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,6 +99,19 @@ func TestPinJSONMatchesEncodingJSON(t *testing.T) {
 		if err := json.Unmarshal(want, &back); err != nil || back.Cid != p.Cid {
 			t.Fatalf("decode: %v %+v", err, back)
 		}
+	}
+}
+
+func TestPinArraysAreNeverNull(t *testing.T) {
+	var p Pin
+	got := string(p.AppendJSON(nil, nil))
+	if !strings.Contains(got, `"allocations":[]`) || !strings.Contains(got, `"origins":[]`) {
+		t.Fatalf("pin without allocations or origins: %s", got)
+	}
+	var gpi GlobalPinInfo
+	got = string(gpi.AppendJSON(nil, nil))
+	if !strings.Contains(got, `"allocations":[]`) || !strings.Contains(got, `"origins":[]`) {
+		t.Fatalf("status without allocations or origins: %s", got)
 	}
 }
 
@@ -157,7 +173,9 @@ func TestGlobalPinInfoJSONMatchesEncodingJSON(t *testing.T) {
 			}
 			gpi.PeerMap[peers[j].String()] = s
 		}
-		want, err := json.Marshal((*reflectedGPI)(&gpi))
+		q := gpi
+		q.Allocations, q.Origins = orEmpty(q.Allocations), orEmpty(q.Origins)
+		want, err := json.Marshal((*reflectedGPI)(&q))
 		if err != nil {
 			t.Fatal(err)
 		}
