@@ -47,6 +47,9 @@ type AddParams struct {
 	// Root is the root CID when it is known before the blocks (a CAR's),
 	// so that admission sees it.
 	Root api.Cid
+	// Allocated, when set, is given the pin's allocations (none for a pin
+	// everywhere) before any block moves, for the add's output.
+	Allocated func([]peer.ID)
 }
 
 // AddResult is the outcome of an add.
@@ -74,6 +77,9 @@ func (c *Cluster) Add(ctx context.Context, p AddParams, build func(ctx context.C
 		return AddResult{}, fmt.Errorf("add: %w", err)
 	}
 	pin.Allocations = allocs
+	if p.Allocated != nil {
+		p.Allocated(allocs)
+	}
 	dests := allocs
 	switch {
 	case p.Local:

@@ -72,6 +72,12 @@ func TestAddAcrossPeersAndImportCAR(t *testing.T) {
 	if len(pin.Allocations) != 2 || pin.Name != "folder" {
 		t.Fatalf("pin %+v, want two allocations", pin)
 	}
+	// Every added file and folder names the allocations; progress does not.
+	for _, o := range out {
+		if o.Cid.Defined() != slices.Equal(o.Allocations, pin.Allocations) {
+			t.Fatalf("output %+v, pin allocated to %v", o, pin.Allocations)
+		}
+	}
 	for _, p := range peers {
 		allocated := slices.Contains(pin.Allocations, p.Identity.ID)
 		if !allocated {

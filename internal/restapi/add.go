@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/adder"
 	"ipfs-cluster/internal/api"
@@ -98,7 +99,14 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 
 	produce := func(ctx context.Context, emit func(api.AddedOutput) error) error {
 		var emitErr error
+		var allocs []peer.ID
+		params.Allocated = func(a []peer.ID) { allocs = a }
+		// Each added file or folder names where the pin goes, as in
+		// the reference; progress events do not.
 		out := func(o api.AddedOutput) {
+			if o.Cid.Defined() {
+				o.Allocations = allocs
+			}
 			if emitErr == nil {
 				emitErr = emit(o)
 			}
