@@ -218,8 +218,9 @@ func addQuery(c *Context, q url.Values) (url.Values, error) {
 }
 
 // add runs one add call and prints its output as the reference does:
-// "added <cid> <name>" lines, only CIDs with -q, only the last with -Q;
-// then, with --wait, the root's status once pinned.
+// "added <cid> <name>" lines, only CIDs with -q, only the last with -Q
+// (in a one-item array with --no-stream in JSON); then, with --wait, it
+// returns once the root is pinned, printing nothing more.
 func (s *ctlSession) add(query url.Values, call func(fn func(api.AddedOutput) error) error) error {
 	quiet, quieter := s.cmd.Bool("quiet"), s.cmd.Bool("quieter")
 	var last api.AddedOutput
@@ -253,7 +254,11 @@ func (s *ctlSession) add(query url.Values, call func(fn func(api.AddedOutput) er
 			return err
 		}
 	case quieter && last.Cid.Defined():
-		if s.out.json {
+		if s.out.json && s.cmd.Bool("no-stream") {
+			if err := s.out.print([]api.AddedOutput{last}); err != nil {
+				return err
+			}
+		} else if s.out.json {
 			if err := s.out.print(last); err != nil {
 				return err
 			}
@@ -274,15 +279,11 @@ func (s *ctlSession) add(query url.Values, call func(fn func(api.AddedOutput) er
 	if err != nil {
 		return err
 	}
-	status, err := s.client.WaitFor(ctx, client.WaitParams{Cid: last.Cid, Target: api.TrackerStatusPinned,
-		Limit: pin.ReplicationFactorMin, CheckFreq: ctlWaitCheckFreq})
-	if err != nil {
-		return fmt.Errorf("waiting for pin status: %w", err)
+	if _, err := s.client.WaitFor(ctx, client.WaitParams{Cid: last.Cid, Target: api.TrackerStatusPinned,
+		Limit: pin.ReplicationFactorMin, CheckFreq: ctlWaitCheckFreq}); err != nil {
+		return &waitError{err}
 	}
-	if quiet || quieter {
-		return nil
-	}
-	return s.out.print(status)
+	return nil
 }
 
 // uploadProgress redraws one line on a terminal with the bytes sent, the

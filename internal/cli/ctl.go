@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -100,9 +101,31 @@ func ctlAction(body func(*ctlSession) error) func(*Context) error {
 		if err == nil || errors.As(err, &ue) {
 			return err
 		}
+		var we *waitError
+		if errors.As(err, &we) {
+			fmt.Fprintf(c.Stderr, "%s\n", we)
+			return Exit(ctlExitCode(we.err), errReported)
+		}
 		return out.fail(err)
 	}
 }
+
+// waitError is a --wait that did not see the status it waited for. The
+// reference reports it on stderr, not as an API error block, and exits
+// with 62 for a timeout.
+type waitError struct{ err error }
+
+func (e *waitError) Error() string {
+	err := e.err
+	// The request that was cut short adds nothing to "deadline exceeded".
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return "error waiting for pin status: " + err.Error()
+}
+
+func (e *waitError) Unwrap() error { return e.err }
 
 // ctlConnect prepares a command that talks to the API: logging at error
 // level (debug with --debug), a context that SIGINT and SIGTERM cancel,

@@ -404,7 +404,7 @@ func (s *ctlSession) reportPin(pin api.Pin, target api.TrackerStatus) error {
 			Cid: pin.Cid, Target: target, Limit: limit, CheckFreq: ctlWaitCheckFreq,
 		})
 		if err != nil {
-			return fmt.Errorf("waiting for pin status: %w", err)
+			return &waitError{err}
 		}
 	}
 	if s.cmd.Bool("no-status") {

@@ -470,15 +470,17 @@ func TestCtlWait(t *testing.T) {
 	}
 
 	f.statuses = []api.GlobalPinInfo{gpi(api.TrackerStatusPinError, P)}
+	// As the reference: a failed wait is one line on stderr, not an API
+	// error block, and a timeout exits with 62.
 	out, errOut, code = runCtl(t, nil, "--host", f.host(), "pin", "add", "--wait", ctlCid1)
-	if code != 1 || errOut != "" || !strings.Contains(out, "Message: waiting for pin status: peer alpha reports pin_error") {
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, "error waiting for pin status: peer alpha reports pin_error") {
 		t.Errorf("wait error: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
 	f.statuses = []api.GlobalPinInfo{gpi(Q, Q)}
-	out, _, code = runCtl(t, nil, "--host", f.host(), "pin", "add", "--wait", "--wt", "30ms", ctlCid1)
-	if code != 62 || !strings.Contains(out, "deadline exceeded") {
-		t.Errorf("wait timeout: exit %d, stdout %q", code, out)
+	out, errOut, code = runCtl(t, nil, "--host", f.host(), "pin", "add", "--wait", "--wt", "30ms", ctlCid1)
+	if code != 62 || out != "" || errOut != "error waiting for pin status: context deadline exceeded\n" {
+		t.Errorf("wait timeout: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
