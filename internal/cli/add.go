@@ -56,10 +56,11 @@ Add one or more files or directories to the cluster: the DAG is built on the
 contacted peer, exactly as 'ipfs add' builds it with the same options, and
 its blocks stream at once to the IPFS daemons of the peers allocated to hold
 it. The root is then pinned with those allocations. More than one path
-implies --wrap-with-directory. A single - reads the content from stdin.
-With --format car the file is a CAR archive with one root, imported and
-pinned as is.`,
-		ArgsUsage: "<path>... | -",
+implies --wrap-with-directory. A single - reads the content from stdin,
+and an http:// or https:// URL is fetched and added as a file. With
+--format car the file is a CAR archive with one root, imported and pinned
+as is.`,
+		ArgsUsage: "<path|url>... | -",
 		Flags:     flags,
 		Action: ctlAction(func(s *ctlSession) error {
 			if len(s.cmd.Args) == 0 {

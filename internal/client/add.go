@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -22,12 +23,60 @@ import (
 // them) and calls fn with each line of the reply. The body is streamed:
 // nothing is read into memory. Directories need recursive=true in query;
 // hidden=true includes dot files below them.
+//
+// A path that is an http or https URL is fetched and sent as a file named
+// after the URL's last path element, as the reference's client does; the
+// fetch starts, and must succeed, before anything is sent.
 func (c *Client) Add(ctx context.Context, paths []string, query url.Values, fn func(api.AddedOutput) error) error {
-	dir, err := uploadTree(paths, query)
+	var fetched []io.Closer
+	defer func() {
+		for _, f := range fetched {
+			f.Close()
+		}
+	}()
+	dir, err := uploadTree(paths, query, func(u *url.URL) (files.Node, error) {
+		body, err := fetch(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		fetched = append(fetched, body)
+		return files.NewReaderFile(body), nil
+	})
 	if err != nil {
 		return err
 	}
 	return c.AddFiles(ctx, dir, query, fn)
+}
+
+// isURL reports whether an add path is a URL to fetch.
+func isURL(p string) bool {
+	return strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://")
+}
+
+// fetch GETs u and returns the body of a successful reply.
+func fetch(ctx context.Context, u *url.URL) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", u, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("add %s: the server answered %s", u, resp.Status)
+	}
+	return resp.Body, nil
+}
+
+// urlName is the name a fetched URL is added under: its last path
+// element, or its host when the path has none.
+func urlName(u *url.URL) string {
+	if name := path.Base(u.Path); name != "/" && name != "." {
+		return name
+	}
+	return u.Host
 }
 
 // AddFiles is Add for an already built tree, such as one file read from
@@ -77,7 +126,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // anything is sent, and names the one that cannot be added. A path given
 // twice is added once, and "." is named after the directory it is, as
 // kubo does.
-func uploadTree(paths []string, query url.Values) (files.Directory, error) {
+func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files.Node, error)) (files.Directory, error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("add: no path given")
 	}
@@ -90,6 +139,18 @@ func uploadTree(paths []string, query url.Values) (files.Directory, error) {
 	entries := make([]files.DirEntry, 0, len(paths))
 	seen := make(map[string]bool, len(paths))
 	for _, p := range paths {
+		if isURL(p) {
+			u, err := url.Parse(p)
+			if err != nil {
+				return nil, fmt.Errorf("add: %w", err)
+			}
+			node, err := fetchURL(u)
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, files.FileEntry(urlName(u), node))
+			continue
+		}
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			return nil, fmt.Errorf("add %s: %w", p, err)

@@ -11,7 +11,10 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -263,5 +266,54 @@ func TestBadCarErrorReachesTheClient(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), cids[0].String()) {
 			t.Fatalf("import %d of a CAR with a corrupt first block: %v, want the refusal naming the block", i, err)
 		}
+	}
+}
+
+// TestAddFromURL: a path that is a URL is fetched by the client and added
+// under its last path element, with the same CID as the same bytes from a
+// file; a URL that does not answer 2xx fails before anything is sent.
+func TestAddFromURL(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	cl := p.Client(t)
+	content := []byte("served over http\n")
+	var fetches int
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/dir/page.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		fetches++
+		w.Write(content)
+	}))
+	defer web.Close()
+	file := filepath.Join(t.TempDir(), "page.txt")
+	if err := os.WriteFile(file, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	add := func(path string) ([]api.AddedOutput, error) {
+		var out []api.AddedOutput
+		err := cl.Add(t.Context(), []string{path}, url.Values{}, func(o api.AddedOutput) error {
+			out = append(out, o)
+			return nil
+		})
+		return out, err
+	}
+	fromFile, err := add(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromURL, err := add(web.URL + "/dir/page.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := fromURL[len(fromURL)-1]
+	if last.Name != "page.txt" || last.Cid != fromFile[len(fromFile)-1].Cid || fetches != 1 {
+		t.Fatalf("added %+v from the URL (%d fetches), want the CID of %+v", last, fetches, fromFile[len(fromFile)-1])
+	}
+	if _, err := add(web.URL + "/missing"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("a URL that answers 404: %v", err)
+	}
+	if n := p.DB.Len(); n != 1 {
+		t.Fatalf("%d pins after the failed URL add, want 1", n)
 	}
 }
