@@ -68,19 +68,71 @@ func (t *Tracker) checkHeld(ctx context.Context, pin api.Pin, rec state.LocalSta
 	case st.IsPinned():
 		return rec
 	}
-	sh := t.shard(pin.Cid)
+	if lost, ok := t.markLost(pin.Cid, time.Time{}); ok {
+		return lost
+	}
+	return rec // it changed meanwhile: the newer record stands
+}
+
+// markLost records that kubo lost the pin of c, if c's record still says
+// pinned, no operation runs on it and the record is not newer than since
+// (when kubo was asked; zero: any age).
+func (t *Tracker) markLost(c api.Cid, since time.Time) (state.LocalStatus, bool) {
+	sh := t.shard(c)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	now, ok, err := t.records.GetStatus(pin.Cid)
-	if err != nil || !ok || sh.ops[pin.Cid.KeyString()] != nil || now.Status != api.TrackerStatusPinned {
-		return rec // it changed meanwhile: the newer record stands
+	now, ok, err := t.records.GetStatus(c)
+	if err != nil || !ok || sh.ops[c.KeyString()] != nil || now.Status != api.TrackerStatusPinned ||
+		(!since.IsZero() && now.TS.After(since)) {
+		return now, false
 	}
 	lost := state.LocalStatus{Status: api.TrackerStatusUnexpectedlyUnpinned, TS: time.Now(), Error: lostPin}
-	if err := t.setStatus(pin.Cid, lost); err != nil {
-		t.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("record a pin kubo lost")
+	if err := t.setStatus(c, lost); err != nil {
+		t.log.Warn().Err(err).Stringer("cid", c).Msg("record a pin kubo lost")
 	}
-	t.log.Warn().Stringer("cid", pin.Cid).Msg("kubo no longer holds a pinned item; recover pins it again")
-	return lost
+	t.log.Warn().Stringer("cid", c).Msg("kubo no longer holds a pinned item; recover pins it again")
+	return lost, true
+}
+
+// findLost reads kubo's pin list once and marks every pinned record whose
+// pin is not in it as unexpectedly_unpinned: what a status listing that
+// asks for that status must see, as the reference sees it.
+func (t *Tracker) findLost(ctx context.Context) error {
+	since := time.Now()
+	held, err := t.kuboPins(ctx)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	var lost []api.Cid
+	err = t.records.ListByStatus(ctx, api.TrackerStatusPinned, func(c api.Cid, rec state.LocalStatus) error {
+		if _, ok := held[maphash.String(t.seed, c.KeyString())]; !ok && !rec.TS.After(since) {
+			lost = append(lost, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	for _, c := range lost {
+		t.markLost(c, since)
+	}
+	return nil
+}
+
+// kuboPins is the set of the CIDs kubo pins, recursively or directly, as
+// 8-byte hashes.
+func (t *Tracker) kuboPins(ctx context.Context) (map[uint64]struct{}, error) {
+	held := make(map[uint64]struct{})
+	err := t.ipfs.PinLs(ctx, "recursive,direct", func(p api.IPFSPinInfo) error {
+		if p.Type.IsPinned() {
+			held[maphash.String(t.seed, p.Cid.KeyString())] = struct{}{}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list kubo pins: %w", err)
+	}
+	return held, nil
 }
 
 // untrackedStatus is the status of a CID with no record: unpinned when it
@@ -113,7 +165,17 @@ const bulkStatuses = api.TrackerStatusPinned | api.TrackerStatusRemote
 // queued, in progress) walks the status index, so it costs what it
 // returns; a filter that includes the bulk statuses scans the pinset joined
 // with its records once.
+//
+// A filter that names unexpectedly_unpinned first asks kubo for its pins
+// (findLost), so that pins removed behind the cluster's back show; other
+// listings read the records only, which recover and the periodic
+// reconciliation keep true.
 func (t *Tracker) StatusAll(ctx context.Context, filter api.TrackerStatus, fn func(api.PinInfo) error) error {
+	if filter&api.TrackerStatusUnexpectedlyUnpinned != 0 {
+		if err := t.findLost(ctx); err != nil {
+			return err
+		}
+	}
 	if filter != api.TrackerStatusUndefined && filter&bulkStatuses == 0 {
 		return t.records.ListByStatus(ctx, filter, func(c api.Cid, rec state.LocalStatus) error {
 			pin, err := t.pinset.Get(c)
@@ -191,15 +253,9 @@ func (t *Tracker) pinInfo(pin *api.Pin, rec state.LocalStatus) api.PinInfo {
 // list was read is newer than the list, and is left alone.
 func (t *Tracker) Reconcile(ctx context.Context, queued func(api.Cid) error) (int, error) {
 	since := time.Now()
-	held := make(map[uint64]struct{})
-	err := t.ipfs.PinLs(ctx, "recursive,direct", func(p api.IPFSPinInfo) error {
-		if p.Type.IsPinned() {
-			held[maphash.String(t.seed, p.Cid.KeyString())] = struct{}{}
-		}
-		return nil
-	})
+	held, err := t.kuboPins(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("reconcile: list kubo pins: %w", err)
+		return 0, fmt.Errorf("reconcile: %w", err)
 	}
 	n := 0
 	err = t.records.ListWithStatus(ctx, func(pin api.Pin, rec state.LocalStatus, ok bool) error {

@@ -599,6 +599,17 @@ func TestStatusAndRecoverCheckKubo(t *testing.T) {
 	if pi, err := f.tracker.Status(t.Context(), cids[2]); err != nil || pi.Status != api.TrackerStatusPinned {
 		t.Fatalf("status of a pin kubo holds: %s (%v)", pi.Status, err)
 	}
+	// A listing that asks for lost pins asks kubo too: the second one,
+	// never asked about by CID, shows.
+	var lost []string
+	err = f.tracker.StatusAll(t.Context(), api.TrackerStatusUnexpectedlyUnpinned|api.TrackerStatusPinError, func(pi api.PinInfo) error {
+		lost = append(lost, pi.Cid.String())
+		return nil
+	})
+	slices.Sort(lost)
+	if want := []string{cids[0].String(), cids[1].String()}; err != nil || !slices.Equal(lost, slices.Sorted(slices.Values(want))) {
+		t.Fatalf("status filtered by unexpectedly_unpinned: %v (%v), want %v", lost, err, want)
+	}
 
 	var requeued []string
 	err = f.tracker.RecoverAll(t.Context(), false, func(pi api.PinInfo) error {
