@@ -151,6 +151,9 @@ type RestAPI struct {
 	CORSExposedHeaders   []string `json:"cors_exposed_headers"`
 	CORSAllowCredentials bool     `json:"cors_allow_credentials"`
 	CORSMaxAge           Duration `json:"cors_max_age"`
+	// AddIdleTimeout (ours) fails an add whose client sends nothing for
+	// that long, freeing what the add holds.
+	AddIdleTimeout Duration `json:"add_idle_timeout"`
 }
 
 // IPFSHTTP is the "ipfs_connector.ipfshttp" section.
@@ -328,6 +331,7 @@ func Default() *Config {
 		CORSAllowedHeaders:     []string{},
 		CORSExposedHeaders:     []string{"Content-Type", "X-Stream-Output", "X-Chunked-Output", "X-Content-Length"},
 		CORSAllowCredentials:   true,
+		AddIdleTimeout:         Duration(time.Minute),
 	}
 	c.IPFSConnector.IPFSHTTP = IPFSHTTP{
 		NodeMultiaddress:      "/ip4/127.0.0.1/tcp/5001",
@@ -614,6 +618,9 @@ func (c *Config) Validate() error {
 			if u == "" || p == "" {
 				return bad("api.restapi.basic_auth_credentials", fmt.Sprintf("%q", u), "users and passwords cannot be empty")
 			}
+		}
+		if r.AddIdleTimeout <= 0 {
+			return bad("api.restapi.add_idle_timeout", r.AddIdleTimeout.D(), "must be positive")
 		}
 		if r.CORSMaxAge < 0 {
 			return bad("api.restapi.cors_max_age", r.CORSMaxAge.D(), "cannot be negative")

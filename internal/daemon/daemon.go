@@ -243,6 +243,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 			BasicAuthCredentials: r.BasicAuthCredentials,
 			SSLCertFile:          inDir(r.SSLCertFile),
 			SSLKeyFile:           inDir(r.SSLKeyFile),
+			AddIdleTimeout:       r.AddIdleTimeout.D(),
 			CORS: cors.Options{
 				AllowedOrigins:   r.CORSAllowedOrigins,
 				AllowedMethods:   r.CORSAllowedMethods,

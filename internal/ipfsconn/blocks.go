@@ -170,7 +170,7 @@ func (s *BlockStream) start(first blocks.Block) error {
 // request sends the body and reads kubo's reply.
 func (s *BlockStream) request(body *streamBody, q url.Values, contentType string) {
 	defer close(s.done)
-	st, err := s.c.post(s.ctx, s.c.long, s.endpoint, q, body, contentType)
+	st, err := s.c.post(s.ctx, s.c.blocks, s.endpoint, q, body, contentType)
 	if err == nil {
 		// kubo's reply ends only after the body has, so the count is
 		// final when reply checks it.

@@ -44,13 +44,15 @@ func (e *RPCError) Error() string { return e.Endpoint + ": " + e.Message }
 
 // Connector drives one kubo daemon. It is safe for concurrent use.
 //
-// Requests in flight are bounded by two pools of MaxConcurrentRequests slots
-// each. Calls whose duration depends on the size of a DAG or on kubo's pin
-// lock (pin/add, pin/update, pin/rm, repo/gc and the swarm connections made
-// for a pin's origins) use the long pool; every other call uses the short
-// pool. Pins can stall for minutes, so sharing one pool would let a batch of
+// Requests in flight are bounded by three pools of MaxConcurrentRequests
+// slots each. Calls whose duration depends on the size of a DAG or on
+// kubo's pin lock (pin/add, pin/update, pin/rm, repo/gc and the swarm
+// connections made for a pin's origins) use the long pool; the block
+// streams of adds, which last as long as their uploads, use the blocks
+// pool; every other call uses the short pool. Pins can stall for minutes
+// and uploads for as long as their clients, so sharing a pool would let
 // slow pins starve the id and repo/stat calls the peer relies on to report
-// that kubo is healthy.
+// that kubo is healthy, or stalled uploads starve the pins.
 type Connector struct {
 	cfg     Config
 	log     zerolog.Logger
@@ -58,6 +60,7 @@ type Connector struct {
 	client  *http.Client
 	short   semaphore
 	long    semaphore
+	blocks  semaphore
 	metrics *metrics
 }
 
@@ -89,9 +92,10 @@ func New(cfg Config, log zerolog.Logger) (*Connector, error) {
 		cfg:     cfg,
 		log:     log,
 		baseURL: "http://" + host + "/api/v0/",
-		client:  newHTTPClient(network, address, 2*slots),
+		client:  newHTTPClient(network, address, 3*slots),
 		short:   make(semaphore, slots),
 		long:    make(semaphore, slots),
+		blocks:  make(semaphore, slots),
 		metrics: newMetrics(),
 	}, nil
 }

@@ -553,6 +553,31 @@ func TestPoolsBoundConcurrency(t *testing.T) {
 	}
 }
 
+// TestStalledAddsDoNotHoldPins: block streams whose upload stalled hold
+// every slot of their own pool, and pins still run.
+func TestStalledAddsDoNotHoldPins(t *testing.T) {
+	d := kubotest.Start(t)
+	p := startProxy(t, d.APIURL, nil)
+	c := newConnector(t, p.addr(), func(cfg *Config) { cfg.MaxConcurrentRequests = 2 })
+	ctx := ctxTimeout(t, 20*time.Second)
+	_, dag := testDAG(t, 4, 1024, 0x12)
+	for i := range 2 {
+		s := c.BlockStream(ctx)
+		if err := s.Put(ctx, dag[i]); err != nil {
+			t.Fatal(err)
+		}
+		// Open until the test ends: no more blocks come.
+		t.Cleanup(func() { s.CloseWithError(errors.New("test over")) })
+	}
+	waitFor(t, "2 block streams in flight", func() bool { return p.inFlightNow() == 2 })
+	for range 3 {
+		ci := putBlock(t, c)
+		if err := c.Pin(ctx, recursivePin(ci), nil); err != nil {
+			t.Fatalf("pin while the adds stall: %v", err)
+		}
+	}
+}
+
 func TestUnixSocket(t *testing.T) {
 	d := kubotest.Start(t)
 	sock := filepath.Join(t.TempDir(), "kubo.sock")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -87,10 +88,14 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 	// read on to the socket: one syscall per 4 KiB, a fifth of a daemon's
 	// CPU while it adds. A large buffer in between reads what the socket
 	// holds at once.
+	//
+	// An upload that stops sending for AddIdleTimeout fails, so that a
+	// stalled client cannot hold the add's streams to kubo forever.
+	idle := &idleReader{r: r.Body, rc: rc, idle: s.cfg.AddIdleTimeout}
 	r.Body = struct {
 		io.Reader
 		io.Closer
-	}{bufio.NewReaderSize(r.Body, addReadBuffer), r.Body}
+	}{bufio.NewReaderSize(idle, addReadBuffer), r.Body}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		s.writeError(w, http.StatusBadRequest, fmt.Errorf("add needs a multipart/form-data body: %w", err))
@@ -127,6 +132,11 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 			}
 		}
 		if _, err := s.cluster.Add(ctx, params, build); err != nil {
+			// net/http cancels the request once a read fails, so the
+			// add may only have seen its context end.
+			if idle.err != nil {
+				return idle.err
+			}
 			return addError(err)
 		}
 		return emitErr
@@ -141,6 +151,27 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		return nil
 	})
 	s.reply(w, all, err)
+}
+
+// idleReader fails a read that waits longer than idle for the client. It
+// belongs to the handler's goroutine; err is read once the add is over.
+type idleReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+	err  error // the timeout, once it happened
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	// Without a connection deadline to set (HTTP/2, a test writer), the
+	// read is unbounded as before.
+	_ = ir.rc.SetReadDeadline(time.Now().Add(ir.idle))
+	n, err := ir.r.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		ir.err = fmt.Errorf("%w: add: the upload sent nothing for %s", cluster.ErrInvalidRequest, ir.idle)
+		err = ir.err
+	}
+	return n, err
 }
 
 // drainTimeout bounds how long an add reads the rest of an upload it

@@ -28,6 +28,7 @@ import (
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/car"
 	"ipfs-cluster/internal/client"
+	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon/daemontest"
 )
 
@@ -315,5 +316,36 @@ func TestAddFromURL(t *testing.T) {
 	}
 	if n := p.DB.Len(); n != 1 {
 		t.Fatalf("%d pins after the failed URL add, want 1", n)
+	}
+}
+
+// TestStalledUploadTimesOut: a client that stops sending mid-upload gets
+// an error after add_idle_timeout, nothing is pinned, and the peer keeps
+// adding for others.
+func TestStalledUploadTimesOut(t *testing.T) {
+	p := daemontest.Start(t, func(c *config.Config) {
+		c.API.RestAPI.AddIdleTimeout = config.Duration(300 * time.Millisecond)
+	})
+	cl := p.Client(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() {
+		chunk := make([]byte, 1<<20)
+		rand.Read(chunk)
+		pw.Write(chunk) // then nothing more, and no end
+	}()
+	start := time.Now()
+	err := cl.AddFiles(t.Context(), client.ReaderDirectory("stalled.bin", pr), url.Values{}, func(api.AddedOutput) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "the upload sent nothing for 300ms") {
+		t.Fatalf("stalled upload: %v", err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("the stalled upload failed after %s", took)
+	}
+	if n := p.DB.Len(); n != 0 {
+		t.Fatalf("%d pins after a stalled add", n)
+	}
+	if err := cl.AddFiles(t.Context(), client.ReaderDirectory("ok.txt", strings.NewReader("fine\n")), url.Values{}, func(api.AddedOutput) error { return nil }); err != nil {
+		t.Fatalf("add after the stalled one: %v", err)
 	}
 }

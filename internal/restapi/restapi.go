@@ -71,6 +71,9 @@ type Config struct {
 	SSLCertFile, SSLKeyFile string
 	// CORS is the policy for browsers' cross-origin requests.
 	CORS cors.Options
+	// AddIdleTimeout fails an add whose upload sends nothing for that
+	// long; 0 means a minute.
+	AddIdleTimeout time.Duration
 }
 
 // Server is the REST API server.
@@ -93,6 +96,9 @@ type Server struct {
 // so that a browser's preflight (OPTIONS, never authenticated) is answered
 // by the CORS policy.
 func New(cfg Config, cluster Cluster, log, httpLog zerolog.Logger) (*Server, error) {
+	if cfg.AddIdleTimeout <= 0 {
+		cfg.AddIdleTimeout = time.Minute
+	}
 	s := &Server{cfg: cfg, cluster: cluster, log: log, httpLog: httpLog}
 	if cfg.HTTPLogFile != "" {
 		f, err := os.OpenFile(cfg.HTTPLogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
