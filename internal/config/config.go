@@ -531,6 +531,10 @@ func (c *Config) Validate() error {
 		"cluster.policy_timeout":              cl.PolicyTimeout,
 		"cluster.pubsub.seen_messages_ttl":    cl.PubSub.SeenMessagesTTL,
 		"cluster.pubsub.heartbeat_interval":   cl.PubSub.HeartbeatInterval,
+		"informer.disk.metric_ttl":            c.Informer.Disk.MetricTTL,
+		"informer.tags.metric_ttl":            c.Informer.Tags.MetricTTL,
+		"informer.pinqueue.metric_ttl":        c.Informer.PinQueue.MetricTTL,
+		"informer.numpin.metric_ttl":          c.Informer.NumPin.MetricTTL,
 	} {
 		if d <= 0 {
 			return bad(key, d.D(), "must be positive")

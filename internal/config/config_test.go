@@ -44,6 +44,8 @@ func TestInvalidValueNamesKey(t *testing.T) {
 		`{"cluster":{"replication_factor_min":3,"replication_factor_max":2}}`:               "replication_factor_min",
 		`{"api":{"restapi":{"http_listen_multiaddress":"nope"}}}`:                           "api.restapi.http_listen_multiaddress",
 		`{"api":{"restapi":{"cors_max_age":"-1s"}}}`:                                        "api.restapi.cors_max_age",
+		`{"informer":{"disk":{"metric_ttl":"0s"}}}`:                                         "informer.disk.metric_ttl",
+		`{"api":{"restapi":{"read_timeout":"-5s"}}}`:                                        "api.restapi.read_timeout",
 		`{"cluster":{"pubsub":{"d_factor":0}}}`:                                             "cluster.pubsub.d_factor",
 		`{"cluster":{"pubsub":{"history_gossip":4,"history_length":3}}}`:                    "cluster.pubsub.history_length",
 		`{"cluster":{"pubsub":{"heartbeat_interval":"0s"}}}`:                                "cluster.pubsub.heartbeat_interval",

@@ -34,12 +34,24 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return errors.New("expected a duration string such as \"30s\"")
 	}
-	v, err := time.ParseDuration(s)
+	v, err := parseDuration(s)
 	if err != nil {
-		return fmt.Errorf("invalid duration %q", s)
+		return err
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// parseDuration reads a configured duration; none may be negative.
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("duration %q cannot be negative", s)
+	}
+	return v, nil
 }
 
 // ErrInvalid is wrapped by every configuration error callers report.
@@ -124,9 +136,9 @@ func fieldsByKey(section any) map[string]reflect.Value {
 func setFromString(f reflect.Value, s string) error {
 	switch f.Interface().(type) {
 	case Duration:
-		d, err := time.ParseDuration(s)
+		d, err := parseDuration(s)
 		if err != nil {
-			return errors.New("not a duration")
+			return err
 		}
 		f.Set(reflect.ValueOf(Duration(d)))
 		return nil
