@@ -410,8 +410,17 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, fmt.Errorf("%w: %s: %s", ErrInvalid, ServiceFile, describeJSONError(data, err))
 	}
+	// A file that is "null", or that lost its cluster section, would
+	// otherwise start a peer with no secret: open to anyone.
+	if top == nil {
+		return nil, fmt.Errorf("%w: %s: expected a JSON object with the configuration's sections", ErrInvalid, ServiceFile)
+	}
+	if _, ok := top["cluster"]; !ok {
+		return nil, fmt.Errorf("%w: %s: no cluster section (the peer's name, secret and addresses)", ErrInvalid, ServiceFile)
+	}
 	if _, ok := top["api"]; !ok || !hasKey(top["api"], "restapi") {
 		c.API.RestAPI = nil
+		c.Warnings = append(c.Warnings, "no api.restapi section: the REST API is off")
 	}
 	known := map[string]bool{}
 	for _, s := range c.sections() {

@@ -53,9 +53,22 @@ func TestInvalidValueNamesKey(t *testing.T) {
 		`{"cluster":{"pin_only_on_trusted_peers":true,"pin_only_on_untrusted_peers":true}}`: "cluster.pin_only_on_untrusted_peers",
 	}
 	for in, key := range cases {
+		if !strings.Contains(in, `"cluster"`) {
+			in = `{"cluster":{},` + in[1:]
+		}
 		_, err := Parse([]byte(in), noEnv)
 		if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s: want an error naming %s, got %v", in, key, err)
+		}
+	}
+}
+
+// A service.json that lost its cluster section, or is null, would start
+// a peer without its secret: refused.
+func TestNoClusterSection(t *testing.T) {
+	for _, in := range []string{`null`, `{}`, `{"api":{"restapi":{}}}`} {
+		if _, err := Parse([]byte(in), noEnv); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want a configuration error", in, err)
 		}
 	}
 }
@@ -101,7 +114,7 @@ func TestEnvOverrides(t *testing.T) {
 		"CLUSTER_STATELESS_CONCURRENTPINS":       "3",
 		"CLUSTER_IPFSHTTP_PINTIMEOUT":            "5s",
 	}
-	c, err := Parse([]byte(`{"api":{"restapi":{}}}`), func(k string) string { return env[k] })
+	c, err := Parse([]byte(`{"cluster":{},"api":{"restapi":{}}}`), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +124,7 @@ func TestEnvOverrides(t *testing.T) {
 		t.Fatalf("env not applied: %+v", c)
 	}
 	env["CLUSTER_STATELESS_CONCURRENTPINS"] = "many"
-	_, err = Parse([]byte(`{}`), func(k string) string { return env[k] })
+	_, err = Parse([]byte(`{"cluster":{}}`), func(k string) string { return env[k] })
 	if err == nil || !strings.Contains(err.Error(), "CLUSTER_STATELESS_CONCURRENTPINS") {
 		t.Fatalf("bad env value not reported: %v", err)
 	}
