@@ -166,10 +166,10 @@ func DryRunWith(ctx context.Context, p *Policy, in DryRunInput) Report {
 		case err != nil:
 			res.Error = err.Error()
 			res.ErrorKind = kindLabel(err)
-			res.Summary = fallbackText(h)
+			res.Summary = fallbackText(h, true)
 			r.OK = false
 		case !res.Defined:
-			res.Summary = "not defined: " + fallbackText(h)
+			res.Summary = "not defined: " + fallbackText(h, false)
 		default:
 			res.Answer, res.Summary = ans, summary
 		}
@@ -228,13 +228,18 @@ func DryRunWith(ctx context.Context, p *Policy, in DryRunInput) Report {
 	return r
 }
 
-func fallbackText(h Hook) string {
-	switch h {
-	case HookAdmit:
+// fallbackText says what the daemon does when hook h is not defined or,
+// with failed, when it fails: every hook falls back to the built-in
+// behaviour except admission, which fails closed.
+func fallbackText(h Hook, failed bool) string {
+	switch {
+	case h == HookAdmit && failed:
+		return "admission fails closed (the pin is refused)"
+	case h == HookAdmit:
 		return "built-in admission (the pin is admitted)"
-	case HookReplication:
+	case h == HookReplication:
 		return "the configured default factors apply"
-	case HookAllocate:
+	case h == HookAllocate:
 		return "the built-in order applies"
 	default:
 		return "the built-in retry rule applies"

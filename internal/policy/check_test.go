@@ -138,7 +138,9 @@ func TestDryRunReportsErrorsAndMissingHooks(t *testing.T) {
 		t.Fatal("report OK despite a failing hook")
 	}
 	a := r.Results[0]
-	if a.ErrorKind != "bad_return" || !strings.Contains(a.Error, `admit returned string "yes", want boolean (policy.lua:1)`) {
+	// The daemon refuses the pin when admit fails: the report says so.
+	if a.ErrorKind != "bad_return" || !strings.Contains(a.Error, `admit returned string "yes", want boolean (policy.lua:1)`) ||
+		a.Summary != "admission fails closed (the pin is refused)" {
 		t.Errorf("admit = %+v", a)
 	}
 	for _, res := range r.Results[1:] {
