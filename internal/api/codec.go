@@ -21,6 +21,10 @@ const pinCodecVersion = 1
 // ErrCorruptPin is returned when bytes do not decode as a pin.
 var ErrCorruptPin = errors.New("corrupt pin encoding")
 
+// ErrBadPath: an IPFS path that does not resolve to a CID, through no
+// fault of kubo's (a malformed CID, a missing link).
+var ErrBadPath = errors.New("invalid IPFS path")
+
 // AppendBinary appends the binary encoding of p to b.
 func (p *Pin) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, pinCodecVersion)

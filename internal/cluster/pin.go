@@ -186,8 +186,11 @@ func (c *Cluster) UnpinPath(ctx context.Context, path string) (api.Pin, error) {
 
 func (c *Cluster) resolve(ctx context.Context, path string) (api.Cid, error) {
 	ci, err := c.ipfs.Resolve(ctx, path)
-	if err != nil {
-		return api.CidUndef, fmt.Errorf("resolve %s: %w", path, err)
+	switch {
+	case errors.Is(err, api.ErrBadPath):
+		return api.CidUndef, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	case err != nil:
+		return api.CidUndef, err // it names the path
 	}
 	return ci, nil
 }

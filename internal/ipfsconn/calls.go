@@ -91,21 +91,26 @@ func (c *Connector) Resolve(ctx context.Context, path string) (api.Cid, error) {
 	if rest, ok := strings.CutPrefix(strings.TrimSuffix(full, "/"), "/ipfs/"); ok && !strings.Contains(rest, "/") {
 		ci, err := api.DecodeCid(rest)
 		if err != nil {
-			return api.CidUndef, fmt.Errorf("resolve %s: %w", path, err)
+			return api.CidUndef, fmt.Errorf("resolve %s: %w: %w", path, api.ErrBadPath, err)
 		}
 		return ci, nil
 	}
 	var out struct{ Path string }
 	if err := c.callJSON(ctx, "resolve", url.Values{"arg": {full}}, &out); err != nil {
+		// kubo answered, and refused the path.
+		var refused *RPCError
+		if errors.As(err, &refused) {
+			return api.CidUndef, fmt.Errorf("resolve %s: %w: %w", path, api.ErrBadPath, err)
+		}
 		return api.CidUndef, fmt.Errorf("resolve %s: %w", path, err)
 	}
 	rest, ok := strings.CutPrefix(out.Path, "/ipfs/")
 	if !ok || strings.Contains(rest, "/") {
-		return api.CidUndef, fmt.Errorf("resolve %s: kubo answered %q, which is not an immutable /ipfs/<cid> path", path, out.Path)
+		return api.CidUndef, fmt.Errorf("resolve %s: %w: kubo answered %q, which is not an immutable /ipfs/<cid> path", path, api.ErrBadPath, out.Path)
 	}
 	ci, err := api.DecodeCid(rest)
 	if err != nil {
-		return api.CidUndef, fmt.Errorf("resolve %s: %w", path, err)
+		return api.CidUndef, fmt.Errorf("resolve %s: %w: %w", path, api.ErrBadPath, err)
 	}
 	return ci, nil
 }

@@ -242,6 +242,14 @@ func TestPathPinResolvesLeaf(t *testing.T) {
 		t.Fatalf("path unpin: %d %s", r.code, r.body)
 	}
 	waitStatus(t, p, leafCid, api.TrackerStatusUnpinned)
+	// Paths that do not resolve are the client's error, said once.
+	for _, path := range []string{"/pins/ipfs/garbage", "/pins/ipfs/" + root + "/no/such/link"} {
+		r := do(t, p, "POST", path)
+		wantError(t, r, 400, "invalid IPFS path")
+		if n := strings.Count(string(r.body), "resolve /ipfs/"); n != 1 {
+			t.Fatalf("%s: %s", path, r.body)
+		}
+	}
 }
 
 func TestExpiredPinIsUnpinnedByStateSync(t *testing.T) {
