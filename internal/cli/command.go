@@ -324,8 +324,10 @@ func (v *flagValue) setValue(name, value string) error {
 			return Usagef("invalid value %q for flag -%s: not an integer", value, name)
 		}
 	case DurationFlag:
-		if _, err := time.ParseDuration(value); err != nil {
+		if d, err := time.ParseDuration(value); err != nil {
 			return Usagef("invalid value %q for flag -%s: not a duration (examples: 30s, 5m, 1h)", value, name)
+		} else if d < 0 {
+			return Usagef("invalid value %q for flag -%s: a duration cannot be negative", value, name)
 		}
 	case StringSliceFlag:
 		v.slice = append(v.slice, value)

@@ -144,6 +144,9 @@ func ctlConnect(c *Context) (ctx context.Context, stop context.CancelFunc, cl *c
 
 // ctlClient builds the API client from the global flags.
 func ctlClient(ctx context.Context, c *Context) (*client.Client, error) {
+	if c.Int("timeout") < 0 {
+		return nil, Usagef("invalid --timeout %d: the number of seconds cannot be negative (0: no timeout)", c.Int("timeout"))
+	}
 	if secret := c.String("secret"); secret != "" {
 		if _, err := hex.DecodeString(secret); err != nil {
 			return nil, Usagef("invalid --secret: not hexadecimal: %v", err)

@@ -378,6 +378,8 @@ func TestCtlUsageErrors(t *testing.T) {
 		{[]string{"--host", "/ip4/127.0.0.1/tcp/9096/p2p/" + ctlPeer1, "id"}, "libp2p-http"},
 		{[]string{"--secret", "zz", "id"}, "invalid --secret"},
 		{[]string{"-t", "soon", "id"}, "not an integer"},
+		{[]string{"-t", "-5", "id"}, "cannot be negative"},
+		{[]string{"pin", "add", "--wait-timeout", "-1s", ctlCid1}, "cannot be negative"},
 	}
 	for _, tc := range cases {
 		f.reset()

@@ -27,8 +27,13 @@ func lockFolder(dir string) (*folderLock, error) {
 		holder, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			pid := strings.TrimSpace(string(holder))
-			return nil, fmt.Errorf("another ipfs-cluster process (pid %s) is using %s: stop it first (lock file %s)", pid, dir, path)
+			// The holder writes its pid just after it locks: one
+			// that started at the same moment may not have yet.
+			who := "another ipfs-cluster process"
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				who += " (pid " + pid + ")"
+			}
+			return nil, fmt.Errorf("%s is using %s: stop it first (lock file %s)", who, dir, path)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

@@ -104,11 +104,12 @@ func readLine(br *bufio.Reader, line []byte) ([]byte, error) {
 
 // decodePinLine decodes and checks one export line.
 func decodePinLine(line []byte) (api.Pin, error) {
-	// MaxDepth shadows the pin's own field so that a missing max_depth can
-	// be told from 0.
+	// MaxDepth and Type shadow the pin's own fields so that a missing
+	// max_depth can be told from 0, and the type named as written.
 	var in struct {
 		api.Pin
 		MaxDepth *api.PinDepth `json:"max_depth"`
+		Type     *string       `json:"type"`
 	}
 	if err := json.Unmarshal(line, &in); err != nil {
 		return api.Pin{}, err
@@ -117,10 +118,13 @@ func decodePinLine(line []byte) (api.Pin, error) {
 	if !p.Cid.Defined() {
 		return api.Pin{}, errors.New("pin has no cid")
 	}
-	switch p.Type {
+	if in.Type == nil {
+		return api.Pin{}, errors.New(`pin has no "type" (pin, meta-pin, clusterdag-pin or shard-pin)`)
+	}
+	switch p.Type = api.PinTypeFromString(*in.Type); p.Type {
 	case api.DataType, api.MetaType, api.ClusterDAGType, api.ShardType:
 	default:
-		return api.Pin{}, fmt.Errorf("invalid pin type %q", p.Type)
+		return api.Pin{}, fmt.Errorf("invalid pin type %q: want pin, meta-pin, clusterdag-pin or shard-pin", *in.Type)
 	}
 	if err := checkStorable(&p); err != nil {
 		return api.Pin{}, err
