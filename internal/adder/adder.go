@@ -112,11 +112,12 @@ func (a *Adder) AddReader(ctx context.Context, name string, r io.Reader) (api.Ci
 	}))
 }
 
-// AddFiles adds every entry of top. Without Wrap, each entry is added on
-// its own (a file, or a directory with everything below it) and the root
-// returned is the last entry's; with Wrap, the entries go into one
-// directory, which is the root. The entries of top are never filtered as
-// hidden: they were named explicitly. AddFiles closes top.
+// AddFiles adds every entry of top. Without Wrap, top must hold one entry
+// (a file, or a directory with everything below it), which is the root:
+// one add pins one root, and a second entry would be stored but left
+// unpinned. With Wrap, the entries go into one directory, which is the
+// root. The entries of top are never filtered as hidden: they were named
+// explicitly. AddFiles closes top.
 func (a *Adder) AddFiles(ctx context.Context, top files.Directory) (api.Cid, error) {
 	defer top.Close()
 	if !a.used.CompareAndSwap(false, true) {
@@ -133,8 +134,13 @@ func (a *Adder) AddFiles(ctx context.Context, top files.Directory) (api.Cid, err
 	}
 
 	var root cid.Cid
+	first := ""
 	it := top.Entries()
 	for it.Next() {
+		if root.Defined() {
+			return api.CidUndef, fmt.Errorf("%w: %q and %q: several files or folders are added with wrap-with-directory, or one at a time", ErrInvalidInput, first, it.Name())
+		}
+		first = it.Name()
 		e, err := b.addEntry("", it.Name(), it.Node())
 		if err != nil {
 			return api.CidUndef, err

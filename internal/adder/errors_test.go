@@ -256,6 +256,12 @@ func TestBadMultipart(t *testing.T) {
 			}, true, adder.ErrInvalidInput, fmt.Sprintf("%q", name))
 		}
 	})
+	t.Run("two roots without wrap", func(t *testing.T) {
+		// One add pins one root: the first file would be left unpinned.
+		mustFail(t, adder.Options{}, multipartBody(t, part{"a", "file", "1"}, part{"b", "file", "2"}),
+			false, adder.ErrInvalidInput, `"a" and "b"`, "wrap-with-directory")
+		run(t, adder.Options{Wrap: true}, multipartBody(t, part{"a", "file", "1"}, part{"b", "file", "2"}))
+	})
 	t.Run("no parts", func(t *testing.T) {
 		mustFail(t, adder.Options{}, multipartBody(t), true, adder.ErrInvalidInput, "nothing to add")
 		mustFail(t, adder.Options{Wrap: true}, multipartBody(t), true, adder.ErrInvalidInput, "nothing to add")
