@@ -182,8 +182,13 @@ func (b *build) inputErr(path string, err error) error {
 	if where == "" {
 		where = "input"
 	}
-	if errors.Is(err, ErrInvalidInput) || errors.Is(err, ErrInvalidOption) {
+	switch {
+	case errors.Is(err, ErrInvalidInput) || errors.Is(err, ErrInvalidOption):
 		return fmt.Errorf("%s: %w", where, err)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		// A multipart body ends with a closing boundary; without it the
+		// upload was cut short, and what arrived is not the whole add.
+		return fmt.Errorf("%w: %s: the upload ended before the multipart body's closing boundary: %w", ErrInvalidInput, where, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrInvalidInput, where, err)
 }

@@ -256,6 +256,12 @@ func TestBadMultipart(t *testing.T) {
 			}, true, adder.ErrInvalidInput, fmt.Sprintf("%q", name))
 		}
 	})
+	t.Run("cut before the closing boundary", func(t *testing.T) {
+		body := "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\nContent-Type: application/octet-stream\r\n\r\nhello\r\n"
+		mustFail(t, adder.Options{}, func(ctx context.Context, a *adder.Adder) (api.Cid, error) {
+			return a.AddMultipart(ctx, multipart.NewReader(strings.NewReader(body), "b"))
+		}, false, adder.ErrInvalidInput, "closing boundary")
+	})
 	t.Run("two roots without wrap", func(t *testing.T) {
 		// One add pins one root: the first file would be left unpinned.
 		mustFail(t, adder.Options{}, multipartBody(t, part{"a", "file", "1"}, part{"b", "file", "2"}),
