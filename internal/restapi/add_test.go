@@ -142,7 +142,7 @@ func TestAddRepliesWhileUploading(t *testing.T) {
 	cl := p.Client(t)
 
 	want := map[string]api.Cid{}
-	local, err := adder.New(adder.Options{}, adder.DiscardSink{}, func(o api.AddedOutput) {
+	local, err := adder.New(adder.Options{Wrap: true}, adder.DiscardSink{}, func(o api.AddedOutput) {
 		if o.Cid.Defined() {
 			want[o.Name] = o.Cid
 		}
@@ -166,7 +166,7 @@ func TestAddRepliesWhileUploading(t *testing.T) {
 
 	got := map[string]api.Cid{}
 	early := 0
-	err = cl.AddFiles(t.Context(), files.NewSliceDirectory(entries), url.Values{"progress": {"true"}}, func(o api.AddedOutput) error {
+	err = cl.AddFiles(t.Context(), files.NewSliceDirectory(entries), url.Values{"progress": {"true"}, "wrap-with-directory": {"true"}}, func(o api.AddedOutput) error {
 		select {
 		case <-last.done:
 		default:
