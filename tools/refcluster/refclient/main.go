@@ -11,6 +11,7 @@
 // Commands:
 //
 //	id | peers | version | allocations | statusall [filter] | recoverall
+//	bandwidth | peeradd <peer ID | self>
 //	pin <cid> [name] [rmin] [rmax]
 //	pinget <cid> | unpin <cid> | status <cid> | recover <cid>
 package main
@@ -25,12 +26,14 @@ import (
 
 	"github.com/ipfs-cluster/ipfs-cluster/api"
 	"github.com/ipfs-cluster/ipfs-cluster/api/rest/client"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
 const usage = `usage: refclient <rest-api-multiaddr> <command> [args]
 commands:
   id | peers | version | allocations | statusall [filter] | recoverall
+  bandwidth | peeradd <peer ID | self>
   pin <cid> [name] [rmin] [rmax]
   pinget <cid> | unpin <cid> | status <cid> | recover <cid>`
 
@@ -93,6 +96,26 @@ func run(addr, cmd string, args []string) (any, error) {
 			}
 		}
 		return collect(func(ch chan<- api.GlobalPinInfo) error { return c.StatusAll(ctx, filter, false, ch) })
+	case "bandwidth":
+		return c.BandwidthByProtocol(ctx)
+	case "peeradd":
+		if len(args) != 1 {
+			return nil, usageError("peeradd <peer ID | self>")
+		}
+		// self: the peer the API belongs to, whose ID a test script
+		// does not know beforehand.
+		if args[0] == "self" {
+			id, err := c.ID(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return c.PeerAdd(ctx, id.ID)
+		}
+		pid, err := peer.Decode(args[0])
+		if err != nil {
+			return nil, err
+		}
+		return c.PeerAdd(ctx, pid)
 	case "recoverall":
 		return collect(func(ch chan<- api.GlobalPinInfo) error { return c.RecoverAll(ctx, false, ch) })
 	case "pin":
