@@ -96,11 +96,7 @@ func New(opts Options, sink BlockSink, out OutputFunc) (*Adder, error) {
 // or symlink ("application/symlink"), named by its path. Parts are read as
 // they come, so the body is never buffered.
 func (a *Adder) AddMultipart(ctx context.Context, r *multipart.Reader) (api.Cid, error) {
-	dir, err := files.NewFileFromPartReader(r, "multipart/form-data")
-	if err != nil {
-		return api.CidUndef, fmt.Errorf("%w: multipart body: %w", ErrInvalidInput, err)
-	}
-	return a.AddFiles(ctx, dir)
+	return a.AddFiles(ctx, partTree(r))
 }
 
 // AddReader adds the content of r as one file named name, like
