@@ -96,8 +96,8 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	return nil
 }
 
-// answers reports whether peer p replies to an identity call within the
-// dial timeout.
+// answers reports whether peer p replies to an identity call within
+// peerAnswerTimeout.
 func (c *Cluster) answers(ctx context.Context, p peer.ID) bool {
 	if c.rpc == nil {
 		return false
