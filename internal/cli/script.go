@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"ipfs-cluster/internal/policy"
@@ -56,7 +57,9 @@ A progress line appears on stderr during long runs. Exit status: 0 when
 the script ends, 1 on a Lua error (printed as "Error: FILE.lua:LINE: ..."),
 the code given to cluster.exit, 130 when interrupted.`,
 		Flags: append(scriptClientFlags(),
-			Flag{Name: "no-progress", Kind: BoolFlag, Usage: "do not show the progress line on stderr"}),
+			Flag{Name: "no-progress", Kind: BoolFlag, Usage: "do not show the progress line on stderr"},
+			Flag{Name: "heap-limit", Kind: IntFlag, Default: strconv.Itoa(script.DefaultHeapLimit >> 20),
+				Usage: "MiB of memory the script may fill before it is stopped"}),
 		Subcommands: []*Command{
 			{
 				Name:  "list",
@@ -100,6 +103,9 @@ func runScriptCommand(c *Context) error {
 		}
 		return Usagef("script needs a FILE, or the name of a built-in script (%s)", strings.Join(names, ", "))
 	}
+	if c.Int("heap-limit") <= 0 {
+		return Usagef("invalid --heap-limit %d: give the MiB the script may use", c.Int("heap-limit"))
+	}
 	path, src, err := script.Resolve(c.Args[0])
 	if err != nil {
 		return Exit(1, err)
@@ -116,6 +122,7 @@ func runScriptCommand(c *Context) error {
 	err = script.Run(ctx, path, script.Options{
 		Client: cl, Args: c.Args[1:], Source: src,
 		Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr, Progress: mode,
+		HeapLimit: int64(c.Int("heap-limit")) << 20,
 	})
 	var exit *script.ExitError
 	var se *policy.ScriptError

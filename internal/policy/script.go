@@ -179,7 +179,7 @@ func RunScript(ctx context.Context, path string, opts ScriptOptions) error {
 			msg = luaMessage(err)
 		}
 		cause := context.Cause(ctx)
-		what := "stopped"
+		what := "stopped (" + cause.Error() + ")"
 		switch {
 		case errors.Is(cause, context.Canceled) && cause != context.Canceled:
 			what = "interrupted (" + cause.Error() + ")"

@@ -127,7 +127,7 @@ func TestRunScriptContext(t *testing.T) {
 	if !errors.Is(err, stop) {
 		t.Fatalf("err %v, want the cause", err)
 	}
-	wantErrContains(t, err, "stopped at s.lua:3")
+	wantErrContains(t, err, "stopped (stop requested) at s.lua:3")
 }
 
 // The string budget is per step, not per run.

@@ -13,6 +13,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"time"
 
@@ -55,11 +57,25 @@ type Options struct {
 	// two operations of the cluster module (default
 	// policy.DefaultMemoryLimit).
 	MemoryLimit int64
+	// HeapLimit stops the script once the process's heap holds more than
+	// this many bytes (default DefaultHeapLimit): a loop that fills a
+	// table would otherwise take the machine's memory.
+	HeapLimit int64
 
 	// Progress timing and terminal detection, for tests.
 	progressDelay, progressEvery time.Duration
 	tty                          int // 0: detect, 1: terminal, -1: not
 }
+
+// DefaultHeapLimit is the heap a script may fill: far more than a script
+// that streams a pinset needs, far less than a machine has.
+const DefaultHeapLimit = 1 << 30
+
+// heapPoll is how often the heap is looked at against HeapLimit.
+const heapPoll = 50 * time.Millisecond
+
+// ErrHeapLimit is the cause of a script stopped for filling the heap.
+var ErrHeapLimit = errors.New("the script's memory exceeded its heap limit")
 
 // ExitError is returned by Run when the script called cluster.exit with a
 // non-zero code.
@@ -85,6 +101,11 @@ func Run(ctx context.Context, path string, opts Options) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := newRunner(ctx, cancel, path, opts)
+	limit := opts.HeapLimit
+	if limit <= 0 {
+		limit = DefaultHeapLimit
+	}
+	go watchHeap(ctx, uint64(limit), cancel)
 	r.prog.begin()
 	err := policy.RunScript(ctx, path, policy.ScriptOptions{
 		Args:        opts.Args,
@@ -103,6 +124,32 @@ func Run(ctx context.Context, path string, opts Options) error {
 		return &ExitError{Code: ex.code}
 	}
 	return err
+}
+
+// watchHeap stops the script, with ErrHeapLimit as the cause, once the
+// heap's objects (live or not yet collected) exceed limit; it returns
+// when ctx ends.
+func watchHeap(ctx context.Context, limit uint64, stop context.CancelCauseFunc) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	tick := time.NewTicker(heapPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		metrics.Read(sample)
+		if used := sample[0].Value.Uint64(); used > limit {
+			// Collect first: what looked like too much may be garbage.
+			runtime.GC()
+			metrics.Read(sample)
+			if used = sample[0].Value.Uint64(); used > limit {
+				stop(fmt.Errorf("%w of %d MiB", ErrHeapLimit, limit>>20))
+				return
+			}
+		}
+	}
 }
 
 // Resolve finds the script that the command line names: the file arg when

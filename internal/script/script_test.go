@@ -288,6 +288,23 @@ func TestCancelStopsLoops(t *testing.T) {
 	}
 }
 
+// A loop that fills a table is stopped at the heap limit, naming it,
+// instead of taking the machine's memory.
+func TestHeapLimit(t *testing.T) {
+	start := time.Now()
+	r := runLua(t, t.Context(), Options{HeapLimit: 64 << 20}, `
+local t = {}
+local i = 0
+while true do i = i + 1; t[i] = {i, i, i} end`)
+	if !errors.Is(r.err, ErrHeapLimit) {
+		t.Fatalf("err %v, want the heap limit", r.err)
+	}
+	wantErr(t, r, "heap limit of 64 MiB", "t.lua:")
+	if elapsed := time.Since(start); elapsed > 30*time.Second {
+		t.Fatalf("stopped after %v", elapsed)
+	}
+}
+
 func TestMemoryLimitPerStep(t *testing.T) {
 	// 40 strings of 100 KiB: over a 1 MiB limit in one step, fine when
 	// every string is made in its own step.
