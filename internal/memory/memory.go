@@ -9,6 +9,7 @@ package memory
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -69,7 +70,45 @@ func (r *Releaser) Run(ctx context.Context) {
 	samples := []metrics.Sample{{Name: allocsMetric}, {Name: freeMetric}, {Name: objectsMetric}, {Name: liveMetric}}
 	metrics.Read(samples)
 	last := samples[0].Value.Uint64()
-	tick := time.NewTicker(r.Interval)
+	every(ctx, r.Interval, func() bool {
+		metrics.Read(samples)
+		allocs := samples[0].Value.Uint64()
+		back := reclaimable(samples[1].Value.Uint64(), samples[2].Value.Uint64(), samples[3].Value.Uint64())
+		allocated := allocs - last
+		last = allocs
+		if r.due(allocated, back) {
+			start := time.Now()
+			r.release()
+			r.Log.Debug().Uint64("reclaimable_bytes", back).Dur("took", time.Since(start)).Msg("returned free heap to the OS")
+		}
+		return true
+	})
+}
+
+// WatchLimit calls exceeded once, and returns, when the heap's objects
+// (live, or garbage a collection does not reclaim) exceed limit bytes; it
+// looks every interval and returns when ctx ends. What looks like too much
+// is collected first, so that garbage alone never trips it.
+func WatchLimit(ctx context.Context, interval time.Duration, limit uint64, exceeded func(used uint64)) {
+	sample := []metrics.Sample{{Name: objectsMetric}}
+	every(ctx, interval, func() bool {
+		metrics.Read(sample)
+		if sample[0].Value.Uint64() <= limit {
+			return true
+		}
+		runtime.GC()
+		metrics.Read(sample)
+		if used := sample[0].Value.Uint64(); used > limit {
+			exceeded(used)
+			return false
+		}
+		return true
+	})
+}
+
+// every calls fn each interval until ctx ends or fn returns false.
+func every(ctx context.Context, interval time.Duration, fn func() bool) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -77,16 +116,8 @@ func (r *Releaser) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		metrics.Read(samples)
-		allocs := samples[0].Value.Uint64()
-		back := reclaimable(samples[1].Value.Uint64(), samples[2].Value.Uint64(), samples[3].Value.Uint64())
-		allocated := allocs - last
-		last = allocs
-		if !r.due(allocated, back) {
-			continue
+		if !fn() {
+			return
 		}
-		start := time.Now()
-		r.release()
-		r.Log.Debug().Uint64("reclaimable_bytes", back).Dur("took", time.Since(start)).Msg("returned free heap to the OS")
 	}
 }

@@ -113,3 +113,23 @@ func TestRunReleasesAfterBurst(t *testing.T) {
 		t.Errorf("after a release %d bytes of heap are still free and held, want < %d", got, r.MinFree)
 	}
 }
+
+func TestWatchLimit(t *testing.T) {
+	live = append(live, make([]byte, 8<<20)) // at least 8 MiB stays live
+	defer func() { live = live[:len(live)-1] }()
+	got := make(chan uint64, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	WatchLimit(ctx, 10*time.Millisecond, 4<<20, func(used uint64) { got <- used })
+	select {
+	case used := <-got:
+		if used <= 4<<20 {
+			t.Fatalf("exceeded with %d bytes, not above the limit", used)
+		}
+	default:
+		t.Fatal("a heap above the limit was not reported")
+	}
+	quiet, stop := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer stop()
+	WatchLimit(quiet, 10*time.Millisecond, 1<<40, func(uint64) { t.Error("reported below the limit") })
+}

@@ -13,14 +13,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"runtime"
-	"runtime/metrics"
 	"strings"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
 	"ipfs-cluster/internal/client"
+	"ipfs-cluster/internal/memory"
 	"ipfs-cluster/internal/policy"
 	"ipfs-cluster/scripts"
 )
@@ -105,7 +104,9 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if limit <= 0 {
 		limit = DefaultHeapLimit
 	}
-	go watchHeap(ctx, uint64(limit), cancel)
+	go memory.WatchLimit(ctx, heapPoll, uint64(limit), func(uint64) {
+		cancel(fmt.Errorf("%w of %d MiB", ErrHeapLimit, limit>>20))
+	})
 	r.prog.begin()
 	err := policy.RunScript(ctx, path, policy.ScriptOptions{
 		Args:        opts.Args,
@@ -124,32 +125,6 @@ func Run(ctx context.Context, path string, opts Options) error {
 		return &ExitError{Code: ex.code}
 	}
 	return err
-}
-
-// watchHeap stops the script, with ErrHeapLimit as the cause, once the
-// heap's objects (live or not yet collected) exceed limit; it returns
-// when ctx ends.
-func watchHeap(ctx context.Context, limit uint64, stop context.CancelCauseFunc) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	tick := time.NewTicker(heapPoll)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		metrics.Read(sample)
-		if used := sample[0].Value.Uint64(); used > limit {
-			// Collect first: what looked like too much may be garbage.
-			runtime.GC()
-			metrics.Read(sample)
-			if used = sample[0].Value.Uint64(); used > limit {
-				stop(fmt.Errorf("%w of %d MiB", ErrHeapLimit, limit>>20))
-				return
-			}
-		}
-	}
 }
 
 // Resolve finds the script that the command line names: the file arg when
