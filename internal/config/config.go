@@ -291,12 +291,14 @@ func Default() *Config {
 		DisableRepinning:       true,
 		PeerAddresses:          []string{},
 		ResourceManager:        ResourceManager{Enabled: true},
-		// GossipSub's own mesh and history, and flood publishing: a
-		// new head or metric reaches every peer at once instead of
-		// waiting for the mesh, which is what a cluster of a few to a
-		// few dozen peers wants.
+		// GossipSub's own mesh, history and seen-message cache, and
+		// flood publishing: a new head or metric reaches every peer at
+		// once instead of waiting for the mesh, which is what a cluster
+		// of a few to a few dozen peers wants. The reference keeps seen
+		// messages for 30 minutes; at a thousand pins a second, each
+		// announcing a head, that cache would hold millions of entries.
 		PubSub: PubSub{
-			SeenMessagesTTL:   Duration(30 * time.Minute),
+			SeenMessagesTTL:   Duration(2 * time.Minute),
 			HeartbeatInterval: Duration(time.Second),
 			DFactor:           1,
 			HistoryGossip:     3,
