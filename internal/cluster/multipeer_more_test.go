@@ -439,6 +439,9 @@ func partition(t *testing.T, left, right []*daemontest.Peer) (heal func()) {
 		stop()
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
+		// The network is back: the dials the cut made fail must not keep
+		// the first new one in libp2p's dial backoff.
+		ctx = network.WithForceDirectDial(ctx, "partition healed")
 		for _, l := range left {
 			for _, r := range right {
 				if err := l.Host.Connect(ctx, peer.AddrInfo{ID: r.Identity.ID, Addrs: r.Host.Addrs()}); err != nil {
