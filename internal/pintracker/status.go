@@ -103,9 +103,11 @@ func (t *Tracker) findLost(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
+	// markLost looks again under the CID's lock, and leaves records
+	// newer than kubo's list alone.
 	var lost []api.Cid
-	err = t.records.ListByStatus(ctx, api.TrackerStatusPinned, func(c api.Cid, rec state.LocalStatus) error {
-		if _, ok := held[maphash.String(t.seed, c.KeyString())]; !ok && !rec.TS.After(since) {
+	err = t.records.ListByStatus(ctx, api.TrackerStatusPinned, func(c api.Cid, _ state.LocalStatus) error {
+		if _, ok := held[maphash.String(t.seed, c.KeyString())]; !ok {
 			lost = append(lost, c)
 		}
 		return nil
