@@ -16,7 +16,7 @@
 //
 // Progress goes to stderr. Usage:
 //
-//	go run ./scripts/benchadd [-mb 1024] [-big-mb 2048]
+//	go run ./scripts/benchadd [-mb 1024] [-big-mb 2048] [-stats]
 package main
 
 import (
@@ -39,9 +39,10 @@ import (
 func main() {
 	mb := flag.Int("mb", 1024, "size of the files added, imported and added by kubo, in MiB")
 	bigMB := flag.Int("big-mb", 2048, "size of the file whose add is watched for peak RSS, in MiB")
+	stats := flag.Bool("stats", false, "serve each peer's /metrics and /debug/pprof/ (URLs on stderr) to profile a run")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *mb, *bigMB)
+	err := run(ctx, *mb, *bigMB, *stats)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchadd: %v\n", err)
@@ -53,7 +54,7 @@ func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "benchadd: "+format+"\n", args...)
 }
 
-func run(ctx context.Context, mb, bigMB int) error {
+func run(ctx context.Context, mb, bigMB int, stats bool) error {
 	work, err := os.MkdirTemp("", "ipfs-cluster-benchadd-")
 	if err != nil {
 		return err
@@ -64,10 +65,15 @@ func run(ctx context.Context, mb, bigMB int) error {
 		return err
 	}
 	progress("starting 3 kubo daemons and 3 cluster peers")
-	peers, err := localcluster.Start(ctx, localcluster.Options{Work: work, Peers: 3, LogLevel: "warn"})
+	peers, err := localcluster.Start(ctx, localcluster.Options{Work: work, Peers: 3, LogLevel: "warn", Stats: stats})
 	defer localcluster.Stop(peers)
 	if err != nil {
 		return err
+	}
+	for _, p := range peers {
+		if p.StatsURL != "" {
+			progress("%s: %s/metrics, %s/debug/pprof/", p.Name, p.StatsURL, p.StatsURL)
+		}
 	}
 	file := func(name string, size int) (string, error) {
 		path := filepath.Join(work, name)
