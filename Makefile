@@ -5,7 +5,7 @@ VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X ipfs-cluster/internal/cli.BuildVersion=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all build kubo reference test bench bench-cluster bench-add run clean
+.PHONY: all build kubo reference test lint bench bench-cluster bench-add run clean
 
 all: build kubo
 
@@ -38,6 +38,15 @@ run: build kubo
 test: build kubo reference
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+## lint: staticcheck, and deadcode for functions nothing reaches, not even a test
+lint: $(BIN)/staticcheck $(BIN)/deadcode
+	$(BIN)/staticcheck ./...
+	@out=$$($(BIN)/deadcode -test ./...); if [ -n "$$out" ]; then echo "$$out"; exit 1; fi
+
+$(BIN)/staticcheck $(BIN)/deadcode: tools/lint/go.mod tools/lint/go.sum
+	cd tools/lint && $(GO) build -trimpath -o ../../$(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
+	cd tools/lint && $(GO) build -trimpath -o ../../$(BIN)/deadcode golang.org/x/tools/cmd/deadcode
 
 ## bench: the Go benchmarks of the hot paths
 bench: build kubo

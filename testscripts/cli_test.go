@@ -179,16 +179,19 @@ func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
 	var last string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		var gpi api.GlobalPinInfo
 		resp, err := http.Get(url)
 		if err == nil {
-			var gpi api.GlobalPinInfo
 			err = json.NewDecoder(resp.Body).Decode(&gpi)
 			resp.Body.Close()
-			for _, pi := range gpi.PeerMap {
-				last = pi.Status.String()
-				if last == args[1] {
-					return
-				}
+		}
+		if err != nil {
+			last = err.Error()
+		}
+		for _, pi := range gpi.PeerMap {
+			last = pi.Status.String()
+			if last == args[1] {
+				return
 			}
 		}
 		time.Sleep(50 * time.Millisecond)

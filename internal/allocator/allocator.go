@@ -38,12 +38,10 @@ var ErrInvalidReplication = errors.New("invalid replication factors for allocati
 // free-space floor is checked against it.
 const FreeSpaceMetric = "freespace"
 
-// defaultAllocateBy is shared read-only; DefaultAllocateBy hands out copies.
+// defaultAllocateBy is the allocate_by list used when none is configured:
+// spread across the "group" tag, then most free space first. It is shared
+// read-only.
 var defaultAllocateBy = []string{"tag:group", FreeSpaceMetric}
-
-// DefaultAllocateBy returns the allocate_by list used when none is
-// configured: spread across the "group" tag, then most free space first.
-func DefaultAllocateBy() []string { return slices.Clone(defaultAllocateBy) }
 
 // Allocator ranks peers for a pin. Its fields are configuration, read but
 // never written by Allocate, so one Allocator is safe for concurrent use by
@@ -51,7 +49,7 @@ func DefaultAllocateBy() []string { return slices.Clone(defaultAllocateBy) }
 // Trusted map) while calls are running.
 type Allocator struct {
 	// AllocateBy names the metrics to rank by, most significant first.
-	// Empty means DefaultAllocateBy.
+	// Empty means defaultAllocateBy.
 	AllocateBy []string
 	// MinFreeSpace is the floor in bytes: a peer whose freespace metric
 	// is below it never receives a new allocation. 0 disables the floor.
@@ -155,6 +153,7 @@ func (a *Allocator) Order(req Request) []peer.ID {
 // NotEnough is the ErrNotEnoughPeers error for a choice narrowed to
 // available peers (by a policy, say) when needed were required.
 func NotEnough(needed, wanted, available int, why string) error {
+	//lint:ignore ST1005 the reference's clients show this text; it stays word for word
 	return fmt.Errorf("%w. Needed at least: %d. Wanted at most: %d. Available candidates: %d (%s).",
 		ErrNotEnoughPeers, needed, wanted, available, why)
 }

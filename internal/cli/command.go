@@ -220,8 +220,6 @@ func (cmd *Command) find(name string) *Command {
 
 var helpFlag = Flag{Name: "help", Aliases: []string{"h"}, Kind: BoolFlag, Usage: "show help"}
 
-func (c *Context) flags() []Flag { return append(c.Command.Flags, helpFlag) }
-
 // parse consumes this command's flags anywhere before the subcommand name
 // (or anywhere at all for a leaf command) and returns the other words.
 // Flags of ancestors are accepted too, so "ctl pin add --enc json" works.

@@ -181,6 +181,7 @@ func ctlHelp(c *Context) error {
 	for _, name := range c.Args {
 		sub := target.Command.find(name)
 		if sub == nil {
+			//lint:ignore ST1005 ipfs-cluster-ctl prints this text; it stays word for word
 			return Exit(3, fmt.Errorf("No help topic for '%s'", name))
 		}
 		target = &Context{Command: sub, Parent: target}

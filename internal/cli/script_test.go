@@ -72,7 +72,7 @@ for line in cluster.lines("-") do print("line " .. line) end`)
 		t.Fatalf("requests %v, auth %v", got, f.auth)
 	}
 
-	stdout, stderr, code = runScriptCmd(t, "", "--no-such-flag", path)
+	_, stderr, code = runScriptCmd(t, "", "--no-such-flag", path)
 	if code != 1 || !strings.Contains(stderr, "flag provided but not defined: -no-such-flag") {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}

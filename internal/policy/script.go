@@ -44,21 +44,12 @@ type ScriptOptions struct {
 type Script struct {
 	// L is the script's Lua state.
 	L    *lua.LState
-	ctx  context.Context
 	st   *state
-	path string
 	name string
 	out  io.Writer
 	line bytes.Buffer
 	err  error // the main chunk's Lua error
 }
-
-// Context is the script's context: module functions that wait (API calls,
-// sleeps) must give up when it ends.
-func (s *Script) Context() context.Context { return s.ctx }
-
-// Path is the script's path as RunScript got it.
-func (s *Script) Path() string { return s.path }
 
 // Name is the script's chunk name, its base name, which starts the
 // file:line of its error messages.
@@ -147,7 +138,7 @@ func RunScript(ctx context.Context, path string, opts ScriptOptions) error {
 	if out == nil {
 		out = io.Discard
 	}
-	s := &Script{L: L, ctx: ctx, st: st, path: path, name: name, out: out}
+	s := &Script{L: L, st: st, name: name, out: out}
 	L.G.Global.RawSetString("print", L.NewFunction(s.print))
 	args := L.CreateTable(len(opts.Args), 1)
 	args.RawSetInt(0, lua.LString(path))

@@ -122,9 +122,6 @@ func New(cfg Config, cluster Cluster, log, httpLog zerolog.Logger) (*Server, err
 	return s, nil
 }
 
-// Handler is the whole API as an http.Handler.
-func (s *Server) Handler() http.Handler { return s.handler }
-
 // Listen opens every configured address; it fails if one cannot be opened
 // so that a misconfigured peer does not start half-reachable.
 func (s *Server) Listen() error {
