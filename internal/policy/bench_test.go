@@ -133,3 +133,25 @@ func BenchmarkStateCreation(b *testing.B) {
 		st.close()
 	}
 }
+
+// BenchmarkPatterns is a hook that reads its decision out of a pin's name
+// with the pattern functions, as policies parsing names or metadata do.
+func BenchmarkPatterns(b *testing.B) {
+	p := mustLoad(b, `
+function admit(pin)
+  local team, kind, n = pin.name:match("^(%w+)/(%a+)%-(%d+)$")
+  local _, dashes = pin.name:gsub("%-", "")
+  local words = 0
+  for _ in pin.name:gmatch("[^/%-]+") do words = words + 1 end
+  return team == "media" and kind == "video" and n == "2024" and dashes == 1 and words == 3 and pin.name:find("video", 1, true) == 7
+end`, Options{Timeout: testTimeout})
+	pin := testPin(b)
+	pin.Name = "media/video-2024"
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, _, err := p.Admit(ctx, pin); !ok || err != nil {
+			b.Fatalf("Admit = %v, %v", ok, err)
+		}
+	}
+}

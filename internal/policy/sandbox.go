@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/pm"
 )
 
 // state is one sandboxed Lua state with the policy's chunk already run. It
@@ -144,6 +143,14 @@ func (st *state) sandbox() error {
 		return errors.New("string library missing")
 	}
 	str.RawSetString("dump", lua.LNil)
+	for name, fn := range map[string]lua.LGFunction{
+		"find":   strFind,
+		"match":  strMatch,
+		"gmatch": strGmatch,
+		"gsub":   st.gsub,
+	} {
+		str.RawSetString(name, L.NewFunction(fn))
+	}
 	wrap := func(t *lua.LTable, name string, w func(orig lua.LGFunction) lua.LGFunction) error {
 		orig, ok := t.RawGetString(name).(*lua.LFunction)
 		if !ok || !orig.IsG {
@@ -155,7 +162,6 @@ func (st *state) sandbox() error {
 	for name, w := range map[string]func(lua.LGFunction) lua.LGFunction{
 		"rep":     st.rep,
 		"format":  st.format,
-		"gsub":    st.gsub,
 		"upper":   st.charged,
 		"lower":   st.charged,
 		"reverse": st.charged,
@@ -423,68 +429,6 @@ func (st *state) format(orig lua.LGFunction) lua.LGFunction {
 		st.charge(L, int64(len(lua.LVAsString(L.Get(-1)))))
 		return n
 	}
-}
-
-// gsub bounds the result before it is built when the replacement is a
-// string: first with a cheap upper bound, then, for large inputs, with the
-// exact size computed from the matches.
-func (st *state) gsub(orig lua.LGFunction) lua.LGFunction {
-	return func(L *lua.LState) int {
-		s := L.CheckString(1)
-		pat := L.CheckString(2)
-		if repl, ok := L.Get(3).(lua.LString); ok {
-			r := string(repl)
-			pct := int64(strings.Count(r, "%"))
-			ls := int64(len(s))
-			bound := ls + (ls+1)*(int64(len(r))+pct*max(ls, 20))
-			if bound > st.budget {
-				limit := L.OptInt(4, -1)
-				mds, err := pm.Find(pat, []byte(s), 0, limit)
-				if err != nil {
-					L.RaiseError("%s", err.Error())
-				}
-				st.precharge(L, "string.gsub", gsubSize(s, r, mds))
-			}
-		}
-		n := orig(L)
-		if L.Get(-1) != lua.LNumber(0) { // no match returns the subject itself
-			st.charge(L, int64(len(lua.LVAsString(L.Get(-2)))))
-		}
-		return n
-	}
-}
-
-// gsubSize is the length of gsub's result for a string replacement; it
-// errs on the large side for malformed capture references, which gsub
-// itself then rejects.
-func gsubSize(s, repl string, mds []*pm.MatchData) int64 {
-	size := int64(len(s))
-	for _, md := range mds {
-		start, end := md.Capture(0), md.Capture(1)
-		size -= int64(end - start)
-		for i := 0; i < len(repl); i++ {
-			if repl[i] != '%' || i+1 >= len(repl) {
-				size++
-				continue
-			}
-			i++
-			c := repl[i]
-			if c < '0' || c > '9' {
-				size++
-				continue
-			}
-			idx := int(c-'0') * 2
-			switch {
-			case c == '0' || idx >= md.CaptureLength():
-				size += int64(end - start)
-			case md.IsPosCapture(idx):
-				size += int64(len(strconv.Itoa(md.Capture(idx))))
-			default:
-				size += int64(md.Capture(idx+1) - md.Capture(idx))
-			}
-		}
-	}
-	return size
 }
 
 // charged wraps a library function whose result is no longer than its
