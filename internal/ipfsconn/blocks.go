@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -19,6 +21,10 @@ import (
 // ErrStreamClosed is returned by Put on a BlockStream that was closed or
 // aborted.
 var ErrStreamClosed = errors.New("block stream closed")
+
+// ErrStalled ends a BlockStream whose kubo took no data, or did not answer
+// after the last block, for ipfs_request_timeout.
+var ErrStalled = errors.New("kubo stalled")
 
 // streamQueue is how many blocks Put may hand over ahead of the request:
 // enough to keep making blocks while earlier ones travel to kubo
@@ -33,7 +39,10 @@ const streamQueue = 16
 //
 // The request starts with the first Put, so a stream closed without blocks
 // costs nothing. It holds a slot of the connector's long pool while it
-// runs and has no timeout beyond its context.
+// runs. It has no overall timeout (an add takes as long as its data), but
+// fails with ErrStalled when kubo, not the producer, holds it up for
+// ipfs_request_timeout: a write to kubo blocked that long, or no answer
+// that long after the last block.
 //
 // Concurrency: Put and Close are called from one goroutine. CloseWithError
 // may be called from any goroutine at any time, also while a Put is
@@ -46,6 +55,7 @@ type BlockStream struct {
 	enc      streamEncoder
 
 	startOnce sync.Once
+	kuboTurn  atomic.Int64      // unix nanoseconds since kubo holds the body up; 0 while the producer does
 	queue     chan blocks.Block // Put to the request body; closed by Close
 	abort     chan struct{}     // closed by CloseWithError
 	done      chan struct{}     // closed when the request has finished
@@ -164,8 +174,35 @@ func (s *BlockStream) start(first blocks.Block) error {
 		return s.rerr
 	}
 	go s.request(&streamBody{s: s, segs: [][]byte{head}, closed: make(chan struct{})}, q, contentType)
+	go s.watchStall(s.c.cfg.IPFSRequestTimeout)
 	return nil
 }
+
+// watchStall ends the request with ErrStalled once kubo has held it up
+// for limit, until the request finishes.
+func (s *BlockStream) watchStall(limit time.Duration) {
+	if limit <= 0 {
+		return
+	}
+	t := time.NewTicker(max(limit/8, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			if since := s.kuboTurn.Load(); since != 0 && now.Sub(time.Unix(0, since)) >= limit {
+				s.cancel(fmt.Errorf("%w: no progress for %v (ipfs_request_timeout)", ErrStalled, limit))
+				return
+			}
+		}
+	}
+}
+
+// kuboHolds marks that the body waits for kubo (to take data or to
+// answer) from now; producerHolds that it waits for the next block.
+func (s *BlockStream) kuboHolds()     { s.kuboTurn.Store(time.Now().UnixNano()) }
+func (s *BlockStream) producerHolds() { s.kuboTurn.Store(0) }
 
 // request sends the body and reads kubo's reply.
 func (s *BlockStream) request(body *streamBody, q url.Values, contentType string) {
@@ -178,6 +215,8 @@ func (s *BlockStream) request(body *streamBody, q url.Values, contentType string
 		st.close()
 	}
 	switch berr := body.failure(); {
+	case errors.Is(context.Cause(s.ctx), ErrStalled):
+		s.rerr = fmt.Errorf("streaming blocks to kubo at %s: %w", s.c.cfg.NodeMultiaddress, context.Cause(s.ctx))
 	case berr != nil:
 		// The body failed on our side (a block the stream cannot carry,
 		// an abort): that, not its consequence on the request, is the
@@ -336,8 +375,11 @@ func (b *streamBody) fail(err error) error {
 // closed. It returns io.EOF after the end.
 func (b *streamBody) next() error {
 	if b.finished {
+		b.s.kuboHolds() // until kubo answers
 		return io.EOF
 	}
+	b.s.producerHolds()
+	defer b.s.kuboHolds()
 	select {
 	case blk, ok := <-b.s.queue:
 		if !ok {

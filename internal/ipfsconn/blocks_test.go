@@ -158,6 +158,41 @@ func TestBlockStreamErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("kubo hangs", func(t *testing.T) {
+		// A kubo that keeps its connection but reads nothing: the stream
+		// fails once it has waited ipfs_request_timeout for kubo, both
+		// while blocks flow and while waiting for the answer.
+		const limit = 500 * time.Millisecond
+		for _, name := range []string{"midway", "at the answer"} {
+			hung := kubotest.Start(t, kubotestOffline())
+			c := newConnector(t, hung.APIAddr, func(cfg *Config) { cfg.IPFSRequestTimeout = limit })
+			_, all := testDAG(t, 400, 256<<10, mh.SHA2_256)
+			if name == "at the answer" {
+				all = all[:2]
+			}
+			s := c.DagImportStream(ctx)
+			err := putAll(ctx, s, all[:1])
+			resume, ferr := hung.Freeze()
+			if ferr != nil {
+				t.Fatal(ferr)
+			}
+			t.Cleanup(resume)
+			start := time.Now()
+			if err == nil {
+				err = putAll(ctx, s, all[1:])
+			}
+			if err == nil {
+				err = s.Close()
+			}
+			if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "ipfs_request_timeout") {
+				t.Fatalf("%s: error = %v, want ErrStalled", name, err)
+			}
+			if took := time.Since(start); took > limit+10*time.Second {
+				t.Fatalf("%s: took %v to notice", name, took)
+			}
+		}
+	})
+
 	t.Run("kubo refuses", func(t *testing.T) {
 		p := startProxy(t, d.APIURL, nil)
 		p.set("dag/import", fail500)

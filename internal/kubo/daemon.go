@@ -194,6 +194,23 @@ func (d *Daemon) Kill() {
 	d.proc = nil
 }
 
+// Freeze stops the daemon's process with SIGSTOP, so that it keeps its
+// connections open but answers and reads nothing, like a hung kubo, and
+// returns the function that resumes it (SIGCONT). Resume before Stop:
+// a stopped process cannot act on SIGTERM.
+func (d *Daemon) Freeze() (resume func(), err error) {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	if p == nil {
+		return nil, errors.New("kubo freeze: daemon not running")
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return nil, fmt.Errorf("kubo freeze: %w", err)
+	}
+	return func() { p.cmd.Process.Signal(syscall.SIGCONT) }, nil
+}
+
 // Restart stops the daemon if it runs and starts it again on the same repo
 // with the same API and swarm addresses, so that clients reconnect where
 // they left off.
