@@ -36,6 +36,11 @@ const blocksProtocol = protocol.ID("/ipfs-cluster/blocks/1.0.0")
 // block was sent: its kubo has to store what it buffered.
 const blocksReplyTimeout = 2 * time.Minute
 
+// blocksStallTimeout bounds how long one write of blocks to a receiver may
+// wait: a receiver that reads nothing for that long (its process hung, its
+// link dead) fails as a destination instead of holding the add.
+const blocksStallTimeout = 2 * time.Minute
+
 // AddParams are the choices of an add besides how the DAG is built.
 type AddParams struct {
 	Pin api.PinOptions
@@ -166,19 +171,64 @@ func (c *Cluster) openBlocks(ctx context.Context, dest peer.ID) (BlockWriter, er
 		s.Reset()
 		return nil, fmt.Errorf("peer %s: %w", dest, err)
 	}
-	return &remoteBlocks{peer: dest, s: s, w: w}, nil
+	r := &remoteBlocks{peer: dest, s: s, w: w, replied: make(chan struct{})}
+	go r.readReply()
+	// The add's end (its client gone, say) unblocks a Put waiting for
+	// the receiver.
+	r.stop = context.AfterFunc(ctx, func() { s.Reset() })
+	return r, nil
 }
 
-// remoteBlocks sends blocks to another peer over blocksProtocol.
+// remoteBlocks sends blocks to another peer over blocksProtocol. The
+// receiver answers one line: after the last block, or as soon as its kubo
+// fails, which ends this destination at once instead of leaving Put
+// blocked on a stream the receiver no longer reads.
+//
+// Concurrency: Put and Close are called from one goroutine;
+// CloseWithError may be called from any.
 type remoteBlocks struct {
 	peer peer.ID
 	s    network.Stream
 	w    *car.Writer
+	stop func() bool
+
+	replied  chan struct{} // closed once replyErr is final
+	replyErr error         // the receiver's answer: nil for "ok"
+}
+
+// readReply waits for the receiver's answer. An early error answer, or
+// the stream's failure, resets the stream so that a blocked Put returns.
+func (r *remoteBlocks) readReply() {
+	line, err := bufio.NewReader(io.LimitReader(r.s, 4096)).ReadString('\n')
+	switch {
+	case err != nil:
+		r.replyErr = fmt.Errorf("peer %s: no answer to the block stream: %w", r.peer, err)
+	case line != "ok\n":
+		r.replyErr = fmt.Errorf("peer %s: %s", r.peer, strings.TrimSpace(strings.TrimPrefix(line, "error: ")))
+	}
+	close(r.replied)
+	if r.replyErr != nil {
+		r.s.Reset()
+	}
+}
+
+// failed explains a failed write: by the receiver's answer when it has
+// come, as that is the cause.
+func (r *remoteBlocks) failed(what string, err error) error {
+	select {
+	case <-r.replied:
+		if r.replyErr != nil {
+			return r.replyErr
+		}
+	default:
+	}
+	return fmt.Errorf("peer %s: %s: %w", r.peer, what, err)
 }
 
 func (r *remoteBlocks) Put(_ context.Context, b blocks.Block) error {
+	r.s.SetWriteDeadline(time.Now().Add(blocksStallTimeout))
 	if err := r.w.Put(b); err != nil {
-		return fmt.Errorf("peer %s: send block: %w", r.peer, err)
+		return r.failed("send block", err)
 	}
 	return nil
 }
@@ -186,27 +236,24 @@ func (r *remoteBlocks) Put(_ context.Context, b blocks.Block) error {
 // Close sends what is buffered, ends the stream and waits for the
 // receiver to confirm that its kubo stored every block.
 func (r *remoteBlocks) Close() error {
+	defer r.stop()
 	defer r.s.Close()
+	r.s.SetWriteDeadline(time.Now().Add(blocksStallTimeout))
 	if err := r.w.Flush(); err != nil {
 		r.s.Reset()
-		return fmt.Errorf("peer %s: send blocks: %w", r.peer, err)
+		return r.failed("send blocks", err)
 	}
 	if err := r.s.CloseWrite(); err != nil {
 		r.s.Reset()
-		return fmt.Errorf("peer %s: end block stream: %w", r.peer, err)
+		return r.failed("end block stream", err)
 	}
 	r.s.SetReadDeadline(time.Now().Add(blocksReplyTimeout))
-	line, err := bufio.NewReader(io.LimitReader(r.s, 4096)).ReadString('\n')
-	switch {
-	case err != nil:
-		return fmt.Errorf("peer %s: no answer to the block stream: %w", r.peer, err)
-	case line != "ok\n":
-		return fmt.Errorf("peer %s: %s", r.peer, strings.TrimSpace(strings.TrimPrefix(line, "error: ")))
-	}
-	return nil
+	<-r.replied
+	return r.replyErr
 }
 
 func (r *remoteBlocks) CloseWithError(error) error {
+	r.stop()
 	r.s.Reset()
 	return nil
 }

@@ -14,9 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"ipfs-cluster/internal/adder"
 	"ipfs-cluster/internal/api"
 	carfile "ipfs-cluster/internal/car"
 	"ipfs-cluster/internal/client"
+	"ipfs-cluster/internal/cluster"
+	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon/daemontest"
 	"ipfs-cluster/internal/kubo"
 	"ipfs-cluster/internal/kubo/kubotest"
@@ -225,4 +230,70 @@ func withoutRoot(t *testing.T, data []byte) []byte {
 		t.Fatal(err)
 	}
 	return out.Bytes()
+}
+
+// TestAddWithAFailingRemoteDestination adds more than a stream window of
+// data to two peers while the second one's kubo is dead, then while it is
+// hung: each time the add returns (it must not wait on a receiver that no
+// longer reads), reports that destination with the receiver's reason, and
+// pins; the tracker then repairs the destination.
+func TestAddWithAFailingRemoteDestination(t *testing.T) {
+	const stall = 3 * time.Second
+	peers := daemontest.StartCluster(t, 2, func(i int, c *config.Config) {
+		if i == 1 {
+			c.IPFSConnector.IPFSHTTP.IPFSRequestTimeout = config.Duration(stall)
+		}
+	})
+	p0, p1 := peers[0], peers[1]
+	add := func(what string) (cluster.AddResult, time.Duration) {
+		t.Helper()
+		data := make([]byte, 8<<20)
+		rand.Read(data)
+		params := cluster.AddParams{Pin: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2,
+			UserAllocations: []peer.ID{p0.Identity.ID, p1.Identity.ID}, Name: what}}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		start := time.Now()
+		res, err := p0.Cluster.Add(ctx, params, func(ctx context.Context, sink adder.BlockSink) (api.Cid, error) {
+			a, err := adder.New(adder.Options{}, sink, nil)
+			if err != nil {
+				return api.Cid{}, err
+			}
+			return a.AddReader(ctx, what, bytes.NewReader(data))
+		})
+		if err != nil {
+			t.Fatalf("%s: add: %v", what, err)
+		}
+		if res.Failed[p1.Identity.ID] == nil || len(res.Failed) != 1 {
+			t.Fatalf("%s: failed destinations %v, want only %s", what, res.Failed, p1.Identity.ID)
+		}
+		return res, time.Since(start)
+	}
+	pinnedIn := func(p *daemontest.Peer, c api.Cid) func() (bool, string) {
+		return func() (bool, string) { return kubotest.Pins(t, p.Kubo, "recursive")[c.String()], "" }
+	}
+
+	p1.Kubo.Kill()
+	res, took := add("receiver's kubo dead")
+	if msg := res.Failed[p1.Identity.ID].Error(); !strings.Contains(msg, "streaming blocks") {
+		t.Errorf("dead kubo: failure %q does not give the receiver's reason", msg)
+	}
+	t.Logf("dead kubo: the add returned in %v: %v", took, res.Failed[p1.Identity.ID])
+	waitUntil(t, 30*time.Second, "pinned on the live destination", pinnedIn(p0, res.Pin.Cid))
+	if err := p1.Kubo.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 90*time.Second, "the dead destination repaired", pinnedIn(p1, res.Pin.Cid))
+
+	resume, err := p1.Kubo.Freeze()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, took = add("receiver's kubo hung")
+	resume()
+	if !strings.Contains(res.Failed[p1.Identity.ID].Error(), "ipfs_request_timeout") {
+		t.Errorf("hung kubo: failure %v, want the receiver's stall", res.Failed[p1.Identity.ID])
+	}
+	t.Logf("hung kubo: the add returned in %v: %v", took, res.Failed[p1.Identity.ID])
+	waitUntil(t, 90*time.Second, "the hung destination repaired", pinnedIn(p1, res.Pin.Cid))
 }
