@@ -74,6 +74,7 @@ type DB struct {
 	dir    string
 	log    zerolog.Logger
 	closed atomic.Bool
+	space  spaceGuard
 
 	stopFlush chan struct{} // closed by Close: ends flushWAL
 	flushDone chan struct{} // closed when flushWAL has returned
@@ -97,13 +98,17 @@ type DB struct {
 type statusCounts [64]uint64
 
 // Open opens (creating it if needed) the pebble database in dir, normally
-// "<config>/pebble", and loads the counters.
+// "<config>/pebble", and loads the counters. It refuses, with ErrDiskFull,
+// a file system with less than MinFreeSpace available.
 func Open(dir string, log zerolog.Logger) (*DB, error) {
+	if err := checkFree(dir); err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
 	pdb, err := pebble.Open(dir, pebbleOptions(log))
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, dir: dir, log: log, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
+	db := &DB{pdb: pdb, dir: dir, log: log, space: spaceGuard{dir: dir}, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
 	if err := db.load(); err != nil {
 		_ = pdb.Close()
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)

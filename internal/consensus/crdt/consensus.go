@@ -58,6 +58,7 @@ type Consensus struct {
 	self  peer.ID
 	log   zerolog.Logger
 	db    *pebble.DB
+	space interface{ CheckSpace() error } // the state's free-space guard
 	trust *trustSet
 
 	crdt     *crdt.Datastore
@@ -115,6 +116,7 @@ func New(cfg Config, h host.Host, ps *pubsub.PubSub, db *state.DB, applier Appli
 		self:  h.ID(),
 		log:   log,
 		db:    db.Pebble(),
+		space: db,
 		trust: trust,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -412,6 +414,11 @@ func (c *Consensus) logOp(ctx context.Context, o op) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	// A full disk refuses the operation here, with a clear error, rather
+	// than after it is journaled, where pebble would die of it.
+	if err := c.space.CheckSpace(); err != nil {
+		return fmt.Errorf("crdt consensus: %s: %w", o.key, err)
 	}
 	c.opMu.RLock()
 	defer c.opMu.RUnlock()
