@@ -495,6 +495,17 @@ type AddedOutput struct {
 	Bytes       uint64    `json:"bytes,omitempty"`
 	Size        uint64    `json:"size,omitempty"`
 	Allocations []peer.ID `json:"allocations,omitempty"`
+	// FailedDestinations (ours; the reference has no such field, and its
+	// clients ignore it) is set on the add's last output, the root's:
+	// the allocated peers whose kubo did not get every block, which
+	// their tracker then fetches.
+	FailedDestinations []AddFailure `json:"failed_destinations,omitempty"`
+}
+
+// AddFailure is a destination of an add that did not get the blocks.
+type AddFailure struct {
+	Peer  peer.ID `json:"peer"`
+	Error string  `json:"error"`
 }
 
 // IPFSPinStatus is how kubo holds a CID.

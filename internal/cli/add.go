@@ -230,6 +230,11 @@ func (s *ctlSession) add(query url.Values, call func(fn func(api.AddedOutput) er
 		if !o.Cid.Defined() { // progress
 			return nil
 		}
+		// Told even with -Q or JSON output: the add went on without
+		// these destinations, and status will show them until repaired.
+		for _, f := range o.FailedDestinations {
+			fmt.Fprintf(s.cmd.Stderr, "warning: %s did not get the blocks of %s; its tracker will fetch them. %s\n", f.Peer, o.Cid, f.Error)
+		}
 		last = o
 		switch {
 		case quieter:

@@ -160,9 +160,9 @@ func TestAddLocalAndWithADeadDestination(t *testing.T) {
 	peers := daemontest.StartCluster(t, 3, nil)
 	p0, p1, p2 := peers[0], peers[1], peers[2]
 	cl := p0.Client(t)
+	var last api.AddedOutput
 	add := func(content string, q url.Values) api.Cid {
 		t.Helper()
-		var last api.AddedOutput
 		err := cl.AddFiles(t.Context(), client.ReaderDirectory("f.txt", strings.NewReader(content)), q,
 			func(o api.AddedOutput) error { last = o; return nil })
 		if err != nil {
@@ -187,6 +187,9 @@ func TestAddLocalAndWithADeadDestination(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = add("one destination down\n", url.Values{"replication-min": {"2"}, "replication-max": {"2"}, "user-allocations": {allocs}})
+	if f := last.FailedDestinations; len(f) != 1 || f[0].Peer != p1.Identity.ID || !strings.Contains(f[0].Error, "streaming blocks") {
+		t.Fatalf("the add's last output reports failed destinations %+v, want %s's", f, p1.Identity.ID)
+	}
 	pin, err := cl.Allocation(t.Context(), c)
 	if err != nil || !slices.Contains(pin.Allocations, p1.Identity.ID) {
 		t.Fatalf("pin %+v (%v): want it allocated to the peer whose kubo is down", pin, err)

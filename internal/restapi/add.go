@@ -9,6 +9,8 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -106,15 +108,24 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		var emitErr error
 		var allocs []peer.ID
 		params.Allocated = func(a []peer.ID) { allocs = a }
+		// The latest output waits for the next one, so that the last,
+		// the root's, can tell which destinations failed once the add
+		// knows.
+		var held *api.AddedOutput
+		release := func() {
+			if held != nil && emitErr == nil {
+				emitErr = emit(*held)
+			}
+			held = nil
+		}
 		// Each added file or folder names where the pin goes, as in
 		// the reference; progress events do not.
 		out := func(o api.AddedOutput) {
 			if o.Cid.Defined() {
 				o.Allocations = allocs
 			}
-			if emitErr == nil {
-				emitErr = emit(o)
-			}
+			release()
+			held = &o
 		}
 		var build func(ctx context.Context, sink adder.BlockSink) (api.Cid, error)
 		if format == "car" {
@@ -131,7 +142,16 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 				return a.AddMultipart(ctx, mr)
 			}
 		}
-		if _, err := s.cluster.Add(ctx, params, build); err != nil {
+		res, err := s.cluster.Add(ctx, params, build)
+		if held != nil && held.Cid.Defined() {
+			for p, ferr := range res.Failed {
+				why := strings.TrimPrefix(ferr.Error(), "peer "+p.String()+": ") // named in Peer
+				held.FailedDestinations = append(held.FailedDestinations, api.AddFailure{Peer: p, Error: why})
+			}
+			slices.SortFunc(held.FailedDestinations, func(a, b api.AddFailure) int { return strings.Compare(a.Peer.String(), b.Peer.String()) })
+		}
+		release()
+		if err != nil {
 			// net/http cancels the request once a read fails, so the
 			// add may only have seen its context end.
 			if idle.err != nil {
