@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,10 +148,25 @@ func (c *Cluster) Add(ctx context.Context, p AddParams, build func(ctx context.C
 
 func describeFailures(failed map[peer.ID]error) string {
 	parts := make([]string, 0, len(failed))
-	for p, err := range failed {
-		parts = append(parts, fmt.Sprintf("%s: %v", p, err))
+	for _, f := range failures(failed) {
+		parts = append(parts, fmt.Sprintf("%s: %s", f.Peer, f.Error))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// FailedDestinations lists the destinations that did not get the blocks,
+// by peer ID, each with its reason.
+func (r AddResult) FailedDestinations() []api.AddFailure { return failures(r.Failed) }
+
+// failures sorts failed by peer and words each reason without the peer's
+// name, which the errors of a remote destination start with.
+func failures(failed map[peer.ID]error) []api.AddFailure {
+	out := make([]api.AddFailure, 0, len(failed))
+	for p, err := range failed {
+		out = append(out, api.AddFailure{Peer: p, Error: strings.TrimPrefix(err.Error(), "peer "+p.String()+": ")})
+	}
+	slices.SortFunc(out, func(a, b api.AddFailure) int { return strings.Compare(a.Peer.String(), b.Peer.String()) })
+	return out
 }
 
 // openBlocks opens the block stream to one destination's kubo: this

@@ -9,8 +9,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -143,12 +141,8 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 			}
 		}
 		res, err := s.cluster.Add(ctx, params, build)
-		if held != nil && held.Cid.Defined() {
-			for p, ferr := range res.Failed {
-				why := strings.TrimPrefix(ferr.Error(), "peer "+p.String()+": ") // named in Peer
-				held.FailedDestinations = append(held.FailedDestinations, api.AddFailure{Peer: p, Error: why})
-			}
-			slices.SortFunc(held.FailedDestinations, func(a, b api.AddFailure) int { return strings.Compare(a.Peer.String(), b.Peer.String()) })
+		if held != nil && held.Cid.Defined() && len(res.Failed) > 0 {
+			held.FailedDestinations = res.FailedDestinations()
 		}
 		release()
 		if err != nil {
