@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -145,9 +146,26 @@ type stream struct {
 	ctx      context.Context
 	endpoint string
 	resp     *http.Response
+	body     *endReader
 	dec      *json.Decoder
 	release  func()
 	closed   bool
+}
+
+// endReader records whether its reader ended cleanly, which tells a reply
+// that kubo finished but cut short (malformed) from one whose connection
+// broke (kubo gone): the JSON decoder reports both as io.ErrUnexpectedEOF.
+type endReader struct {
+	r     io.Reader
+	ended bool
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.ended = true
+	}
+	return n, err
 }
 
 // post sends a request to kubo and returns the reply once kubo has answered
@@ -179,7 +197,8 @@ func (c *Connector) post(ctx context.Context, pool semaphore, endpoint string, q
 		defer resp.Body.Close()
 		return nil, c.replyErr(ctx, endpoint, resp)
 	}
-	return &stream{c: c, ctx: ctx, endpoint: endpoint, resp: resp, dec: json.NewDecoder(resp.Body), release: pool.release}, nil
+	reply := &endReader{r: resp.Body}
+	return &stream{c: c, ctx: ctx, endpoint: endpoint, resp: resp, body: reply, dec: json.NewDecoder(reply), release: pool.release}, nil
 }
 
 // next decodes the next value of the reply into v. At the end of the reply
@@ -195,8 +214,8 @@ func (s *stream) next(v any) error {
 			return &RPCError{Endpoint: s.endpoint, StatusCode: s.resp.StatusCode, Message: msg}
 		}
 		return io.EOF
-	case isDecodeError(err):
-		return fmt.Errorf("%s: malformed reply: %w", s.endpoint, err)
+	case isDecodeError(err), errors.Is(err, io.ErrUnexpectedEOF) && s.body.ended:
+		return s.c.malformed(s.endpoint, err)
 	default:
 		return s.c.transportErr(s.ctx, s.endpoint, err)
 	}
@@ -228,6 +247,15 @@ func (s *stream) close() {
 	s.closed = true
 	s.resp.Body.Close()
 	s.release()
+}
+
+// malformed explains a 200 reply that is not the JSON kubo sends: most often
+// node_multiaddress points at another HTTP server, such as kubo's gateway.
+func (c *Connector) malformed(endpoint string, err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = errors.New("the JSON ends early")
+	}
+	return fmt.Errorf("%s: malformed reply: %w (is node_multiaddress %s kubo's RPC API?)", endpoint, err, c.cfg.NodeMultiaddress)
 }
 
 func isDecodeError(err error) bool {
@@ -282,12 +310,42 @@ func (c *Connector) replyErr(ctx context.Context, endpoint string, resp *http.Re
 		return c.transportErr(ctx, endpoint, err)
 	}
 	var kerr struct{ Message string }
-	msg := strings.TrimSpace(string(body))
 	if json.Unmarshal(body, &kerr) == nil && kerr.Message != "" {
-		msg = kerr.Message
+		return &RPCError{Endpoint: endpoint, StatusCode: resp.StatusCode, Message: kerr.Message}
 	}
-	if msg == "" {
-		msg = resp.Status
+	// Not kubo's error JSON: a plain-text 404 from kubo for an unknown
+	// path, or a page from whatever else answers at that address. Quote the
+	// start of it on one line, with the status.
+	msg := resp.Status
+	if excerpt := oneLine(body, maxExcerpt); excerpt != "" {
+		msg += ": " + excerpt
 	}
 	return &RPCError{Endpoint: endpoint, StatusCode: resp.StatusCode, Message: msg}
+}
+
+// maxExcerpt bounds how much of a foreign reply an error quotes.
+const maxExcerpt = 200
+
+// oneLine returns the start of b as printable text on one line: runs of
+// white space and control characters become one space, and text beyond max
+// bytes is cut with an ellipsis.
+func oneLine(b []byte, max int) string {
+	var out strings.Builder
+	space := false
+	for _, r := range strings.ToValidUTF8(string(b), "\uFFFD") {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			space = out.Len() > 0
+			continue
+		}
+		if out.Len() >= max {
+			out.WriteString("…")
+			break
+		}
+		if space {
+			out.WriteByte(' ')
+			space = false
+		}
+		out.WriteRune(r)
+	}
+	return out.String()
 }

@@ -471,6 +471,20 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("PinLs = %v, want the trailer's error", err)
 		}
 	})
+	t.Run("not kubo", func(t *testing.T) {
+		defer p.set("id", forward)
+		for f, want := range map[fault]string{
+			webPage:   "id: malformed reply: invalid character '<' looking for beginning of value (is node_multiaddress " + p.addr() + " kubo's RPC API?)",
+			truncated: "id: malformed reply: the JSON ends early (is node_multiaddress " + p.addr() + " kubo's RPC API?)",
+			errorPage: "id: 502 Bad Gateway: <html> <head><title>502 Bad Gateway</title></head> <body> <center><h1>502 Bad Gateway</h1></center> <!-- padding -->" + strings.Repeat(" x", 42) + "…",
+		} {
+			p.set("id", f)
+			_, err := c.ID(ctx)
+			if err == nil || err.Error() != want || errors.Is(err, ErrUnreachable) {
+				t.Errorf("fault %d: ID = %v\nwant %s", f, err, want)
+			}
+		}
+	})
 	t.Run("connection closed", func(t *testing.T) {
 		p.set("id", hangup)
 		if _, err := c.ID(ctx); !errors.Is(err, ErrUnreachable) {

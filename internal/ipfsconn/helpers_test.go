@@ -203,7 +203,14 @@ const (
 	hangup                 // close the connection without answering
 	cutStream              // forward, but cut the reply after its first line
 	trailer                // answer 200 with one line and an X-Stream-Error trailer
+	webPage                // answer 200 with HTML, as a web server would
+	truncated              // answer 200 with a complete reply of JSON that ends early
+	errorPage              // answer 502 with a long HTML page, as a broken reverse proxy would
 )
+
+// page is the HTML the webPage and errorPage faults answer with.
+var page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\t\x00\n" +
+	"<center><h1>502 Bad Gateway</h1></center>\n" + "<!-- padding -->" + strings.Repeat(" x", 200) + "\n</body></html>\n"
 
 // faultProxy is a reverse proxy in front of a real kubo that injects
 // failures per endpoint and records the calls it sees.
@@ -348,6 +355,16 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, `{"Cid":"bafkreihuj2cudhombbdjn6uvlt5kort7bcda2haisrs5l3qgeq4ypdrnhy","Type":"recursive"}`)
 		http.NewResponseController(w).Flush()
 		w.Header().Set("X-Stream-Error", "injected stream failure")
+	case webPage:
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, page)
+	case truncated:
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ID":"12D3KooW`)
+	case errorPage:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		fmt.Fprint(w, page)
 	}
 }
 
