@@ -171,7 +171,7 @@ func (db *DB) Clear(ctx context.Context) error {
 		b.DeleteRange([]byte{prefixSys, metaStatusCount}, []byte{prefixSys, metaStatusCount + 1}, nil),
 	)
 	if err == nil {
-		err = b.Commit(pebble.Sync)
+		err = db.commit(b, pebble.Sync)
 	}
 	if err != nil {
 		return fmt.Errorf("state: clear: %w", err)

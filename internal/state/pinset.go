@@ -111,7 +111,7 @@ func (db *DB) writePins(pins []api.Pin, sync *pebble.WriteOptions) error {
 			}
 		}
 	}
-	if err = b.Commit(sync); err != nil {
+	if err = db.commit(b, sync); err != nil {
 		return err
 	}
 	for s := range stripes.Each() {
@@ -162,7 +162,7 @@ func (db *DB) delete(c api.Cid, sync *pebble.WriteOptions) error {
 		b.Set(metaKey(metaPinCount, s), binary.AppendUvarint(nil, db.pinCount[s]-1), nil),
 	)
 	if err == nil {
-		err = b.Commit(sync)
+		err = db.commit(b, sync)
 	}
 	if err != nil {
 		return wrapErr("delete", c, err)

@@ -2,60 +2,69 @@ package state
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/state/disktest"
 )
 
 // TestFullDisk runs the state on a small tmpfs: a file system with less
-// than MinFreeSpace available refuses to open, and CheckSpace reports it
-// within spaceRecheck once space runs low.
+// than MinFreeSpace available refuses to open and new operations, one with
+// less than MinWriteSpace refuses every write, and all works again once
+// there is room.
 func TestFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=80m"); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
-	fill := filepath.Join(mnt, "fill")
-	filler := func(mib int) {
-		t.Helper()
-		if err := os.WriteFile(fill, make([]byte, mib<<20), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mnt := disktest.Small(t, 80)
 	dir := filepath.Join(mnt, "pebble")
 
-	filler(30)
+	free := disktest.Fill(t, mnt, 40<<20)
 	_, err := Open(dir, zerolog.Nop())
 	if !errors.Is(err, ErrDiskFull) {
-		t.Fatalf("Open with about 50 MiB free: %v, want ErrDiskFull", err)
+		t.Fatalf("Open with 40 MiB free: %v, want ErrDiskFull", err)
 	}
 	t.Logf("refused: %v", err)
+	free()
 
-	if err := os.Remove(fill); err != nil {
-		t.Fatal(err)
-	}
 	db, err := Open(dir, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.CheckSpace(); err != nil {
-		t.Fatalf("CheckSpace with room: %v", err)
+	if err := errors.Join(db.CheckSpace(), db.CheckWrite()); err != nil {
+		t.Fatalf("checks with room: %v", err)
 	}
-	filler(30)
-	deadline := time.Now().Add(spaceRecheck + 5*time.Second)
-	for db.CheckSpace() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("CheckSpace did not notice the full disk")
+
+	// Between the floors: new operations are refused, writes go on.
+	disktest.Fill(t, mnt, 40<<20)
+	if err := db.CheckSpace(); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("CheckSpace with 40 MiB free: %v, want ErrDiskFull", err)
+	}
+	if err := errors.Join(db.CheckWrite(), db.Put(testPin(1)),
+		db.SetStatus(testCid(1), LocalStatus{Status: api.TrackerStatusPinned, TS: time.Now()})); err != nil {
+		t.Fatalf("writes with 40 MiB free: %v", err)
+	}
+
+	// Below the write floor nothing is written, and the database stays
+	// usable.
+	free = disktest.Fill(t, mnt, 8<<20)
+	for name, err := range map[string]error{
+		"CheckWrite": db.CheckWrite(),
+		"Put":        db.Put(testPin(2)),
+		"Delete":     db.Delete(testCid(1)),
+		"SetStatus":  db.SetStatus(testCid(2), LocalStatus{Status: api.TrackerStatusPinned, TS: time.Now()}),
+	} {
+		if !errors.Is(err, ErrDiskFull) {
+			t.Errorf("%s with 8 MiB free: %v, want ErrDiskFull", name, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := db.Get(testCid(1)); err != nil {
+		t.Fatalf("Get with 8 MiB free: %v", err)
+	}
+	free()
+	if err := errors.Join(db.CheckSpace(), db.Put(testPin(2)), db.Delete(testCid(1))); err != nil {
+		t.Fatalf("after making room: %v", err)
 	}
 }

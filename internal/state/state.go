@@ -101,7 +101,7 @@ type statusCounts [64]uint64
 // "<config>/pebble", and loads the counters. It refuses, with ErrDiskFull,
 // a file system with less than MinFreeSpace available.
 func Open(dir string, log zerolog.Logger) (*DB, error) {
-	if err := checkFree(dir); err != nil {
+	if err := checkOpen(dir); err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
 	pdb, err := pebble.Open(dir, pebbleOptions(log))

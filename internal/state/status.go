@@ -81,7 +81,7 @@ func (db *DB) SetStatus(c api.Cid, s LocalStatus) error {
 		err = errors.Join(err, b.Set(metaKey(metaStatusCount, si), counts.marshal(), nil))
 	}
 	if err == nil {
-		err = b.Commit(pebble.NoSync)
+		err = db.commit(b, pebble.NoSync)
 	}
 	if err != nil {
 		return wrapErr("set status", c, err)
@@ -132,7 +132,7 @@ func (db *DB) DeleteStatus(c api.Cid) error {
 		b.Delete(appendIndexKey(nil, old.Status, ks), nil),
 		b.Set(metaKey(metaStatusCount, si), counts.marshal(), nil))
 	if err == nil {
-		err = b.Commit(pebble.NoSync)
+		err = db.commit(b, pebble.NoSync)
 	}
 	if err != nil {
 		return wrapErr("delete status", c, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
@@ -39,6 +40,11 @@ const (
 // Applying a pin is a synced state write: concurrent applies share fsyncs.
 const applyWorkers = 8
 
+// applyRetry spaces the new attempts at changes the Applier failed, as it
+// does while the disk is full. Their markers stay, so a restart retries
+// them too.
+const applyRetry = 5 * time.Second
+
 // applyQueue detects the effective changes of the CRDT's materialized values
 // and hands them to the Applier. See the package doc.
 //
@@ -59,7 +65,9 @@ type applyQueue struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	dirty  map[string]struct{} // keys whose marker may be pending
+	failed map[string]int      // keys whose last apply failed, and how often
 	closed bool
+	stop   chan struct{} // closed by close: ends the retry loop
 	wg     sync.WaitGroup
 }
 
@@ -71,6 +79,8 @@ func newApplyQueue(store *pebbleds.Datastore, ns string, applier Applier, log ze
 		valuePrefix: ns + "/s/k/",
 		markPrefix:  ns + "/a",
 		dirty:       map[string]struct{}{},
+		failed:      map[string]int{},
+		stop:        make(chan struct{}),
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -173,8 +183,10 @@ func (q *applyQueue) enqueue(keys ...string) {
 	q.cond.Broadcast()
 }
 
-// start launches the apply workers.
+// start launches the apply workers and the retry loop.
 func (q *applyQueue) start() {
+	q.wg.Add(1)
+	go q.retryLoop()
 	q.wg.Add(applyWorkers)
 	for range applyWorkers {
 		go func() {
@@ -205,6 +217,57 @@ func (q *applyQueue) next() (string, bool) {
 	return "", false
 }
 
+// retryLoop queues the failed keys again every applyRetry, until close.
+func (q *applyQueue) retryLoop() {
+	defer q.wg.Done()
+	t := time.NewTicker(applyRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.stop:
+			return
+		case <-t.C:
+		}
+		q.mu.Lock()
+		again := 0
+		for k, n := range q.failed {
+			q.dirty[k] = struct{}{}
+			if n > 1 {
+				again++
+			}
+		}
+		retried := len(q.failed)
+		q.mu.Unlock()
+		if retried == 0 {
+			continue
+		}
+		// One line per round, not per key: a full disk fails them all.
+		if again > 0 {
+			q.log.Warn().Int("changes", retried).Int("failed_again", again).Dur("every", applyRetry).Msg("retrying changes that failed to apply")
+		}
+		q.cond.Broadcast()
+	}
+}
+
+// failedApply records that key's apply failed; it logs the first failure
+// of a key only, the retry loop reports the rest.
+func (q *applyQueue) failedApply(key string, err error) {
+	q.mu.Lock()
+	q.failed[key]++
+	first := q.failed[key] == 1
+	q.mu.Unlock()
+	if first {
+		q.log.Error().Err(err).Str("key", key).Dur("retry_every", applyRetry).Msg("apply change; retrying")
+	}
+}
+
+// forget drops key from the failed keys: it has nothing left to apply.
+func (q *applyQueue) forget(key string) {
+	q.mu.Lock()
+	delete(q.failed, key)
+	q.mu.Unlock()
+}
+
 // pending is the number of keys waiting for a worker.
 func (q *applyQueue) pending() int {
 	q.mu.Lock()
@@ -218,6 +281,7 @@ func (q *applyQueue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
+	close(q.stop)
 	q.cond.Broadcast()
 	q.wg.Wait()
 }
@@ -231,15 +295,17 @@ func (q *applyQueue) apply(key string) {
 	mark, err := q.store.Get(ctx, mk)
 	switch {
 	case errors.Is(err, ds.ErrNotFound):
+		q.forget(key)
 		return
 	case err != nil:
 		q.log.Error().Err(err).Str("key", key).Msg("read apply marker")
 		return
 	}
 	if err := q.applyMark(mark); err != nil {
-		q.log.Error().Err(err).Str("key", key).Msg("apply change; retried on the next start")
+		q.failedApply(key, err)
 		return
 	}
+	q.forget(key)
 	defer q.commitMu.LockKey(key)()
 	cur, err := q.store.Get(ctx, mk)
 	if err == nil && bytes.Equal(cur, mark) {
@@ -271,11 +337,11 @@ func (q *applyQueue) applyMark(mark []byte) error {
 	return nil
 }
 
-// observedStore is the datastore given to go-ds-crdt: go-ds-pebble, with the
-// writes of materialized values routed through the apply queue, and batches
-// serialised by the merge lock.
+// observedStore is the datastore given to go-ds-crdt: go-ds-pebble guarded
+// against a full disk, with the writes of materialized values routed
+// through the apply queue, and batches serialised by the merge lock.
 type observedStore struct {
-	*pebbleds.Datastore
+	*guardedStore
 	q     *applyQueue
 	merge *mergeLock
 }
@@ -283,7 +349,7 @@ type observedStore struct {
 // Put writes one key; a materialized value goes through the apply queue.
 func (s *observedStore) Put(ctx context.Context, k ds.Key, v []byte) error {
 	if _, ok := s.q.elementOf(k); !ok {
-		return s.Datastore.Put(ctx, k, v)
+		return s.guardedStore.Put(ctx, k, v)
 	}
 	b, err := s.Batch(ctx)
 	if err != nil {
@@ -299,7 +365,7 @@ func (s *observedStore) Put(ctx context.Context, k ds.Key, v []byte) error {
 // queue.
 func (s *observedStore) Delete(ctx context.Context, k ds.Key) error {
 	if _, ok := s.q.elementOf(k); !ok {
-		return s.Datastore.Delete(ctx, k)
+		return s.guardedStore.Delete(ctx, k)
 	}
 	b, err := s.Batch(ctx)
 	if err != nil {
@@ -315,7 +381,7 @@ func (s *observedStore) Delete(ctx context.Context, k ds.Key) error {
 // holds the merge lock until it is committed.
 func (s *observedStore) Batch(ctx context.Context) (ds.Batch, error) {
 	lease := s.merge.lock()
-	inner, err := s.Datastore.Batch(ctx)
+	inner, err := s.guardedStore.Batch(ctx)
 	if err != nil {
 		s.merge.unlock(lease)
 		return nil, err

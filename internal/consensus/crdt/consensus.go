@@ -50,6 +50,12 @@ var (
 	ErrQueueFull = errors.New("batching max_queue_size reached. Too many operations are waiting to be batched. Try increasing the max_queue_size or adjusting the batching options")
 )
 
+// spaceChecker is the state's free-space guard (see state.MinFreeSpace).
+type spaceChecker interface {
+	CheckSpace() error // before a new operation
+	CheckWrite() error // before any write
+}
+
 // Consensus is the CRDT consensus of one peer. LogPin, LogUnpin, Peers,
 // IsTrusted, Trust and Stats are safe for concurrent use; Shutdown must be
 // called once, and the other calls fail with ErrShutdown afterwards.
@@ -58,7 +64,7 @@ type Consensus struct {
 	self  peer.ID
 	log   zerolog.Logger
 	db    *pebble.DB
-	space interface{ CheckSpace() error } // the state's free-space guard
+	space spaceChecker
 	trust *trustSet
 
 	crdt     *crdt.Datastore
@@ -156,7 +162,8 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	}
 	c.applies.start()
 
-	bstore := blockstore.NewBlockstore(namespace.Wrap(pds, ds.NewKey(ns+"/b")))
+	guarded := &guardedStore{Datastore: pds, check: c.space.CheckWrite}
+	bstore := blockstore.NewBlockstore(namespace.Wrap(guarded, ds.NewKey(ns+"/b")))
 	// Bitswap outlives c.ctx: the merge workers fetch until crdt.Close.
 	exchange := bitswap.New(context.Background(), bsnet.NewFromIpfsHost(h), nil, bstore)
 	// c.bcast is set before go-ds-crdt, the only caller, starts.
@@ -174,7 +181,7 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	opts.DAGSyncerTimeout = c.cfg.DAGSyncTimeout
 	// Repairs are scheduled by repairLoop.
 	opts.RepairInterval = 0
-	store := &observedStore{Datastore: pds, q: c.applies, merge: newMergeLock(mergeLockTimeout, c.log)}
+	store := &observedStore{guardedStore: guarded, q: c.applies, merge: newMergeLock(mergeLockTimeout, c.log)}
 	c.crdt, err = crdt.New(store, ds.NewKey(ns), merkledag.NewDAGService(c.bserv), c.bcast, opts)
 	if err != nil {
 		return fmt.Errorf("open crdt store: %w", err)

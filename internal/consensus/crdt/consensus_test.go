@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -372,16 +373,49 @@ func TestApplyRetriedAfterRestart(t *testing.T) {
 	waitSamePinset(t, 5*time.Second, lines(pin), p)
 }
 
+// TestApplyRetriedWhileRunning makes the Applier fail twice: the change is
+// applied on the second retry, without a restart.
+func TestApplyRetriedWhileRunning(t *testing.T) {
+	p := newTestPeer(t, "A", testConfig())
+	failing := &failingApplier{testApplier: p.app, fail: testCid(7), times: 2}
+	p.c.applies.applier = failing
+	pin := testPin(7, "retried")
+	if err := p.c.LogPin(context.Background(), pin); err != nil {
+		t.Fatal(err)
+	}
+	waitSamePinset(t, 3*applyRetry, lines(pin), p)
+	if n := failing.failures(); n != 2 {
+		t.Fatalf("applier failed %d times, want 2", n)
+	}
+}
+
+// failingApplier fails the pins of one CID: its first times calls, or all
+// of them when times is 0.
 type failingApplier struct {
 	*testApplier
-	fail api.Cid
+	fail  api.Cid
+	times int
+
+	mu     sync.Mutex
+	failed int
 }
 
 func (a *failingApplier) ApplyPin(p api.Pin) error {
 	if p.Cid.Equals(a.fail.Cid) {
-		return errors.New("disk on fire")
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.times == 0 || a.failed < a.times {
+			a.failed++
+			return errors.New("disk on fire")
+		}
 	}
 	return a.testApplier.ApplyPin(p)
+}
+
+func (a *failingApplier) failures() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failed
 }
 
 // TestBatchingCommitsOnSizeAndAge checks both commit triggers and the queue

@@ -162,11 +162,17 @@ type testPeer struct {
 // is stopped at the end of the test.
 func newTestPeer(t testing.TB, name string, cfg Config) *testPeer {
 	t.Helper()
+	return newTestPeerIn(t, name, cfg, t.TempDir())
+}
+
+// newTestPeerIn is newTestPeer with the database in dir.
+func newTestPeerIn(t testing.TB, name string, cfg Config, dir string) *testPeer {
+	t.Helper()
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &testPeer{t: t, name: name, dir: t.TempDir(), key: key, cfg: cfg}
+	p := &testPeer{t: t, name: name, dir: dir, key: key, cfg: cfg}
 	p.start()
 	t.Cleanup(p.stop)
 	return p
