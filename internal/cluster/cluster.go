@@ -132,6 +132,8 @@ type Cluster struct {
 	log       zerolog.Logger
 	// peerJoined wakes the republishing of metrics (capacity 1).
 	peerJoined chan struct{}
+	// dialing holds the peers connectPeerset is dialing.
+	dialing sync.Map
 
 	ipfsMu sync.RWMutex
 	ipfsID api.IPFSID

@@ -23,6 +23,7 @@ type Monitor interface {
 	Publish(m api.Metric)
 	LatestMetrics(name string) []api.Metric
 	Last(name string) []api.Metric
+	Forget(p peer.ID)
 	MetricNames() []string
 	CheckExpired() []api.Alert
 	Alerts() []api.Alert

@@ -150,14 +150,18 @@ func (c *Cluster) connectKubos(unreachable map[peer.ID]bool) {
 	}
 }
 
-// connectPeerset dials, in the background, the peers of the peerset this
-// host is not connected to, at the addresses their ping announced, so that
-// RPC reaches every peer and not only those met at bootstrap.
+// connectPeerset dials, in the background, every peer that ever sent a
+// ping and that this host is not connected to, at the addresses of its last
+// ping: RPC then reaches every peer and not only those met at bootstrap, and
+// two peers apart for longer than the ping's TTL, each of which no longer
+// counts the other as up, find each other again once the network allows.
+// A peer is dialed once at a time, at most every ping interval; a dead peer
+// costs one failed dial per interval, as the reference's reconnection does.
 func (c *Cluster) connectPeerset() {
 	if c.host == nil {
 		return
 	}
-	for _, m := range c.monitor.LatestMetrics(pingMetric) {
+	for _, m := range c.monitor.Last(pingMetric) {
 		if m.Peer == c.cfg.Peer || c.host.Network().Connectedness(m.Peer) == network.Connected {
 			continue
 		}
@@ -171,11 +175,26 @@ func (c *Cluster) connectPeerset() {
 				info.Addrs = append(info.Addrs, id.Addrs...)
 			}
 		}
+		if _, busy := c.dialing.LoadOrStore(info.ID, struct{}{}); busy {
+			continue
+		}
+		live := m.Valid && !m.Expired()
+		c.wg.Add(1)
 		go func() {
+			defer c.wg.Done()
+			defer c.dialing.Delete(info.ID)
 			ctx, cancel := context.WithTimeout(c.ctx, peerCallTimeout)
 			defer cancel()
+			// This loop paces the dials: libp2p's own backoff, which
+			// grows to minutes, would hold off the first dial after a
+			// long outage.
+			ctx = network.WithForceDirectDial(ctx, "cluster peer redial")
 			if err := c.host.Connect(ctx, info); err != nil {
 				c.log.Debug().Err(err).Stringer("peer", info.ID).Msg("connect to peer")
+				return
+			}
+			if !live {
+				c.log.Info().Stringer("peer", info.ID).Msg("reconnected to a peer that was down")
 			}
 		}()
 	}

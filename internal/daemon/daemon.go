@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -62,6 +64,7 @@ type Peer struct {
 	peerFile *p2p.PeerFile
 	gossip   *monitor.Gossip
 	cancel   context.CancelFunc
+	joined   <-chan struct{} // closed once join's goroutine has ended
 }
 
 // Start builds and starts every component of the peer whose configuration
@@ -222,7 +225,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		return nil, err
 	}
 	p.Cluster.Start()
-	join(ctx, p.Host, p.peerFile, bootstrap, cl.DialPeerTimeout.D())
+	p.joined = join(ctx, p.Host, p.peerFile, bootstrap, cl.DialPeerTimeout.D(), cl.MonitorPingInterval.D())
 
 	if r := cfg.API.RestAPI; r != nil {
 		inDir := func(f string) string {
@@ -338,22 +341,57 @@ func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
 
 // join connects to the bootstrap peers and to known peers from the
 // peerstore, in the background: a peer that is down must not stop this
-// one from starting.
-func join(ctx context.Context, h host.Host, pf *p2p.PeerFile, bootstrap []peer.AddrInfo, timeout time.Duration) {
+// one from starting. While the peer is connected to nobody, as when it
+// started before the others, it tries again every interval (the ping
+// interval); once connected, the cluster's own reconnection takes over. The
+// returned channel is closed when the goroutine has ended, after ctx is
+// done.
+func join(ctx context.Context, h host.Host, pf *p2p.PeerFile, bootstrap []peer.AddrInfo, timeout, interval time.Duration) <-chan struct{} {
 	log := logging.For("daemon")
-	go func() {
+	done := make(chan struct{})
+	attempt := func(first bool) {
 		for _, b := range bootstrap {
 			cctx, cancel := context.WithTimeout(ctx, timeout)
+			// join paces its attempts: libp2p's dial backoff would
+			// refuse the next ones for up to minutes.
+			cctx = network.WithForceDirectDial(cctx, "cluster bootstrap")
 			err := h.Connect(cctx, b)
 			cancel()
 			if err != nil {
-				log.Warn().Err(err).Stringer("peer", b.ID).Msg("bootstrap: cannot connect")
+				ev := log.Debug()
+				if first {
+					ev = log.Warn()
+				}
+				ev.Err(err).Stringer("peer", b.ID).Msg("bootstrap: cannot connect")
 				continue
 			}
 			log.Info().Stringer("peer", b.ID).Msg("bootstrap: connected")
 		}
 		pf.Bootstrap(ctx, 3, timeout)
+	}
+	go func() {
+		defer close(done)
+		attempt(true)
+		known := slices.DeleteFunc(h.Peerstore().PeersWithAddrs(), func(p peer.ID) bool { return p == h.ID() })
+		if len(h.Network().Peers()) == 0 && (len(bootstrap) > 0 || len(known) > 0) {
+			// A peer with another secret fails the handshake silently:
+			// its dials only time out.
+			log.Warn().Dur("retry_every", interval).Msg("connected to no other peer: is the cluster secret the same on every peer? retrying")
+		}
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if len(h.Network().Peers()) == 0 {
+				attempt(false)
+			}
+		}
 	}()
+	return done
 }
 
 // Stop shuts the components down: the API first so that no request arrives
@@ -391,6 +429,9 @@ func (p *Peer) Stop() {
 	}
 	if p.cancel != nil {
 		p.cancel()
+	}
+	if p.joined != nil {
+		<-p.joined
 	}
 	if p.peerFile != nil {
 		p.peerFile.Close()

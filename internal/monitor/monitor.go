@@ -77,6 +77,20 @@ func (m *Monitor) Last(name string) []api.Metric {
 	return out
 }
 
+// Forget drops every metric and alert state of peer p, as for a peer
+// removed from the cluster: it is no longer listed, alerted or dialed. A
+// metric it sends later is recorded again.
+func (m *Monitor) Forget(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, byPeer := range m.latest {
+		delete(byPeer, p)
+	}
+	for _, a := range m.alerted {
+		delete(a, p)
+	}
+}
+
 // MetricNames lists the names of the metrics received, sorted.
 func (m *Monitor) MetricNames() []string {
 	m.mu.RLock()

@@ -80,3 +80,20 @@ func TestFailingInformerAlerts(t *testing.T) {
 		t.Fatalf("the valid metric is not listed: %+v", got)
 	}
 }
+
+func TestForgetDropsAPeer(t *testing.T) {
+	m := New()
+	m.Publish(metric("ping", "a", -time.Second, true))
+	m.Publish(metric("ping", "b", -time.Second, true))
+	m.Publish(metric("freespace", "a", time.Minute, true))
+	m.Forget("a")
+	if last := m.Last("ping"); len(last) != 1 || last[0].Peer != "b" {
+		t.Fatalf("ping after Forget: %+v", last)
+	}
+	if got := m.LatestMetrics("freespace"); len(got) != 0 {
+		t.Fatalf("freespace after Forget: %+v", got)
+	}
+	if alerts := m.CheckExpired(); len(alerts) != 1 || alerts[0].Peer != "b" {
+		t.Fatalf("alerts after Forget: %+v", alerts)
+	}
+}
