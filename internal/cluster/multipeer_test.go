@@ -218,6 +218,12 @@ func TestPeerRemoveMovesItsPins(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Three copies cannot be kept on the two peers left: this pin stays
+	// as it is, and does not hold up the removal.
+	stuck := cids(t, peers[0], 7)[6]
+	if _, err := peers[0].Cluster.Pin(t.Context(), stuck, api.PinOptions{ReplicationFactorMin: 3, ReplicationFactorMax: 3}); err != nil {
+		t.Fatal(err)
+	}
 	gone := peers[2]
 	if err := peers[0].Cluster.PeerRemove(t.Context(), gone.Identity.ID); !errors.Is(err, cluster.ErrInvalidRequest) {
 		t.Fatalf("removing a running peer: %v, want ErrInvalidRequest", err)
@@ -241,5 +247,18 @@ func TestPeerRemoveMovesItsPins(t *testing.T) {
 		if err != nil || len(pin.Allocations) != 2 || slices.Contains(pin.Allocations, gone.Identity.ID) {
 			t.Fatalf("%s allocations %v after removing %s (%v)", c, pin.Allocations, gone.Identity.ID, err)
 		}
+	}
+	if pin, err := peers[0].Cluster.PinGet(t.Context(), stuck); err != nil || len(pin.Allocations) != 3 {
+		t.Fatalf("pin that could not move: allocations %v (%v), want the 3 it had", pin.Allocations, err)
+	}
+	// The peer that removed it no longer lists it.
+	err = peers[0].Cluster.Peers(t.Context(), func(id api.ID) error {
+		if id.ID == gone.Identity.ID {
+			return fmt.Errorf("removed peer listed: %+v", id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -60,7 +60,7 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, dead peer.ID) error {
 }
 
 // PeerRemove takes a stopped peer out of the cluster's placement: every
-// pin allocated to it is allocated elsewhere at once (whatever
+// pin allocated to it that can be is allocated elsewhere at once (whatever
 // disable_repinning says: the operator asked), and this peer forgets its
 // addresses. A peer that still answers is refused: it would announce itself
 // again with its next ping, and its pins would have moved for nothing.
@@ -83,16 +83,26 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	if c.answers(ctx, p) {
 		return fmt.Errorf("%w: remove peer %s: it is running; stop it first", ErrInvalidRequest, p)
 	}
+	// A pin that cannot move (too few peers left for its minimum) keeps
+	// its allocations and shows under-replicated in status: it must not
+	// keep the peer, and every other pin, in place.
+	failed := 0
 	for _, ci := range pins {
 		if err := c.repin(ctx, ci, p); err != nil {
-			return fmt.Errorf("remove peer %s: repin %s: %w", p, ci, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("remove peer %s: repin %s: %w", p, ci, err)
+			}
+			failed++
+			c.log.Warn().Err(err).Stringer("cid", ci).Stringer("peer", p).Msg("remove peer: pin not re-allocated")
 		}
 	}
+	// Forgotten, it is neither listed, alerted on, nor dialed again.
+	c.monitor.Forget(p)
 	if c.host != nil {
 		c.host.Network().ClosePeer(p)
 		c.host.Peerstore().ClearAddrs(p)
 	}
-	c.log.Info().Stringer("peer", p).Int("repinned", len(pins)).Msg("peer removed")
+	c.log.Info().Stringer("peer", p).Int("pins", len(pins)).Int("not_reallocated", failed).Msg("peer removed")
 	return nil
 }
 
