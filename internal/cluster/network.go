@@ -47,7 +47,7 @@ func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC, isTrusted func(peer.ID) bo
 		return c.localStatus(ctx, ci)
 	})
 	p2p.HandleStream(r, rpcStatusAll, p2p.Trusted, func(ctx context.Context, _ peer.ID, filter api.TrackerStatus, send func(api.PinInfo) error) error {
-		return c.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error { return send(c.withIPFS(pi)) })
+		return c.localStatusAll(ctx, filter, send)
 	})
 	p2p.Handle(r, rpcRecover, p2p.Trusted, func(ctx context.Context, _ peer.ID, ci api.Cid) (api.PinInfo, error) {
 		pi, err := c.tracker.Recover(ctx, ci)
@@ -269,6 +269,9 @@ func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string
 	names := c.peerNames()
 	var gpi api.GlobalPinInfo
 	for _, r := range p2p.CallAll[api.PinInfo](ctx, c.rpc, ask, method, ci, peerCallTimeout) {
+		if refused(r.Err) {
+			continue
+		}
 		if r.Err != nil {
 			gpi.Add(errorInfo(pin, r.Peer, names[r.Peer], r.Err), nil)
 			continue
@@ -327,7 +330,9 @@ type peerFeed struct {
 // others), such an unpin can thus be left out, or listed a second time
 // when only another peer's pinset holds the CID. A peer
 // that fails adds a cluster_error entry to every pin emitted after it
-// failed.
+// failed; when no pin came after (a filtered listing the other peers had
+// nothing for, say), the merge ends with its error instead of leaving it
+// out silently.
 func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn func(api.GlobalPinInfo) error) error {
 	peers := c.peerset()
 	names := c.peerNames()
@@ -339,6 +344,11 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn
 		feeds[i] = f
 		go func() {
 			defer close(f.items)
+			defer func() {
+				if refused(f.err) {
+					f.err = nil
+				}
+			}()
 			f.err = c.rpc.Stream(ctx, p, method, in, func(decode p2p.Decoder) error {
 				var pi api.PinInfo
 				if err := decode(&pi); err != nil {
@@ -431,8 +441,27 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn
 			return err
 		}
 	}
-	return nil
+	var unreported []error
+	for i, f := range feeds {
+		if f.err != nil && !failed[i] {
+			c.log.Warn().Err(f.err).Stringer("peer", peers[i]).Str("method", method).Msg("peer did not answer")
+			// A peer's errors name its ID already; its name is
+			// what the operator knows it by.
+			name := names[peers[i]].PeerName
+			if name == "" {
+				name = peers[i].String()
+			}
+			unreported = append(unreported, fmt.Errorf("%s: %w", name, f.err))
+		}
+	}
+	return errors.Join(unreported...)
 }
+
+// refused reports whether a peer refused a status or recover call because
+// it does not trust this one, as followers of a collaborative cluster
+// refuse each other: such a peer is left out of the result, as in the
+// reference, rather than reported in error on every pin.
+func refused(err error) bool { return errors.Is(err, p2p.ErrNotAllowed) }
 
 // closestPeer is the peer of peers whose hash is nearest (XOR) to the
 // CID's: the one peer responsible for repinning it, chosen the same way by
