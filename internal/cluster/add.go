@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -117,13 +118,23 @@ func (c *Cluster) Add(ctx context.Context, p AddParams, build func(ctx context.C
 		}
 		return res, err
 	}
+	// Each Close waits for its kubo to store what it was sent, up to
+	// blocksReplyTimeout for a hung one: waiting for all at once bounds
+	// the add by the slowest destination, not by their sum.
+	closeErrs, sendErrs := make([]error, len(writers)), fan.Errors()
+	var wg sync.WaitGroup
 	for i, w := range writers {
-		err := fan.Errors()[i]
-		if err != nil {
-			w.CloseWithError(err)
-		} else {
-			err = w.Close()
-		}
+		wg.Go(func() {
+			if err := sendErrs[i]; err != nil {
+				w.CloseWithError(err)
+				closeErrs[i] = err
+				return
+			}
+			closeErrs[i] = w.Close()
+		})
+	}
+	wg.Wait()
+	for i, err := range closeErrs {
 		if err != nil {
 			res.Failed[opened[i]] = err
 		}

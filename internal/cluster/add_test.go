@@ -241,19 +241,22 @@ func withoutRoot(t *testing.T, data []byte) []byte {
 // longer reads), reports that destination with the receiver's reason, and
 // pins; the tracker then repairs the destination.
 func TestAddWithAFailingRemoteDestination(t *testing.T) {
-	const stall = 3 * time.Second
-	peers := daemontest.StartCluster(t, 2, func(i int, c *config.Config) {
-		if i == 1 {
+	const stall = 4 * time.Second
+	peers := daemontest.StartCluster(t, 3, func(i int, c *config.Config) {
+		if i > 0 {
 			c.IPFSConnector.IPFSHTTP.IPFSRequestTimeout = config.Duration(stall)
 		}
 	})
-	p0, p1 := peers[0], peers[1]
-	add := func(what string) (cluster.AddResult, time.Duration) {
+	p0, p1, p2 := peers[0], peers[1], peers[2]
+	all := []peer.ID{p0.Identity.ID, p1.Identity.ID, p2.Identity.ID}
+	// add adds 8 MiB to all three peers and checks that exactly the
+	// destinations in failing failed.
+	add := func(what string, failing ...*daemontest.Peer) (cluster.AddResult, time.Duration) {
 		t.Helper()
 		data := make([]byte, 8<<20)
 		rand.Read(data)
-		params := cluster.AddParams{Pin: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2,
-			UserAllocations: []peer.ID{p0.Identity.ID, p1.Identity.ID}, Name: what}}
+		params := cluster.AddParams{Pin: api.PinOptions{ReplicationFactorMin: 3, ReplicationFactorMax: 3,
+			UserAllocations: all, Name: what}}
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		defer cancel()
 		start := time.Now()
@@ -267,8 +270,13 @@ func TestAddWithAFailingRemoteDestination(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: add: %v", what, err)
 		}
-		if res.Failed[p1.Identity.ID] == nil || len(res.Failed) != 1 {
-			t.Fatalf("%s: failed destinations %v, want only %s", what, res.Failed, p1.Identity.ID)
+		for _, p := range failing {
+			if res.Failed[p.Identity.ID] == nil {
+				t.Fatalf("%s: failed destinations %v, want %s among them", what, res.Failed, p.Identity.ID)
+			}
+		}
+		if len(res.Failed) != len(failing) {
+			t.Fatalf("%s: failed destinations %v, want %d", what, res.Failed, len(failing))
 		}
 		return res, time.Since(start)
 	}
@@ -277,26 +285,39 @@ func TestAddWithAFailingRemoteDestination(t *testing.T) {
 	}
 
 	p1.Kubo.Kill()
-	res, took := add("receiver's kubo dead")
+	res, took := add("receiver's kubo dead", p1)
 	if msg := res.Failed[p1.Identity.ID].Error(); !strings.Contains(msg, "streaming blocks") {
 		t.Errorf("dead kubo: failure %q does not give the receiver's reason", msg)
 	}
 	t.Logf("dead kubo: the add returned in %v: %v", took, res.Failed[p1.Identity.ID])
-	waitUntil(t, 30*time.Second, "pinned on the live destination", pinnedIn(p0, res.Pin.Cid))
+	waitUntil(t, 30*time.Second, "pinned on the live destinations", pinnedIn(p0, res.Pin.Cid))
+	waitUntil(t, 30*time.Second, "pinned on the live destinations", pinnedIn(p2, res.Pin.Cid))
 	if err := p1.Kubo.Restart(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 90*time.Second, "the dead destination repaired", pinnedIn(p1, res.Pin.Cid))
 
-	resume, err := p1.Kubo.Freeze()
-	if err != nil {
-		t.Fatal(err)
+	// Two hung destinations: both are reported, and the add goes on
+	// with the third.
+	var resumes []func()
+	for _, p := range []*daemontest.Peer{p1, p2} {
+		resume, err := p.Kubo.Freeze()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resumes = append(resumes, resume)
 	}
-	res, took = add("receiver's kubo hung")
-	resume()
-	if !strings.Contains(res.Failed[p1.Identity.ID].Error(), "ipfs_request_timeout") {
-		t.Errorf("hung kubo: failure %v, want the receiver's stall", res.Failed[p1.Identity.ID])
+	res, took = add("receivers' kubo hung", p1, p2)
+	for _, resume := range resumes {
+		resume()
 	}
-	t.Logf("hung kubo: the add returned in %v: %v", took, res.Failed[p1.Identity.ID])
-	waitUntil(t, 90*time.Second, "the hung destination repaired", pinnedIn(p1, res.Pin.Cid))
+	for _, p := range []*daemontest.Peer{p1, p2} {
+		if !strings.Contains(res.Failed[p.Identity.ID].Error(), "ipfs_request_timeout") {
+			t.Errorf("hung kubo: failure %v, want the receiver's stall", res.Failed[p.Identity.ID])
+		}
+	}
+	t.Logf("2 hung kubo daemons: the add returned in %v", took)
+	for _, p := range []*daemontest.Peer{p1, p2} {
+		waitUntil(t, 90*time.Second, "the hung destination repaired", pinnedIn(p, res.Pin.Cid))
+	}
 }
