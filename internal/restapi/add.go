@@ -141,7 +141,13 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 			}
 		}
 		res, err := s.cluster.Add(ctx, params, build)
-		if held != nil && held.Cid.Defined() && len(res.Failed) > 0 {
+		switch {
+		case err != nil:
+			// The root's line would say it was added: the error
+			// says what happened instead, failed destinations
+			// included.
+			held = nil
+		case held != nil && held.Cid.Defined() && len(res.Failed) > 0:
 			held.FailedDestinations = res.FailedDestinations()
 		}
 		release()

@@ -349,3 +349,26 @@ func TestStalledUploadTimesOut(t *testing.T) {
 		t.Fatalf("add after the stalled one: %v", err)
 	}
 }
+
+// TestAddFailingEverywhereSaysOnlySo: with the only destination's kubo
+// dead, a small add (its blocks wait in the stream's buffer, so the add
+// fails at its end, once the root is known) replies with its error,
+// without a line saying the root was added.
+func TestAddFailingEverywhereSaysOnlySo(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	p.Kubo.Kill()
+	var outs []api.AddedOutput
+	err := p.Client(t).AddFiles(t.Context(), client.ReaderDirectory("f.txt", strings.NewReader("small enough to be buffered")), url.Values{},
+		func(o api.AddedOutput) error {
+			outs = append(outs, o)
+			return nil
+		})
+	if err == nil || !strings.Contains(err.Error(), "every destination") {
+		t.Fatalf("add with kubo dead: %v, want the failure", err)
+	}
+	for _, o := range outs {
+		if o.Cid.Defined() {
+			t.Fatalf("the failed add still told the client %s was added", o.Cid)
+		}
+	}
+}
