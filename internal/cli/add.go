@@ -2,14 +2,18 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ipfs/boxo/files"
 
 	"ipfs-cluster/internal/adder"
 	"ipfs-cluster/internal/api"
@@ -79,7 +83,7 @@ as is.`,
 			}
 			if stdin {
 				// Unnamed, as kubo sends stdin: the output names it by its CID.
-				return s.add(query, func(fn func(api.AddedOutput) error) error {
+				return s.add(query, nil, func(fn func(api.AddedOutput) error) error {
 					return s.client.AddFiles(s.ctx, client.ReaderDirectory("", s.cmd.Stdin), query, fn)
 				})
 			}
@@ -88,7 +92,7 @@ as is.`,
 				progress = startProgress(s.cmd.Stderr, client.UploadSize(s.cmd.Args, s.cmd.Bool("hidden")))
 				defer progress.stop()
 			}
-			return s.add(query, func(fn func(api.AddedOutput) error) error {
+			return s.add(query, progress, func(fn func(api.AddedOutput) error) error {
 				ctx := s.ctx
 				if progress != nil {
 					ctx = client.WithUploadCounter(ctx, &progress.sent)
@@ -116,7 +120,7 @@ Import CAR archives (version 1 or 2) with exactly one root each. Every block
 is checked against its CID while it streams to the IPFS daemons of the
 allocated peers; a corrupt or truncated file fails with the offset or block
 at fault and nothing is pinned.`,
-		ArgsUsage: "<file.car>...",
+		ArgsUsage: "<file.car|url>... | -",
 		Flags:     withGlobalFlags(flags),
 		Action: ctlAction(func(s *ctlSession) error {
 			if len(s.cmd.Args) == 0 {
@@ -126,22 +130,51 @@ at fault and nothing is pinned.`,
 			if err != nil {
 				return err
 			}
+			if slices.Contains(s.cmd.Args, "-") && len(s.cmd.Args) > 1 {
+				return Usagef("import reads stdin (-) alone, not with other files")
+			}
 			for _, path := range s.cmd.Args {
-				f, err := os.Open(path)
-				if err != nil {
-					return fmt.Errorf("import: %w", err)
-				}
-				err = s.add(query, func(fn func(api.AddedOutput) error) error {
-					return s.client.AddFiles(s.ctx, client.ReaderDirectory(filepath.Base(path), f), query, fn)
-				})
-				f.Close()
-				if err != nil {
+				if err := s.importOne(query, path); err != nil {
+					// Which file failed matters once some were
+					// imported: the API's errors get its name too.
+					var apiErr api.Error
+					if errors.As(err, &apiErr) {
+						apiErr.Message = "import " + path + ": " + apiErr.Message
+						return apiErr
+					}
 					return fmt.Errorf("import %s: %w", path, err)
 				}
 			}
 			return nil
 		}),
 	}
+}
+
+// importOne imports one CAR: a file, stdin (-) or an http(s) URL, as add
+// --format car takes them.
+func (s *ctlSession) importOne(query url.Values, path string) error {
+	var dir files.Directory
+	switch {
+	case path == "-":
+		dir = client.ReaderDirectory("", s.cmd.Stdin)
+	case client.IsURL(path):
+		return s.add(query, nil, func(fn func(api.AddedOutput) error) error {
+			return s.client.Add(s.ctx, []string{path}, query, fn)
+		})
+	default:
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return errors.New("a directory, not a CAR file")
+		}
+		dir = client.ReaderDirectory(filepath.Base(path), f)
+	}
+	return s.add(query, nil, func(fn func(api.AddedOutput) error) error {
+		return s.client.AddFiles(s.ctx, dir, query, fn)
+	})
 }
 
 // withGlobalFlags adds ctl's global flags to a top-level command's own;
@@ -221,39 +254,25 @@ func addQuery(c *Context, q url.Values) (url.Values, error) {
 // add runs one add call and prints its output as the reference does:
 // "added <cid> <name>" lines, only CIDs with -q, only the last with -Q
 // (in a one-item array with --no-stream in JSON); then, with --wait, it
-// returns once the root is pinned, printing nothing more.
-func (s *ctlSession) add(query url.Values, call func(fn func(api.AddedOutput) error) error) error {
-	quiet, quieter := s.cmd.Bool("quiet"), s.cmd.Bool("quieter")
+// returns once the root is pinned, printing nothing more. A progress bar,
+// when given, is cleared for each line and drawn again below it.
+func (s *ctlSession) add(query url.Values, progress *uploadProgress, call func(fn func(api.AddedOutput) error) error) error {
 	var last api.AddedOutput
 	var buffered []api.AddedOutput
 	err := call(func(o api.AddedOutput) error {
 		if !o.Cid.Defined() { // progress
 			return nil
 		}
-		// Told even with -Q or JSON output: the add went on without
-		// these destinations, and status will show them until repaired.
-		for _, f := range o.FailedDestinations {
-			fmt.Fprintf(s.cmd.Stderr, "warning: %s did not get the blocks of %s; its tracker will fetch them. %s\n", f.Peer, o.Cid, f.Error)
-		}
-		last = o
-		switch {
-		case quieter:
-			return nil
-		case s.out.json && s.cmd.Bool("no-stream"):
-			buffered = append(buffered, o)
-			return nil
-		case s.out.json:
-			return s.out.print(o)
-		case quiet:
-			_, err := fmt.Fprintln(s.out.stdout, o.Cid)
+		return progress.interrupt(func() error {
+			var err error
+			last, buffered, err = s.addOutput(o, buffered)
 			return err
-		}
-		_, err := fmt.Fprintf(s.out.stdout, "added %s %s\n", o.Cid, o.Name)
-		return err
+		})
 	})
 	if err != nil {
 		return err
 	}
+	quieter := s.cmd.Bool("quieter")
 	switch {
 	case buffered != nil:
 		if err := s.out.print(buffered); err != nil {
@@ -292,19 +311,47 @@ func (s *ctlSession) add(query url.Values, call func(fn func(api.AddedOutput) er
 	return nil
 }
 
-// uploadProgress redraws one line on a terminal with the bytes sent, the
-// rate and the time left, four times a second.
+// addOutput prints one output line of an add as the flags ask, or adds it
+// to buffered for --no-stream in JSON; it returns the line as the last one
+// and the buffer.
+func (s *ctlSession) addOutput(o api.AddedOutput, buffered []api.AddedOutput) (api.AddedOutput, []api.AddedOutput, error) {
+	// Told even with -Q or JSON output: the add went on without these
+	// destinations, and status will show them until repaired.
+	for _, f := range o.FailedDestinations {
+		fmt.Fprintf(s.cmd.Stderr, "warning: %s did not get the blocks of %s; its tracker will fetch them. %s\n", f.Peer, o.Cid, f.Error)
+	}
+	var err error
+	switch {
+	case s.cmd.Bool("quieter"):
+	case s.out.json && s.cmd.Bool("no-stream"):
+		buffered = append(buffered, o)
+	case s.out.json:
+		err = s.out.print(o)
+	case s.cmd.Bool("quiet"):
+		_, err = fmt.Fprintln(s.out.stdout, o.Cid)
+	default:
+		_, err = fmt.Fprintf(s.out.stdout, "added %s %s\n", o.Cid, o.Name)
+	}
+	return o, buffered, err
+}
+
+// uploadProgress redraws one line on a terminal with the file bytes sent,
+// the rate and the time left, four times a second. Lines printed meanwhile
+// go through interrupt, which clears the bar first and draws it again
+// below them. A nil *uploadProgress draws nothing.
 type uploadProgress struct {
 	sent  atomic.Int64
 	total int64
 	w     io.Writer
+	start time.Time
 	done  chan struct{}
 	ended chan struct{}
+
+	mu sync.Mutex // serialises the writes to the terminal
 }
 
 func startProgress(w io.Writer, total int64) *uploadProgress {
-	p := &uploadProgress{total: total, w: w, done: make(chan struct{}), ended: make(chan struct{})}
-	start := time.Now()
+	p := &uploadProgress{total: total, w: w, start: time.Now(), done: make(chan struct{}), ended: make(chan struct{})}
 	go func() {
 		defer close(p.ended)
 		tick := time.NewTicker(250 * time.Millisecond)
@@ -312,20 +359,25 @@ func startProgress(w io.Writer, total int64) *uploadProgress {
 		for {
 			select {
 			case <-p.done:
-				p.draw(time.Since(start))
+				p.mu.Lock()
+				p.draw()
 				fmt.Fprintln(p.w)
+				p.mu.Unlock()
 				return
 			case <-tick.C:
-				p.draw(time.Since(start))
+				p.mu.Lock()
+				p.draw()
+				p.mu.Unlock()
 			}
 		}
 	}()
 	return p
 }
 
-func (p *uploadProgress) draw(elapsed time.Duration) {
+// draw writes the bar over the current line; p.mu must be held.
+func (p *uploadProgress) draw() {
 	sent := p.sent.Load()
-	rate := float64(sent) / max(elapsed.Seconds(), 0.001)
+	rate := float64(sent) / max(time.Since(p.start).Seconds(), 0.001)
 	eta := "-"
 	if rate > 0 && p.total > sent {
 		eta = time.Duration(float64(p.total-sent) / rate * float64(time.Second)).Round(time.Second).String()
@@ -334,9 +386,23 @@ func (p *uploadProgress) draw(elapsed time.Duration) {
 	if p.total > 0 {
 		pct = min(100, 100*float64(sent)/float64(p.total))
 	}
-	fmt.Fprintf(p.w, "\r%s / %s  %5.1f%%  %s/s  ETA %s   ", humanBytes(uint64(sent)), humanBytes(uint64(p.total)), pct, humanBytes(uint64(rate)), eta)
+	fmt.Fprintf(p.w, "\r\x1b[K%s / %s  %5.1f%%  %s/s  ETA %s", humanBytes(uint64(sent)), humanBytes(uint64(p.total)), pct, humanBytes(uint64(rate)), eta)
 }
 
+// interrupt clears the bar, runs print, and draws the bar again.
+func (p *uploadProgress) interrupt(print func() error) error {
+	if p == nil {
+		return print()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprint(p.w, "\r\x1b[K")
+	err := print()
+	p.draw()
+	return err
+}
+
+// stop draws the bar a last time and ends its line.
 func (p *uploadProgress) stop() {
 	close(p.done)
 	<-p.ended

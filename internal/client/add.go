@@ -48,8 +48,8 @@ func (c *Client) Add(ctx context.Context, paths []string, query url.Values, fn f
 	return c.AddFiles(ctx, dir, query, fn)
 }
 
-// isURL reports whether an add path is a URL to fetch.
-func isURL(p string) bool {
+// IsURL reports whether an add path is a URL to fetch.
+func IsURL(p string) bool {
 	return strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://")
 }
 
@@ -82,13 +82,12 @@ func urlName(u *url.URL) string {
 // AddFiles is Add for an already built tree, such as one file read from
 // stdin or a CAR.
 func (c *Client) AddFiles(ctx context.Context, dir files.Directory, query url.Values, fn func(api.AddedOutput) error) error {
-	mfr := files.NewMultiFileReader(dir, true, false)
-	var body io.Reader = mfr
 	if n, ok := ctx.Value(uploadCounterKey{}).(*atomic.Int64); ok {
-		body = &countingReader{r: mfr, n: n}
+		dir = countedDir{Directory: dir, n: n}
 	}
+	mfr := files.NewMultiFileReader(dir, true, false)
 	r := request{method: http.MethodPost, path: "/add", query: query,
-		body: body, contentType: "multipart/form-data; boundary=" + mfr.Boundary()}
+		body: mfr, contentType: "multipart/form-data; boundary=" + mfr.Boundary()}
 	if query.Get("stream-channels") == "false" {
 		// The buffered mode answers with one array, once the add is done.
 		return c.stream(ctx, r, decodeItem(r, func(all []api.AddedOutput) error {
@@ -105,21 +104,52 @@ func (c *Client) AddFiles(ctx context.Context, dir files.Directory, query url.Va
 
 type uploadCounterKey struct{}
 
-// WithUploadCounter makes the adds made with ctx count the bytes of the
-// request body they have sent into n, for a progress display.
+// WithUploadCounter makes the adds made with ctx count the bytes of file
+// content they have sent into n, for a progress display against
+// UploadSize.
 func WithUploadCounter(ctx context.Context, n *atomic.Int64) context.Context {
 	return context.WithValue(ctx, uploadCounterKey{}, n)
 }
 
-type countingReader struct {
-	r io.Reader
+// countedDir, countedEntries and countedFile wrap an upload tree to count
+// the file bytes read from it. Symlinks stay as they are: the multipart
+// writer tells them from files by their type.
+type countedDir struct {
+	files.Directory
 	n *atomic.Int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
+func (d countedDir) Entries() files.DirIterator {
+	return countedEntries{DirIterator: d.Directory.Entries(), n: d.n}
+}
+
+type countedEntries struct {
+	files.DirIterator
+	n *atomic.Int64
+}
+
+func (it countedEntries) Node() files.Node {
+	switch nd := it.DirIterator.Node().(type) {
+	case *files.Symlink:
+		return nd
+	case files.Directory:
+		return countedDir{Directory: nd, n: it.n}
+	case files.File:
+		return countedFile{File: nd, n: it.n}
+	default:
+		return nd
+	}
+}
+
+type countedFile struct {
+	files.File
+	n *atomic.Int64
+}
+
+func (f countedFile) Read(p []byte) (int, error) {
+	k, err := f.File.Read(p)
+	f.n.Add(int64(k))
+	return k, err
 }
 
 // uploadTree checks every path, and every file below a directory, before
@@ -138,8 +168,19 @@ func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files
 	}
 	entries := make([]files.DirEntry, 0, len(paths))
 	seen := make(map[string]bool, len(paths))
+	// Several paths are wrapped in one directory, where two entries
+	// cannot have the same name: kubo refuses this too.
+	named := make(map[string]string, len(paths))
+	add := func(name, p string, node files.Node) error {
+		if prev, ok := named[name]; ok {
+			return fmt.Errorf("add: %s and %s would both be named %q in the directory that wraps them", prev, p, name)
+		}
+		named[name] = p
+		entries = append(entries, files.FileEntry(name, node))
+		return nil
+	}
 	for _, p := range paths {
-		if isURL(p) {
+		if IsURL(p) {
 			u, err := url.Parse(p)
 			if err != nil {
 				return nil, fmt.Errorf("add: %w", err)
@@ -148,7 +189,9 @@ func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files
 			if err != nil {
 				return nil, err
 			}
-			entries = append(entries, files.FileEntry(urlName(u), node))
+			if err := add(urlName(u), p, node); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		abs, err := filepath.Abs(p)
@@ -178,7 +221,9 @@ func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files
 		if err != nil {
 			return nil, fmt.Errorf("add %s: %w", p, err)
 		}
-		entries = append(entries, files.FileEntry(filepath.Base(abs), node))
+		if err := add(filepath.Base(abs), p, node); err != nil {
+			return nil, err
+		}
 	}
 	return files.NewSliceDirectory(entries), nil
 }

@@ -1,0 +1,97 @@
+package client
+
+import (
+	"context"
+	"io"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"ipfs-cluster/internal/api"
+)
+
+// TestAddCountsFileBytes checks the upload counter against UploadSize: it
+// counts the files' content, not the multipart framing, and the wrapping
+// that counts leaves symlinks as symlinks.
+func TestAddCountsFileBytes(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	for name, size := range map[string]int{"a": 12, "sub/b": 70000, "sub/c": 0} {
+		p := filepath.Join(tree, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("a", filepath.Join(tree, "link")); err != nil {
+		t.Fatal(err)
+	}
+
+	parts := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		for {
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+			name, _ := url.QueryUnescape(params["filename"])
+			parts[name] = part.Header.Get("Content-Type")
+			io.Copy(io.Discard, part)
+		}
+		writeStream(w, []string{`{"name":"tree","cid":"` + testCid1 + `","size":70012}`}, "")
+	}))
+	defer srv.Close()
+
+	var sent atomic.Int64
+	ctx := WithUploadCounter(context.Background(), &sent)
+	c := newClient(t, Config{Hosts: []string{hostOf(t, srv)}})
+	err := c.Add(ctx, []string{tree}, url.Values{"recursive": {"true"}}, func(api.AddedOutput) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := UploadSize([]string{tree}, false); sent.Load() != want || want != 70012 {
+		t.Fatalf("counted %d bytes, UploadSize %d, want 70012 both", sent.Load(), want)
+	}
+	if parts["tree/link"] != "application/symlink" || parts["tree/sub/b"] != "application/octet-stream" {
+		t.Fatalf("parts sent: %v", parts)
+	}
+}
+
+// TestAddRefusesTwoEntriesOfOneName: several paths are wrapped in one
+// directory, so two of them with the same name are refused before
+// anything is sent.
+func TestAddRefusesTwoEntriesOfOneName(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"a/x", "b/x"} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newClient(t, Config{Hosts: []string{closedPort(t)}})
+	a, b := filepath.Join(dir, "a/x"), filepath.Join(dir, "b/x")
+	err := c.Add(context.Background(), []string{a, b}, url.Values{"wrap-with-directory": {"true"}}, func(api.AddedOutput) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), a+" and "+b+` would both be named "x"`) {
+		t.Fatalf("Add = %v, want the two paths named", err)
+	}
+}
