@@ -113,6 +113,9 @@ var (
 	// ErrUnknownPeer: the peer is not in the peerset and holds no
 	// allocation (404).
 	ErrUnknownPeer = errors.New("not a cluster peer, and no pin is allocated to it")
+	// ErrHandoffPending: this peer keeps a pin allocated elsewhere until
+	// the new allocations hold it (Handoff).
+	ErrHandoffPending = errors.New("release pending")
 )
 
 // Cluster is the peer core. Its methods are safe for concurrent use.

@@ -625,3 +625,52 @@ func TestStatusAllWithAKuboDown(t *testing.T) {
 		t.Logf("%s: %v", name, err)
 	}
 }
+
+// TestMovedPinKeptUntilHeldElsewhere moves a pin from the peer that holds
+// it to one whose kubo is frozen: the first keeps its copy, in unpin_error
+// saying why, until the new allocation has pinned it (fetching it from
+// that copy), and only then releases it.
+func TestMovedPinKeptUntilHeldElsewhere(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, func(_ int, c *config.Config) {
+		c.PinTracker.Stateless.RetryMinDelay = config.Duration(200 * time.Millisecond)
+		c.PinTracker.Stateless.RetryMaxDelay = config.Duration(time.Second)
+	})
+	from, to := peers[0], peers[1]
+	c := cids(t, from, 1)[0]
+	one := api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1, UserAllocations: []peer.ID{from.Identity.ID}}
+	if _, err := from.Cluster.Pin(t.Context(), c, one); err != nil {
+		t.Fatal(err)
+	}
+	from.WaitStatus(t, c, api.TrackerStatusPinned)
+
+	resume, err := to.Kubo.Freeze()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resume()
+	// As a repin does when the holder was down: a new version of the pin
+	// allocated elsewhere (a plain re-pin keeps valid allocations).
+	pin, err := from.Cluster.PinGet(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin.Allocations = []peer.ID{to.Identity.ID}
+	if err := from.Consensus.LogPin(t.Context(), pin); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "the old holder keeps its copy, saying why", func() (bool, string) {
+		pi, err := from.Cluster.Status(t.Context(), c, true)
+		mine := pi.PeerMap[from.Identity.ID.String()]
+		return err == nil && mine.Status == api.TrackerStatusUnpinError && strings.Contains(mine.Error, "release pending"),
+			fmt.Sprintf("%s %q (%v)", mine.Status, mine.Error, err)
+	})
+	if !kubotest.Pins(t, from.Kubo, "recursive")[c.String()] {
+		t.Fatal("the old holder dropped the only copy before the new allocation held it")
+	}
+
+	resume()
+	to.WaitStatus(t, c, api.TrackerStatusPinned)
+	waitUntil(t, 20*time.Second, "the old holder releases its copy", func() (bool, string) {
+		return !kubotest.Pins(t, from.Kubo, "recursive")[c.String()], ""
+	})
+}

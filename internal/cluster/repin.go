@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/p2p"
 )
 
 // repinFrom allocates elsewhere the pins of a peer that went down, for the
@@ -57,6 +59,37 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, dead peer.ID) error {
 	}
 	pin.Allocations = allocs
 	return c.consensus.LogPin(ctx, pin)
+}
+
+// Handoff returns nil once this peer may drop its copy of pin, which is now
+// allocated elsewhere: when at least replication_factor_min of the pin's
+// allocations (all of them if fewer) report it PINNED. Until then the
+// copy stays. A peer back from an outage finds its pins moved to others
+// that may still be fetching them from its kubo, the only one holding
+// them; dropping its copy at once could lose the pin's last one. The
+// pin tracker asks before each such release and retries with its backoff.
+func (c *Cluster) Handoff(ctx context.Context, pin api.Pin) error {
+	need := min(max(pin.ReplicationFactorMin, 1), len(pin.Allocations))
+	if need == 0 || c.rpc == nil {
+		return nil
+	}
+	held := 0
+	var waiting []string
+	for _, r := range p2p.CallAll[api.PinInfo](ctx, c.rpc, pin.Allocations, rpcStatus, pin.Cid, peerCallTimeout) {
+		switch {
+		case r.Err != nil:
+			waiting = append(waiting, fmt.Sprintf("%s: %v", r.Peer, r.Err))
+		case r.Value.Status == api.TrackerStatusPinned:
+			held++
+		default:
+			waiting = append(waiting, fmt.Sprintf("%s: %s", r.Peer, r.Value.Status))
+		}
+	}
+	if held >= need {
+		return nil
+	}
+	return fmt.Errorf("%w: kept here until %d of its allocations pin it, %d do (%s)",
+		ErrHandoffPending, need, held, strings.Join(waiting, "; "))
 }
 
 // PeerRemove takes a stopped peer out of the cluster's placement: every

@@ -168,6 +168,8 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		RetryMinDelay:      st.RetryMinDelay.D(),
 		RetryMaxDelay:      st.RetryMaxDelay.D(),
 		Retry:              retryDecision(pol),
+		// p.Cluster is set below, before the tracker starts.
+		Handoff: func(ctx context.Context, pin api.Pin) error { return p.Cluster.Handoff(ctx, pin) },
 	}, conn, p.DB, p.DB, logging.For("pintracker"))
 
 	if p.gossip, err = monitor.StartGossip(ps, monitor.New(), ident.ID, logging.For("monitor")); err != nil {

@@ -68,6 +68,13 @@ type Config struct {
 	// young and rarely failed). It is called with a shard lock held, from
 	// many goroutines at once.
 	Retry func(pin api.Pin, attempts int, cause error) (Retry, bool)
+	// Handoff, when set, is asked before this peer drops a pin that is
+	// now allocated elsewhere; an error keeps the copy (the release fails
+	// and is retried with the backoff). The cluster answers whether the
+	// new allocations hold it, so that a peer back from an outage does
+	// not delete the copy they are still fetching from it. It is called
+	// from the unpin workers, without a lock held.
+	Handoff func(ctx context.Context, pin api.Pin) error
 }
 
 // RetryClass is where a failed pin goes next.
@@ -399,6 +406,16 @@ func (t *Tracker) enqueueLocked(sh *shard, op *operation) error {
 	return nil
 }
 
+// releasing reports whether op gives up a pin allocated elsewhere, rather
+// than one that left the pinset. Track and Untrack change it under the
+// shard lock.
+func (t *Tracker) releasing(op *operation) bool {
+	sh := t.shard(op.pin.Cid)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return op.toRemote
+}
+
 func (t *Tracker) opRecord(op *operation) state.LocalStatus {
 	return state.LocalStatus{Status: op.status(), Attempts: op.attempts, TS: op.ts, Priority: op.priority}
 }
@@ -434,7 +451,12 @@ func (t *Tracker) run(op *operation) {
 		err = t.ipfs.PinMany(ctx, []api.Pin{pin}, []bool{op.unheld})[0]
 		t.batch.observe(1, time.Since(start))
 	} else {
-		err = t.ipfs.Unpin(ctx, pin.Cid)
+		if t.releasing(op) && t.cfg.Handoff != nil {
+			err = t.cfg.Handoff(ctx, pin)
+		}
+		if err == nil {
+			err = t.ipfs.Unpin(ctx, pin.Cid)
+		}
 	}
 	cancel()
 	t.finish(op, err)
@@ -618,7 +640,20 @@ func (t *Tracker) recover(c api.Cid, mode recoverMode) (bool, error) {
 	case ok && rec.Terminal && mode&recoverFinal == 0:
 		return false, nil
 	case ok && rec.Status == api.TrackerStatusUnpinError:
-		return true, t.enqueueLocked(sh, &operation{typ: opUnpin, pin: api.Pin{Cid: c}, attempts: rec.Attempts})
+		// Out of the pinset: dropped. Still in it, allocated elsewhere:
+		// released, which leaves the record remote and waits for the
+		// new allocations. Allocated here again: pinned.
+		op := &operation{typ: opUnpin, pin: api.Pin{Cid: c}, attempts: rec.Attempts}
+		pin, err := t.pinset.Get(c)
+		switch {
+		case err == nil && pin.IsRemote(t.cfg.Peer):
+			op.pin, op.toRemote = pin, true
+		case err == nil:
+			op = &operation{typ: opPin, pin: pin}
+		case !errors.Is(err, state.ErrNotFound):
+			return false, fmt.Errorf("recover %s: %w", c, err)
+		}
+		return true, t.enqueueLocked(sh, op)
 	case ok && (rec.Status == api.TrackerStatusPinError || rec.Status == api.TrackerStatusUnexpectedlyUnpinned),
 		!ok && missing:
 		pin, err := t.pinset.Get(c)

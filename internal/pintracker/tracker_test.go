@@ -635,3 +635,40 @@ func TestStatusAndRecoverCheckKubo(t *testing.T) {
 		t.Fatalf("status of a pinned CID with kubo down: %s %q (%v), want cluster_error naming kubo", pi.Status, pi.Error, err)
 	}
 }
+
+// TestReleaseWaitsForHandoff moves a pinned CID to another peer: this
+// peer keeps it in kubo, in unpin_error saying why, as long as Handoff
+// refuses, and releases it (record remote) once Handoff agrees.
+func TestReleaseWaitsForHandoff(t *testing.T) {
+	var ready atomic.Bool
+	f := newFixture(t, func(c *Config, _ *ipfsconn.Config) {
+		c.RetryMinDelay, c.RetryMaxDelay = 100*time.Millisecond, 200*time.Millisecond
+		c.Handoff = func(context.Context, api.Pin) error {
+			if !ready.Load() {
+				return errors.New("the new allocation is still pinning")
+			}
+			return nil
+		}
+	})
+	other, _ := config.NewIdentity()
+	c := f.addContent(1)[0]
+	f.pin(c, nil)
+	f.waitStatus(c, api.TrackerStatusPinned, 30*time.Second)
+
+	f.pin(c, func(p *api.Pin) {
+		p.ReplicationFactorMin, p.ReplicationFactorMax = 1, 1
+		p.Allocations = []peer.ID{other.ID}
+	})
+	pi := f.waitRecorded(c, api.TrackerStatusUnpinError, 10*time.Second)
+	if !strings.Contains(pi.Error, "still pinning") {
+		t.Fatalf("release refused with %q, want Handoff's reason", pi.Error)
+	}
+	time.Sleep(500 * time.Millisecond) // a few retries
+	f.requireHeld([]api.Cid{c})
+
+	ready.Store(true)
+	f.waitRecorded(c, api.TrackerStatusRemote, 10*time.Second)
+	if f.kuboPins("recursive")[c.String()] {
+		t.Fatal("kubo still holds the released pin")
+	}
+}
