@@ -674,3 +674,25 @@ func TestMovedPinKeptUntilHeldElsewhere(t *testing.T) {
 		return !kubotest.Pins(t, from.Kubo, "recursive")[c.String()], ""
 	})
 }
+
+// TestNumpinCountsHeldPins: the numpin metric of a peer is the number of
+// pins its kubo holds, not the size of the shared pinset.
+func TestNumpinCountsHeldPins(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, func(_ int, c *config.Config) {
+		c.Informer.NumPin.MetricTTL = config.Duration(time.Second)
+	})
+	holder := peers[1]
+	cs := identityCids(t, "numpin", 3)
+	pinAll(t, peers[:1], cs, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1,
+		UserAllocations: []peer.ID{holder.Identity.ID}}, 1)
+	for _, c := range cs {
+		holder.WaitStatus(t, c, api.TrackerStatusPinned)
+	}
+	waitUntil(t, 10*time.Second, "numpin is 3 on the holder and 0 on the other", func() (bool, string) {
+		got := map[peer.ID]string{}
+		for _, m := range peers[0].Cluster.LatestMetrics("numpin") {
+			got[m.Peer] = m.Value
+		}
+		return got[holder.Identity.ID] == "3" && got[peers[0].Identity.ID] == "0", fmt.Sprint(got)
+	})
+}

@@ -181,7 +181,10 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		&informer.Tags{Tags: inf.Tags.Tags, Peer: ident.ID, MetricTTL: inf.Tags.MetricTTL.D()},
 		&informer.Counter{MetricName: "pinqueue", Count: p.Tracker.QueueSize, Peer: ident.ID,
 			MetricTTL: inf.PinQueue.MetricTTL.D(), Bucket: inf.PinQueue.WeightBucketSize, Negative: true},
-		&informer.Counter{MetricName: "numpin", Count: p.DB.Len, Peer: ident.ID, MetricTTL: inf.NumPin.MetricTTL.D()},
+		// The pins this peer's kubo holds, as the reference counts kubo's
+		// pins: the pinset's size is the same on every peer.
+		&informer.Counter{MetricName: "numpin", Count: func() int { return p.DB.CountStatus()[api.TrackerStatusPinned] },
+			Peer: ident.ID, MetricTTL: inf.NumPin.MetricTTL.D()},
 	}
 	p.Cluster = cluster.New(cluster.Config{
 		Peer:                    ident.ID,
