@@ -627,9 +627,19 @@ but usually are:
 						}
 						return s.out.print(names)
 					}
-					metrics, err := s.client.Metrics(s.ctx, s.cmd.Args[0])
+					name := s.cmd.Args[0]
+					metrics, err := s.client.Metrics(s.ctx, name)
 					if err != nil {
 						return err
+					}
+					if len(metrics) == 0 {
+						// An empty answer reads as "no peer reports it";
+						// a mistyped name (tags for tag:group) deserves
+						// to be told apart.
+						names, err := s.client.MetricNames(s.ctx)
+						if err == nil && !slices.Contains(names, name) {
+							return fmt.Errorf("no metric named %q: the peer knows %s", name, strings.Join(names, ", "))
+						}
 					}
 					return s.out.print(metrics)
 				}),
