@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/p2p"
@@ -51,20 +49,9 @@ func (c *Cluster) StatusAll(ctx context.Context, filter api.TrackerStatus, local
 	return c.localStatusAll(ctx, filter, func(pi api.PinInfo) error { return fn(global(pi)) })
 }
 
-// kuboCheckTimeout bounds the question localStatusAll asks kubo first.
-const kuboCheckTimeout = 10 * time.Second
-
-// localStatusAll streams this peer's status of every pin matching filter.
-// The tracker answers from its records, so kubo is asked for its identity
-// first: a dead kubo fails the listing, as in the reference, instead of
-// showing the last statuses it reported as if it were up.
+// localStatusAll streams this peer's status of every pin matching filter,
+// with this peer's kubo identity.
 func (c *Cluster) localStatusAll(ctx context.Context, filter api.TrackerStatus, fn func(api.PinInfo) error) error {
-	kctx, cancel := context.WithTimeout(ctx, kuboCheckTimeout)
-	_, err := c.ipfs.ID(kctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("cannot check the pins in kubo: %w", err)
-	}
 	return c.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error { return fn(c.withIPFS(pi)) })
 }
 

@@ -171,8 +171,23 @@ const bulkStatuses = api.TrackerStatusPinned | api.TrackerStatusRemote
 // A filter that names unexpectedly_unpinned first asks kubo for its pins
 // (findLost), so that pins removed behind the cluster's back show; other
 // listings read the records only, which recover and the periodic
-// reconciliation keep true.
+// reconciliation keep true. Kubo is asked for its identity first: while
+// it does not answer, the pinned records, kubo's word from when it last
+// did, are listed as cluster_error with why, as the status of one CID
+// says, and the others as they are.
 func (t *Tracker) StatusAll(ctx context.Context, filter api.TrackerStatus, fn func(api.PinInfo) error) error {
+	kctx, cancel := context.WithTimeout(ctx, kuboCheckTimeout)
+	_, kuboErr := t.ipfs.ID(kctx)
+	cancel()
+	if kuboErr != nil {
+		// Pinned records change status: one scan serves every filter.
+		return t.listAll(ctx, filter, func(rec state.LocalStatus) state.LocalStatus {
+			if rec.Status == api.TrackerStatusPinned {
+				rec.Status, rec.Error = api.TrackerStatusClusterError, fmt.Sprintf("cannot check the pin in kubo: %v", kuboErr)
+			}
+			return rec
+		}, fn)
+	}
 	if filter&api.TrackerStatusUnexpectedlyUnpinned != 0 {
 		if err := t.findLost(ctx); err != nil {
 			return err
@@ -189,11 +204,24 @@ func (t *Tracker) StatusAll(ctx context.Context, filter api.TrackerStatus, fn fu
 			return fn(t.pinInfo(&pin, rec))
 		})
 	}
+	return t.listAll(ctx, filter, nil, fn)
+}
+
+// kuboCheckTimeout bounds the question StatusAll asks kubo first.
+const kuboCheckTimeout = 10 * time.Second
+
+// listAll lists the pinset joined with the records, then the unpins of
+// CIDs that left the pinset, passing each record through adjust when
+// given before matching it against filter.
+func (t *Tracker) listAll(ctx context.Context, filter api.TrackerStatus, adjust func(state.LocalStatus) state.LocalStatus, fn func(api.PinInfo) error) error {
+	if adjust == nil {
+		adjust = func(rec state.LocalStatus) state.LocalStatus { return rec }
+	}
 	err := t.records.ListWithStatus(ctx, func(pin api.Pin, rec state.LocalStatus, ok bool) error {
 		if !ok {
 			rec = t.untrackedStatus(&pin, true)
 		}
-		if !rec.Status.Match(filter) {
+		if rec = adjust(rec); !rec.Status.Match(filter) {
 			return nil
 		}
 		return fn(t.pinInfo(&pin, rec))

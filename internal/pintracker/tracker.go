@@ -32,6 +32,8 @@ type IPFS interface {
 	PinLs(ctx context.Context, types string, fn func(api.IPFSPinInfo) error) error
 	// PinLsCid says how kubo holds one pin, in the pin's own mode.
 	PinLsCid(ctx context.Context, pin api.Pin) (api.IPFSPinStatus, error)
+	// ID answers when kubo is up.
+	ID(ctx context.Context) (api.IPFSID, error)
 }
 
 // Records keeps the tracker's per-CID status, indexed by status.

@@ -634,6 +634,26 @@ func TestStatusAndRecoverCheckKubo(t *testing.T) {
 	if err != nil || pi.Status != api.TrackerStatusClusterError || !strings.Contains(pi.Error, "kubo") {
 		t.Fatalf("status of a pinned CID with kubo down: %s %q (%v), want cluster_error naming kubo", pi.Status, pi.Error, err)
 	}
+	// The listing says the same of every pinned CID, whatever the filter.
+	for _, filter := range []api.TrackerStatus{api.TrackerStatusUndefined, api.TrackerStatusClusterError, api.TrackerStatusPinned} {
+		var listed []api.PinInfo
+		err := f.tracker.StatusAll(t.Context(), filter, func(pi api.PinInfo) error {
+			listed = append(listed, pi)
+			return nil
+		})
+		want := len(cids)
+		if filter == api.TrackerStatusPinned {
+			want = 0
+		}
+		if err != nil || len(listed) != want {
+			t.Fatalf("StatusAll(%s) with kubo down: %d items (%v), want %d", filter, len(listed), err, want)
+		}
+		for _, pi := range listed {
+			if pi.Status != api.TrackerStatusClusterError || !strings.Contains(pi.Error, "cannot check the pin in kubo") {
+				t.Fatalf("StatusAll(%s) with kubo down: %s %q, want cluster_error", filter, pi.Status, pi.Error)
+			}
+		}
+	}
 }
 
 // TestReleaseWaitsForHandoff moves a pinned CID to another peer: this
