@@ -475,8 +475,9 @@ func TestStatusAllCoversEveryState(t *testing.T) {
 		return got
 	}
 	all := collect(api.TrackerStatusUndefined)
+	// kubo is down: what it held is listed as cluster_error.
 	want := map[string]api.TrackerStatus{
-		pinned.String():    api.TrackerStatusPinned,
+		pinned.String():    api.TrackerStatusClusterError,
 		unpinning.String(): api.TrackerStatusUnpinError,
 		untracked.String(): api.TrackerStatusUnexpectedlyUnpinned,
 	}
@@ -491,8 +492,11 @@ func TestStatusAllCoversEveryState(t *testing.T) {
 	if got := collect(api.TrackerStatusUnpinError); len(got) != 1 || got[unpinning.String()] == 0 {
 		t.Fatalf("unpin_error filter: %v", got)
 	}
-	if got := collect(api.TrackerStatusPinned | api.TrackerStatusUnpinError); len(got) != 2 {
-		t.Fatalf("pinned,unpin_error filter: %v", got)
+	if got := collect(api.TrackerStatusClusterError | api.TrackerStatusUnpinError); len(got) != 2 {
+		t.Fatalf("cluster_error,unpin_error filter: %v", got)
+	}
+	if got := collect(api.TrackerStatusPinned); len(got) != 0 {
+		t.Fatalf("pinned filter with kubo down: %v", got)
 	}
 }
 
