@@ -188,6 +188,11 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
+		// The query (every option of an add, say) buries the reason
+		// at the end of a long line: the path names the call.
+		if uerr := (*url.Error)(nil); errors.As(err, &uerr) {
+			uerr.URL = base.String() + r.path
+		}
 		lastErr = err
 		if ctx.Err() != nil || r.body != nil {
 			break

@@ -506,3 +506,14 @@ func TestMetricsEscapesTheName(t *testing.T) {
 		t.Error("empty metric name accepted")
 	}
 }
+
+// TestTransportErrorLeavesTheQueryOut: a failed request names the call by
+// its path, without the query, which buries the reason at the end of a
+// long line.
+func TestTransportErrorLeavesTheQueryOut(t *testing.T) {
+	c := newClient(t, Config{Hosts: []string{closedPort(t)}})
+	err := c.StatusAll(context.Background(), api.TrackerStatusPinError, false, func(api.GlobalPinInfo) error { return nil })
+	if err == nil || strings.Contains(err.Error(), "filter=") || !strings.Contains(err.Error(), "/pins\"") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("StatusAll against a closed port: %v", err)
+	}
+}
