@@ -658,8 +658,9 @@ func TestMovedPinKeptUntilHeldElsewhere(t *testing.T) {
 	if err := from.Consensus.LogPin(t.Context(), pin); err != nil {
 		t.Fatal(err)
 	}
+	// Asked of the other peer, the status of the CID says so too.
 	waitUntil(t, 20*time.Second, "the old holder keeps its copy, saying why", func() (bool, string) {
-		pi, err := from.Cluster.Status(t.Context(), c, true)
+		pi, err := to.Cluster.Status(t.Context(), c, false)
 		mine := pi.PeerMap[from.Identity.ID.String()]
 		return err == nil && mine.Status == api.TrackerStatusUnpinError && strings.Contains(mine.Error, "release pending"),
 			fmt.Sprintf("%s %q (%v)", mine.Status, mine.Error, err)

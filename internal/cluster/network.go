@@ -248,10 +248,12 @@ func (c *Cluster) PeerAdd(ctx context.Context, p peer.ID) (api.ID, error) {
 	return id, nil
 }
 
-// statusFromPeers builds the global status of a pin: the peers that track
-// it are asked (in parallel, each with its own timeout), the other peers
-// of the peerset are listed as remote, and a peer that cannot be reached
-// shows cluster_error.
+// statusFromPeers builds the global status of a pin: every peer of the
+// peerset and every allocation is asked (in parallel, each with its own
+// timeout), and a peer that cannot be reached shows cluster_error. The
+// reference lists the peers outside the allocations as remote without
+// asking them; asked, a peer still holding a pin moved away from it (see
+// Handoff) says so, as the listing of every pin does.
 func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string) (api.GlobalPinInfo, error) {
 	pin, err := c.state.Get(ci)
 	switch {
@@ -261,10 +263,11 @@ func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string
 	default:
 		return api.GlobalPinInfo{}, fmt.Errorf("status %s: %w", ci, err)
 	}
-	peers := c.peerset()
-	ask := peers
-	if len(pin.Allocations) > 0 {
-		ask = pin.Allocations
+	ask := c.peerset()
+	for _, p := range pin.Allocations {
+		if !slices.Contains(ask, p) {
+			ask = append(ask, p)
+		}
 	}
 	names := c.peerNames()
 	var gpi api.GlobalPinInfo
@@ -278,16 +281,11 @@ func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string
 		}
 		gpi.Add(r.Value, nil)
 	}
-	for _, p := range peers {
-		if !slices.Contains(ask, p) {
-			gpi.Add(remoteInfo(pin, p, names[p]), nil)
-		}
-	}
 	return gpi, nil
 }
 
-// peerInfo is the status entry of a peer that was not asked or did not
-// answer, named from its last ping.
+// peerInfo is the status entry of a peer that did not answer, named from
+// its last ping.
 func peerInfo(pin api.Pin, p peer.ID, pg ping, st api.TrackerStatus, ts time.Time, errText string) api.PinInfo {
 	ipfsID, _ := peer.Decode(pg.IPFSID)
 	return api.PinInfo{
@@ -300,10 +298,6 @@ func peerInfo(pin api.Pin, p peer.ID, pg ping, st api.TrackerStatus, ts time.Tim
 
 func errorInfo(pin api.Pin, p peer.ID, pg ping, err error) api.PinInfo {
 	return peerInfo(pin, p, pg, api.TrackerStatusClusterError, time.Now(), err.Error())
-}
-
-func remoteInfo(pin api.Pin, p peer.ID, pg ping) api.PinInfo {
-	return peerInfo(pin, p, pg, api.TrackerStatusRemote, pin.Timestamp, "")
 }
 
 // feedQueue is how many items of one peer's stream may wait for the merge.
