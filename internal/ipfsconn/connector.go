@@ -313,13 +313,14 @@ func (c *Connector) replyErr(ctx context.Context, endpoint string, resp *http.Re
 	if json.Unmarshal(body, &kerr) == nil && kerr.Message != "" {
 		return &RPCError{Endpoint: endpoint, StatusCode: resp.StatusCode, Message: kerr.Message}
 	}
-	// Not kubo's error JSON: a plain-text 404 from kubo for an unknown
-	// path, or a page from whatever else answers at that address. Quote the
-	// start of it on one line, with the status.
+	// Not kubo's error JSON: whatever else answers at that address (kubo's
+	// gateway, say), or kubo's plain-text 404 for a path it does not have.
+	// Quote the start of it on one line, with the status.
 	msg := resp.Status
 	if excerpt := oneLine(body, maxExcerpt); excerpt != "" {
 		msg += ": " + excerpt
 	}
+	msg += fmt.Sprintf(" (not kubo's RPC error: is node_multiaddress %s kubo's RPC API, of a kubo that has %s?)", c.cfg.NodeMultiaddress, endpoint)
 	return &RPCError{Endpoint: endpoint, StatusCode: resp.StatusCode, Message: msg}
 }
 

@@ -476,7 +476,8 @@ func TestFaults(t *testing.T) {
 		for f, want := range map[fault]string{
 			webPage:   "id: malformed reply: invalid character '<' looking for beginning of value (is node_multiaddress " + p.addr() + " kubo's RPC API?)",
 			truncated: "id: malformed reply: the JSON ends early (is node_multiaddress " + p.addr() + " kubo's RPC API?)",
-			errorPage: "id: 502 Bad Gateway: <html> <head><title>502 Bad Gateway</title></head> <body> <center><h1>502 Bad Gateway</h1></center> <!-- padding -->" + strings.Repeat(" x", 42) + "…",
+			errorPage: "id: 502 Bad Gateway: <html> <head><title>502 Bad Gateway</title></head> <body> <center><h1>502 Bad Gateway</h1></center> <!-- padding -->" + strings.Repeat(" x", 42) + "…" +
+				" (not kubo's RPC error: is node_multiaddress " + p.addr() + " kubo's RPC API, of a kubo that has id?)",
 		} {
 			p.set("id", f)
 			_, err := c.ID(ctx)
