@@ -133,6 +133,21 @@ at fault and nothing is pinned.`,
 			if slices.Contains(s.cmd.Args, "-") && len(s.cmd.Args) > 1 {
 				return Usagef("import reads stdin (-) alone, not with other files")
 			}
+			// Every file is checked before the first is sent, as add
+			// does: a typo in the last name must not leave the others
+			// half imported.
+			for _, path := range s.cmd.Args {
+				if path == "-" || client.IsURL(path) {
+					continue
+				}
+				st, err := os.Stat(path)
+				if err != nil {
+					return fmt.Errorf("import: %w", err)
+				}
+				if st.IsDir() {
+					return fmt.Errorf("import %s: a directory, not a CAR file", path)
+				}
+			}
 			for _, path := range s.cmd.Args {
 				if err := s.importOne(query, path); err != nil {
 					// Which file failed matters once some were
@@ -167,9 +182,6 @@ func (s *ctlSession) importOne(query url.Values, path string) error {
 			return err
 		}
 		defer f.Close()
-		if st, err := f.Stat(); err == nil && st.IsDir() {
-			return errors.New("a directory, not a CAR file")
-		}
 		dir = client.ReaderDirectory(filepath.Base(path), f)
 	}
 	return s.add(query, nil, func(fn func(api.AddedOutput) error) error {
@@ -318,7 +330,7 @@ func (s *ctlSession) addOutput(o api.AddedOutput, buffered []api.AddedOutput) (a
 	// Told even with -Q or JSON output: the add went on without these
 	// destinations, and status will show them until repaired.
 	for _, f := range o.FailedDestinations {
-		fmt.Fprintf(s.cmd.Stderr, "warning: %s did not get the blocks of %s; its tracker will fetch them. %s\n", f.Peer, o.Cid, f.Error)
+		fmt.Fprintf(s.cmd.Stderr, "warning: peer %s did not get the blocks of %s (%s); it will fetch them when it pins\n", f.Peer, o.Cid, f.Error)
 	}
 	var err error
 	switch {

@@ -381,7 +381,7 @@ func join(ctx context.Context, h host.Host, pf *p2p.PeerFile, bootstrap []peer.A
 		if len(h.Network().Peers()) == 0 && (len(bootstrap) > 0 || len(known) > 0) {
 			// A peer with another secret fails the handshake silently:
 			// its dials only time out.
-			log.Warn().Dur("retry_every", interval).Msg("connected to no other peer: is the cluster secret the same on every peer? retrying")
+			log.Warn().Dur("retry_every", interval).Msg("connected to no other peer, retrying; if they are up, check that the cluster secret is the same on every peer")
 		}
 		t := time.NewTicker(interval)
 		defer t.Stop()
