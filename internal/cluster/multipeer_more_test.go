@@ -526,31 +526,66 @@ func TestStatusWithAPeerDown(t *testing.T) {
 		waitPinset(t, 10*time.Second, p, []api.Cid{c})
 	}
 
-	// check asks each live peer (GET /pins/{cid}) and expects the dead
-	// peer's entry to be deadStatus and the others remote. While its ping
-	// is valid the dead peer's entry carries its name.
+	// check asks each live peer for the status of c (GET /pins/{cid}) and
+	// for the listings, whole and filtered for errors (GET /pins), and
+	// expects the dead peer's entry to be deadStatus and the others
+	// remote. The entry of the dead peer carries its name, from its last
+	// ping, expired or not.
 	check := func(when string, deadStatus api.TrackerStatus, pingValid bool) {
 		t.Helper()
 		for _, p := range live {
-			gpi := restStatus(t, p, c)
-			if len(gpi.PeerMap) != 3 {
-				t.Fatalf("%s: status from %s has %d entries: %+v", when, p.Config.Cluster.Peername, len(gpi.PeerMap), gpi.PeerMap)
+			name := p.Config.Cluster.Peername
+			// A filtered listing holds only the entries that match.
+			gpis := map[api.TrackerStatus][]api.GlobalPinInfo{api.TrackerStatusUndefined: {restStatus(t, p, c)}}
+			for _, filter := range []api.TrackerStatus{api.TrackerStatusUndefined, api.TrackerStatusError} {
+				var listed []api.GlobalPinInfo
+				err := p.Cluster.StatusAll(t.Context(), filter, false, func(g api.GlobalPinInfo) error {
+					listed = append(listed, g)
+					return nil
+				})
+				want := 0
+				if deadStatus.Match(filter) {
+					want = 1
+				}
+				if filter != api.TrackerStatusUndefined && deadStatus.IsError() && pingValid {
+					// Still in the peerset, the peer is asked; no other
+					// peer lists the pin in error, so the listing ends
+					// with the error of the peer that did not answer.
+					if len(listed) != 0 || err == nil || !strings.Contains(err.Error(), dead.Config.Cluster.Peername) {
+						t.Fatalf("%s: status --filter %s from %s: %d pins (%v), want the error of %s", when, filter, name, len(listed), err, dead.Config.Cluster.Peername)
+					}
+					continue
+				}
+				if err != nil || len(listed) != want {
+					t.Fatalf("%s: status --filter %s from %s: %d pins (%v), want %d", when, filter, name, len(listed), err, want)
+				}
+				gpis[filter] = append(gpis[filter], listed...)
 			}
-			for id, pi := range gpi.PeerMap {
-				want := api.TrackerStatusRemote
-				if id == dead.Identity.ID.String() {
-					want = deadStatus
-				}
-				if pi.Status != want {
-					t.Fatalf("%s: status from %s: %s is %s, want %s (%+v)", when, p.Config.Cluster.Peername, id, pi.Status, want, gpi.PeerMap)
-				}
-				if want == api.TrackerStatusClusterError && pi.Error == "" {
-					t.Fatalf("%s: cluster_error without an error message", when)
-				}
-				// Named from its last ping, expired or not, with its kubo.
-				if id == dead.Identity.ID.String() && (pi.PeerName != dead.Config.Cluster.Peername || pi.IPFS == "") {
-					t.Fatalf("%s: the entry of the stopped peer names %q with kubo %q, want %q (ping valid: %v)",
-						when, pi.PeerName, pi.IPFS, dead.Config.Cluster.Peername, pingValid)
+			for filter, list := range gpis {
+				for _, gpi := range list {
+					entries := 3
+					if filter != api.TrackerStatusUndefined {
+						entries = 1
+					}
+					if len(gpi.PeerMap) != entries {
+						t.Fatalf("%s: status from %s has %d entries: %+v", when, name, len(gpi.PeerMap), gpi.PeerMap)
+					}
+					for id, pi := range gpi.PeerMap {
+						want := api.TrackerStatusRemote
+						if id == dead.Identity.ID.String() {
+							want = deadStatus
+						}
+						if pi.Status != want {
+							t.Fatalf("%s: status from %s: %s is %s, want %s (%+v)", when, name, id, pi.Status, want, gpi.PeerMap)
+						}
+						if want == api.TrackerStatusClusterError && pi.Error == "" {
+							t.Fatalf("%s: cluster_error without an error message", when)
+						}
+						if id == dead.Identity.ID.String() && (pi.PeerName != dead.Config.Cluster.Peername || pi.IPFS == "") {
+							t.Fatalf("%s: the entry of the stopped peer names %q with kubo %q, want %q (ping valid: %v)",
+								when, pi.PeerName, pi.IPFS, dead.Config.Cluster.Peername, pingValid)
+						}
+					}
 				}
 			}
 		}
@@ -575,8 +610,9 @@ func TestStatusWithAPeerDown(t *testing.T) {
 			return !inPeerset(p, dead.Identity.ID), ""
 		})
 	}
-	// Out of the peerset, the peer is still an allocation: it is asked and
-	// reported unreachable.
+	// Out of the peerset, the peer is still an allocation: the status of
+	// the pin asks it and reports it unreachable; the listings, which ask
+	// only live peers, report it down.
 	check("down, ping expired", api.TrackerStatusClusterError, false)
 }
 

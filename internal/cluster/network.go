@@ -300,6 +300,44 @@ func errorInfo(pin api.Pin, p peer.ID, pg ping, err error) api.PinInfo {
 	return peerInfo(pin, p, pg, api.TrackerStatusClusterError, time.Now(), err.Error())
 }
 
+// peerDown is a peer whose ping expired, and when its last ping came.
+type peerDown struct {
+	peer     peer.ID
+	lastSeen time.Time
+}
+
+// downPeers lists the peers that sent a ping once but whose ping expired:
+// peers down, or cut off from this one.
+func (c *Cluster) downPeers() []peerDown {
+	live := c.peerset()
+	var down []peerDown
+	for _, m := range c.monitor.Last(pingMetric) {
+		if !slices.Contains(live, m.Peer) {
+			down = append(down, peerDown{peer: m.Peer, lastSeen: time.Unix(0, m.ReceivedAt)})
+		}
+	}
+	return down
+}
+
+// downStatus emits a cluster_error entry of d for every pin allocated to
+// it, from this peer's pinset, in CID order: a listing then shows the
+// allocations nobody serves, as the status of one CID does after asking
+// the peer in vain.
+func (c *Cluster) downStatus(ctx context.Context, d peerDown, pg ping, emit func(api.PinInfo) error) error {
+	now := time.Now()
+	reason := fmt.Sprintf("peer down: no ping from it for %s", now.Sub(d.lastSeen).Round(time.Second))
+	return c.state.ListAllocatedTo(ctx, d.peer, func(ci api.Cid) error {
+		pin, err := c.state.Get(ci)
+		if isNotFound(err) {
+			return nil // unpinned since the index was read
+		}
+		if err != nil {
+			return err
+		}
+		return emit(peerInfo(pin, d.peer, pg, api.TrackerStatusClusterError, now, reason))
+	})
+}
+
 // feedQueue is how many items of one peer's stream may wait for the merge.
 const feedQueue = 256
 
@@ -326,36 +364,48 @@ type peerFeed struct {
 // that fails adds a cluster_error entry to every pin emitted after it
 // failed; when no pin came after (a filtered listing the other peers had
 // nothing for, say), the merge ends with its error instead of leaving it
-// out silently.
-func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, fn func(api.GlobalPinInfo) error) error {
+// out silently. Each peer of down, which cannot be asked, adds the
+// cluster_error entries downStatus makes for it.
+func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, down []peerDown, fn func(api.GlobalPinInfo) error) error {
 	peers := c.peerset()
 	names := c.peerNames()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	feeds := make([]*peerFeed, len(peers))
-	for i, p := range peers {
+	feeds := make([]*peerFeed, 0, len(peers)+len(down))
+	start := func(run func(emit func(api.PinInfo) error) error) {
 		f := &peerFeed{items: make(chan api.PinInfo, feedQueue)}
-		feeds[i] = f
+		feeds = append(feeds, f)
+		emit := func(pi api.PinInfo) error {
+			select {
+			case f.items <- pi:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		go func() {
 			defer close(f.items)
-			defer func() {
-				if refused(f.err) {
-					f.err = nil
-				}
-			}()
-			f.err = c.rpc.Stream(ctx, p, method, in, func(decode p2p.Decoder) error {
+			if err := run(emit); !refused(err) {
+				f.err = err
+			}
+		}()
+	}
+	for _, p := range peers {
+		start(func(emit func(api.PinInfo) error) error {
+			return c.rpc.Stream(ctx, p, method, in, func(decode p2p.Decoder) error {
 				var pi api.PinInfo
 				if err := decode(&pi); err != nil {
 					return err
 				}
-				select {
-				case f.items <- pi:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+				return emit(pi)
 			})
-		}()
+		})
+	}
+	for _, d := range down {
+		peers = append(peers, d.peer)
+		start(func(emit func(api.PinInfo) error) error {
+			return c.downStatus(ctx, d, names[d.peer], emit)
+		})
 	}
 
 	// One goroutine merges: it alone uses text.

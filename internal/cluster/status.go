@@ -44,7 +44,11 @@ func (c *Cluster) Status(ctx context.Context, ci api.Cid, local bool) (api.Globa
 // matches filter (undefined = all), from this peer (local) or from all.
 func (c *Cluster) StatusAll(ctx context.Context, filter api.TrackerStatus, local bool, fn func(api.GlobalPinInfo) error) error {
 	if !local {
-		return c.streamFromPeers(ctx, rpcStatusAll, filter, fn)
+		var down []peerDown
+		if api.TrackerStatusClusterError.Match(filter) {
+			down = c.downPeers()
+		}
+		return c.streamFromPeers(ctx, rpcStatusAll, filter, down, fn)
 	}
 	return c.localStatusAll(ctx, filter, func(pi api.PinInfo) error { return fn(global(pi)) })
 }
@@ -71,7 +75,7 @@ func (c *Cluster) Recover(ctx context.Context, ci api.Cid, local bool) (api.Glob
 // streams those it requeued.
 func (c *Cluster) RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPinInfo) error) error {
 	if !local {
-		return c.streamFromPeers(ctx, rpcRecoverAll, struct{}{}, fn)
+		return c.streamFromPeers(ctx, rpcRecoverAll, struct{}{}, nil, fn)
 	}
 	return c.tracker.RecoverAll(ctx, true, func(pi api.PinInfo) error {
 		return fn(global(c.withIPFS(pi)))
