@@ -319,22 +319,18 @@ func (c *Cluster) downPeers() []peerDown {
 	return down
 }
 
-// downStatus emits a cluster_error entry of d for every pin allocated to
-// it, from this peer's pinset, in CID order: a listing then shows the
-// allocations nobody serves, as the status of one CID does after asking
-// the peer in vain.
-func (c *Cluster) downStatus(ctx context.Context, d peerDown, pg ping, emit func(api.PinInfo) error) error {
+// unanswered emits a cluster_error entry of peer p, with the reason it
+// could not be asked, for every pin of this peer's pinset it should hold
+// (allocated to it, or to every peer) whose key comes after the key
+// after, in CID order: the entries a listing shows for a peer that did
+// not answer, where it would have listed those pins.
+func (c *Cluster) unanswered(ctx context.Context, p peer.ID, pg ping, reason, after string, emit func(api.PinInfo) error) error {
 	now := time.Now()
-	reason := fmt.Sprintf("peer down: no ping from it for %s", now.Sub(d.lastSeen).Round(time.Second))
-	return c.state.ListAllocatedTo(ctx, d.peer, func(ci api.Cid) error {
-		pin, err := c.state.Get(ci)
-		if isNotFound(err) {
-			return nil // unpinned since the index was read
+	return c.state.ListType(ctx, api.DataType, func(pin api.Pin) error {
+		if pin.IsRemote(p) || pin.Cid.KeyString() <= after {
+			return nil
 		}
-		if err != nil {
-			return err
-		}
-		return emit(peerInfo(pin, d.peer, pg, api.TrackerStatusClusterError, now, reason))
+		return emit(peerInfo(pin, p, pg, api.TrackerStatusClusterError, now, reason))
 	})
 }
 
@@ -350,7 +346,22 @@ type peerFeed struct {
 	head  *api.PinInfo
 }
 
-// streamFromPeers merges what every peer streams for method into one
+// listing is what streamFromPeers asks of every peer, and how it reports
+// the peers that cannot answer.
+type listing struct {
+	method string
+	in     any
+	// down are peers not asked (their ping expired): each adds an entry
+	// to the pins it should hold (unanswered).
+	down []peerDown
+	// unansweredPins: a peer that fails adds an entry to the pins it
+	// should hold that it did not list before failing, not only to the
+	// pins the others list (a filtered listing, or a recover, where the
+	// others may list none).
+	unansweredPins bool
+}
+
+// streamFromPeers merges what every peer streams for l.method into one
 // global status per CID and emits it as soon as every peer has either
 // sent that CID or moved past it. Peers stream in CID order (the order of
 // the pinset and of each status index), so the merge holds one item per
@@ -360,18 +371,18 @@ type peerFeed struct {
 // kind at the end instead, unless this peer's pinset holds it: then it was
 // listed in order already. While pinsets diverge (a peer behind the
 // others), such an unpin can thus be left out, or listed a second time
-// when only another peer's pinset holds the CID. A peer
-// that fails adds a cluster_error entry to every pin emitted after it
-// failed; when no pin came after (a filtered listing the other peers had
-// nothing for, say), the merge ends with its error instead of leaving it
-// out silently. Each peer of down, which cannot be asked, adds the
-// cluster_error entries downStatus makes for it.
-func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, down []peerDown, fn func(api.GlobalPinInfo) error) error {
+// when only another peer's pinset holds the CID.
+//
+// A peer that fails adds a cluster_error entry with its error to every
+// pin emitted after it failed, as the reference does, and with
+// l.unansweredPins to the pins it should hold; the listing itself
+// succeeds, as the others answered.
+func (c *Cluster) streamFromPeers(ctx context.Context, l listing, fn func(api.GlobalPinInfo) error) error {
 	peers := c.peerset()
 	names := c.peerNames()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	feeds := make([]*peerFeed, 0, len(peers)+len(down))
+	feeds := make([]*peerFeed, 0, len(peers)+len(l.down))
 	start := func(run func(emit func(api.PinInfo) error) error) {
 		f := &peerFeed{items: make(chan api.PinInfo, feedQueue)}
 		feeds = append(feeds, f)
@@ -392,19 +403,31 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, do
 	}
 	for _, p := range peers {
 		start(func(emit func(api.PinInfo) error) error {
-			return c.rpc.Stream(ctx, p, method, in, func(decode p2p.Decoder) error {
+			var last string // the greatest key sent
+			err := c.rpc.Stream(ctx, p, l.method, l.in, func(decode p2p.Decoder) error {
 				var pi api.PinInfo
 				if err := decode(&pi); err != nil {
 					return err
 				}
+				last = max(last, pi.Cid.KeyString())
 				return emit(pi)
 			})
+			if err != nil && l.unansweredPins && !refused(err) && ctx.Err() == nil {
+				if uerr := c.unanswered(ctx, p, names[p], err.Error(), last, emit); uerr != nil {
+					c.log.Warn().Err(uerr).Stringer("peer", p).Msg("list the pins of a peer that did not answer")
+				}
+			}
+			return err
 		})
 	}
-	for _, d := range down {
+	for _, d := range l.down {
 		peers = append(peers, d.peer)
+		reason := fmt.Sprintf("peer down: no ping from it for %s", time.Since(d.lastSeen).Round(time.Second))
 		start(func(emit func(api.PinInfo) error) error {
-			return c.downStatus(ctx, d, names[d.peer], emit)
+			if err := c.unanswered(ctx, d.peer, names[d.peer], reason, "", emit); err != nil {
+				c.log.Warn().Err(err).Stringer("peer", d.peer).Msg("list the pins of a peer that is down")
+			}
+			return nil
 		})
 	}
 
@@ -444,7 +467,7 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, do
 				g.Add(errorInfo(pin, peers[i], names[peers[i]], f.err), text)
 				if !failed[i] {
 					failed[i] = true
-					c.log.Warn().Err(f.err).Stringer("peer", peers[i]).Str("method", method).Msg("peer did not answer")
+					c.log.Warn().Err(f.err).Stringer("peer", peers[i]).Str("method", l.method).Msg("peer did not answer")
 				}
 			}
 		}
@@ -485,20 +508,12 @@ func (c *Cluster) streamFromPeers(ctx context.Context, method string, in any, do
 			return err
 		}
 	}
-	var unreported []error
 	for i, f := range feeds {
 		if f.err != nil && !failed[i] {
-			c.log.Warn().Err(f.err).Stringer("peer", peers[i]).Str("method", method).Msg("peer did not answer")
-			// A peer's errors name its ID already; its name is
-			// what the operator knows it by.
-			name := names[peers[i]].PeerName
-			if name == "" {
-				name = peers[i].String()
-			}
-			unreported = append(unreported, fmt.Errorf("%s: %w", name, f.err))
+			c.log.Warn().Err(f.err).Stringer("peer", peers[i]).Str("method", l.method).Msg("peer did not answer")
 		}
 	}
-	return errors.Join(unreported...)
+	return nil
 }
 
 // refused reports whether a peer refused a status or recover call because

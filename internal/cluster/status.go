@@ -44,11 +44,14 @@ func (c *Cluster) Status(ctx context.Context, ci api.Cid, local bool) (api.Globa
 // matches filter (undefined = all), from this peer (local) or from all.
 func (c *Cluster) StatusAll(ctx context.Context, filter api.TrackerStatus, local bool, fn func(api.GlobalPinInfo) error) error {
 	if !local {
-		var down []peerDown
+		l := listing{method: rpcStatusAll, in: filter}
 		if api.TrackerStatusClusterError.Match(filter) {
-			down = c.downPeers()
+			l.down = c.downPeers()
+			// Unfiltered, the others list every pin, and a peer that
+			// fails is in error on each.
+			l.unansweredPins = filter != api.TrackerStatusUndefined
 		}
-		return c.streamFromPeers(ctx, rpcStatusAll, filter, down, fn)
+		return c.streamFromPeers(ctx, l, fn)
 	}
 	return c.localStatusAll(ctx, filter, func(pi api.PinInfo) error { return fn(global(pi)) })
 }
@@ -75,7 +78,7 @@ func (c *Cluster) Recover(ctx context.Context, ci api.Cid, local bool) (api.Glob
 // streams those it requeued.
 func (c *Cluster) RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPinInfo) error) error {
 	if !local {
-		return c.streamFromPeers(ctx, rpcRecoverAll, struct{}{}, nil, fn)
+		return c.streamFromPeers(ctx, listing{method: rpcRecoverAll, in: struct{}{}, unansweredPins: true}, fn)
 	}
 	return c.tracker.RecoverAll(ctx, true, func(pi api.PinInfo) error {
 		return fn(global(c.withIPFS(pi)))
