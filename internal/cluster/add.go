@@ -47,7 +47,8 @@ const blocksStallTimeout = 2 * time.Minute
 type AddParams struct {
 	Pin api.PinOptions
 	// Local sends the blocks only to this peer's kubo; the pin is then
-	// allocated as usual and the allocated peers fetch the blocks.
+	// allocated with this peer among the allocations (unless the user
+	// chose them), and the other allocated peers fetch the blocks.
 	Local bool
 	// NoPin stores the blocks but commits no pin.
 	NoPin bool
@@ -79,7 +80,15 @@ func (c *Cluster) Add(ctx context.Context, p AddParams, build func(ctx context.C
 	if err := c.admitPin(ctx, &pin); err != nil {
 		return AddResult{}, err
 	}
-	allocs, err := c.allocate(ctx, pin, nil)
+	var keep []peer.ID
+	if p.Local && len(pin.UserAllocations) == 0 {
+		// Only this peer's kubo gets the blocks: allocated here, as in
+		// the reference, its copy is pinned instead of being left to
+		// kubo's GC once the others fetched it. Kept as a current
+		// allocation, it counts in the tag spread of the others.
+		keep = []peer.ID{c.cfg.Peer}
+	}
+	allocs, err := c.allocate(ctx, pin, keep)
 	if err != nil {
 		return AddResult{}, fmt.Errorf("add: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"os"
@@ -152,8 +153,8 @@ func TestAddAcrossPeersAndImportCAR(t *testing.T) {
 }
 
 // TestAddLocalAndWithADeadDestination checks --local (the blocks go only to
-// the receiving peer's kubo, the pin is allocated as usual and the
-// allocated peers fetch the DAG) and an add whose one destination has its
+// the receiving peer's kubo, the pin is allocated there and to the user's
+// choice or the allocator's, and the other allocated peers fetch the DAG) and an add whose one destination has its
 // kubo down: it succeeds on the other, and the pin flow repairs the first
 // once its kubo is back.
 func TestAddLocalAndWithADeadDestination(t *testing.T) {
@@ -181,6 +182,15 @@ func TestAddLocalAndWithADeadDestination(t *testing.T) {
 	}
 	for _, p := range []*daemontest.Peer{p1, p2} {
 		waitUntil(t, 30*time.Second, "--local add pinned on "+p.Config.Cluster.Peername, pinnedIn(p, c))
+	}
+	// Without user allocations, the receiving peer, whose kubo has the
+	// blocks, is one of the allocations.
+	for i := range 3 {
+		c = add(fmt.Sprintf("local add %d\n", i), url.Values{"local": {"true"}, "replication-min": {"1"}, "replication-max": {"1"}})
+		if pin, err := cl.Allocation(t.Context(), c); err != nil || !slices.Equal(pin.Allocations, []peer.ID{p0.Identity.ID}) {
+			t.Fatalf("--local add allocated to %v (%v), want the receiving peer %s", pin.Allocations, err, p0.Identity.ID)
+		}
+		waitUntil(t, 30*time.Second, "--local add pinned on the receiving peer", pinnedIn(p0, c))
 	}
 
 	if err := p1.Kubo.Terminate(); err != nil {
