@@ -55,8 +55,9 @@ type AddParams struct {
 	// Root is the root CID when it is known before the blocks (a CAR's),
 	// so that admission sees it.
 	Root api.Cid
-	// Allocated, when set, is given the pin's allocations (none for a pin
-	// everywhere) before any block moves, for the add's output.
+	// Allocated, when set, is given the pin's allocations (the live
+	// peers for a pin everywhere) before any block moves, for the add's
+	// output.
 	Allocated func([]peer.ID)
 }
 
@@ -94,7 +95,12 @@ func (c *Cluster) Add(ctx context.Context, p AddParams, build func(ctx context.C
 	}
 	pin.Allocations = allocs
 	if p.Allocated != nil {
-		p.Allocated(allocs)
+		shown := allocs
+		if len(shown) == 0 {
+			// Everywhere: the peers up now, as the reference lists them.
+			shown = c.peerset()
+		}
+		p.Allocated(shown)
 	}
 	dests := allocs
 	switch {

@@ -11,6 +11,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
 	"github.com/julienschmidt/httprouter"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -233,7 +237,7 @@ func carBuild(mr *multipart.Reader, params *cluster.AddParams, out func(api.Adde
 	params.Root = api.NewCid(root)
 	name := part.FileName()
 	return func(ctx context.Context, sink adder.BlockSink) (api.Cid, error) {
-		var size uint64
+		var bytes, size uint64
 		hasRoot := false
 		for {
 			b, err := rd.Next()
@@ -243,8 +247,10 @@ func carBuild(mr *multipart.Reader, params *cluster.AddParams, out func(api.Adde
 			if err != nil {
 				return api.Cid{}, fmt.Errorf("%w: %w", cluster.ErrInvalidRequest, err)
 			}
-			hasRoot = hasRoot || b.Cid().Equals(root)
-			size += uint64(len(b.RawData()))
+			if b.Cid().Equals(root) {
+				hasRoot, size = true, fileSize(b)
+			}
+			bytes += uint64(len(b.RawData()))
 			if err := sink.Put(ctx, b); err != nil {
 				return api.Cid{}, err
 			}
@@ -255,9 +261,27 @@ func carBuild(mr *multipart.Reader, params *cluster.AddParams, out func(api.Adde
 		if !hasRoot {
 			return api.Cid{}, fmt.Errorf("%w: car: the root block %s is not in the CAR", cluster.ErrInvalidRequest, root)
 		}
-		out(api.AddedOutput{Name: name, Cid: params.Root, Size: size})
+		out(api.AddedOutput{Name: name, Cid: params.Root, Bytes: bytes, Size: size})
 		return params.Root, nil
 	}, nil
+}
+
+// fileSize is the size of the file a UnixFS root block describes, and 0
+// for a folder or any other block: what the reference reports as a CAR's
+// size (its bytes are the blocks' total).
+func fileSize(b blocks.Block) uint64 {
+	if b.Cid().Prefix().Codec != cid.DagProtobuf {
+		return 0
+	}
+	nd, err := merkledag.DecodeProtobufBlock(b)
+	if err != nil {
+		return 0
+	}
+	fs, err := unixfs.ExtractFSNode(nd)
+	if err != nil || fs.IsDir() {
+		return 0
+	}
+	return fs.FileSize()
 }
 
 // addError marks the add errors the client caused as such, so that they

@@ -372,3 +372,59 @@ func TestAddFailingEverywhereSaysOnlySo(t *testing.T) {
 		}
 	}
 }
+
+// TestCarImportOutput imports CARs that kubo exported, of a file and of a
+// folder: the output line names the root with the reference's fields,
+// the blocks' total in bytes, the file's size (none for a folder) and the
+// allocations, here this one peer.
+func TestCarImportOutput(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	cl := p.Client(t)
+	dir := t.TempDir()
+	content := make([]byte, 600<<10)
+	rand.Read(content)
+	file := filepath.Join(dir, "folder", "file.bin")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, wantSize := range map[string]uint64{file: uint64(len(content)), filepath.Dir(file): 0} {
+		root, err := p.Kubo.Run(t.Context(), "add", "-Q", "-r", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := p.Kubo.Run(t.Context(), "dag", "export", strings.TrimSpace(root))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd, err := car.NewReader(strings.NewReader(data), car.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantBytes uint64
+		for {
+			b, err := rd.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantBytes += uint64(len(b.RawData()))
+		}
+		var out []api.AddedOutput
+		err = cl.AddFiles(t.Context(), client.ReaderDirectory("x.car", strings.NewReader(data)), url.Values{"format": {"car"}},
+			func(o api.AddedOutput) error { out = append(out, o); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := out[len(out)-1]
+		if got.Cid.String() != strings.TrimSpace(root) || got.Bytes != wantBytes || got.Size != wantSize ||
+			len(got.Allocations) != 1 || got.Allocations[0] != p.Identity.ID {
+			t.Errorf("import of %s: %+v, want root %s, bytes %d, size %d, allocated to %s",
+				filepath.Base(path), got, strings.TrimSpace(root), wantBytes, wantSize, p.Identity.ID)
+		}
+	}
+}
