@@ -142,10 +142,10 @@ at fault and nothing is pinned.`,
 				}
 				st, err := os.Stat(path)
 				if err != nil {
-					return fmt.Errorf("import: %w", err)
+					return &client.InputError{Err: fmt.Errorf("import: %w", err)}
 				}
 				if st.IsDir() {
-					return fmt.Errorf("import %s: a directory, not a CAR file", path)
+					return &client.InputError{Err: fmt.Errorf("import %s: a directory, not a CAR file", path)}
 				}
 			}
 			for _, path := range s.cmd.Args {
@@ -179,7 +179,7 @@ func (s *ctlSession) importOne(query url.Values, path string) error {
 	default:
 		f, err := os.Open(path)
 		if err != nil {
-			return err
+			return &client.InputError{Err: err}
 		}
 		defer f.Close()
 		dir = client.ReaderDirectory(filepath.Base(path), f)

@@ -101,6 +101,13 @@ func ctlAction(body func(*ctlSession) error) func(*Context) error {
 		if err == nil || errors.As(err, &ue) {
 			return err
 		}
+		// As the reference, errors in the files to send go to stderr,
+		// not in the API error block on stdout.
+		var ie *client.InputError
+		if errors.As(err, &ie) {
+			fmt.Fprintf(c.Stderr, "Error: %s\n", err)
+			return Exit(ctlExitLocal, errReported)
+		}
 		var we *waitError
 		if errors.As(err, &we) {
 			fmt.Fprintf(c.Stderr, "%s\n", we)

@@ -43,10 +43,19 @@ func (c *Client) Add(ctx context.Context, paths []string, query url.Values, fn f
 		return files.NewReaderFile(body), nil
 	})
 	if err != nil {
-		return err
+		return &InputError{Err: err}
 	}
 	return c.AddFiles(ctx, dir, query, fn)
 }
+
+// InputError is a fault in what the caller asked to send (a path that
+// cannot be read, a URL that cannot be fetched), found before anything
+// was sent to the API.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+
+func (e *InputError) Unwrap() error { return e.Err }
 
 // IsURL reports whether an add path is a URL to fetch.
 func IsURL(p string) bool {
