@@ -31,7 +31,10 @@ func basic(user, password string) string {
 // reference's messages and challenges; /health stays open.
 func TestBasicAuthAndTokens(t *testing.T) {
 	p := daemontest.Start(t, func(c *config.Config) {
-		c.API.RestAPI.BasicAuthCredentials = map[string]string{"alice": "s3cret", "bob": "hunter2"}
+		// dave's empty password is accepted in the configuration, as
+		// the reference's own test configurations have one, but
+		// matches nothing.
+		c.API.RestAPI.BasicAuthCredentials = map[string]string{"alice": "s3cret", "bob": "hunter2", "dave": ""}
 	})
 	for _, c := range []struct {
 		name, auth, msg string
@@ -44,6 +47,8 @@ func TestBasicAuthAndTokens(t *testing.T) {
 		{"unknown user", basic("carol", "s3cret"), "unauthorized: access denied",
 			[]string{`Basic realm="Restricted IPFS Cluster API"`}},
 		{"empty password", basic("alice", ""), "unauthorized: access denied",
+			[]string{`Basic realm="Restricted IPFS Cluster API"`}},
+		{"user with an empty password", basic("dave", ""), "unauthorized: access denied",
 			[]string{`Basic realm="Restricted IPFS Cluster API"`}},
 		{"garbage token", "Bearer not.a.token", "unauthorized: invalid token",
 			[]string{`Bearer realm="Restricted IPFS Cluster API", error="invalid_token"`}},

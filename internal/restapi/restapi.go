@@ -118,6 +118,11 @@ func New(cfg Config, cluster Cluster, log, httpLog zerolog.Logger) (*Server, err
 		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	for u, p := range cfg.BasicAuthCredentials {
+		if p == "" {
+			s.log.Warn().Str("user", u).Msg("basic_auth_credentials: this user has an empty password and cannot log in")
+		}
+	}
 	s.handler = s.accessLog(s.authenticate(cfg.BasicAuthCredentials, cors.New(cfg.CORS).Handler(strictSlash(s.router()))))
 	return s, nil
 }
