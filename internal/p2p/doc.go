@@ -4,8 +4,11 @@
 //
 // # Host
 //
-// The host speaks TCP only, secured by noise or TLS, inside the private
-// network of cluster.secret. Unlike the reference, nothing reaches beyond
+// The host speaks TCP only, secured by TLS or noise, inside the private
+// network of cluster.secret. TLS comes first: its AES-GCM runs on the
+// CPU's AES instructions, about three times cheaper than noise's
+// ChaCha20-Poly1305, which matters for the blocks of an add; a peer that
+// prefers noise is still understood. Unlike the reference, nothing reaches beyond
 // the configured peers unless switched on: no NAT port mapping, AutoNAT,
 // relay, hole punching, mDNS, DHT, public bootstrap peers or DNS lookups.
 //

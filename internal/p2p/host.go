@@ -112,7 +112,7 @@ func DefaultHostConfig() HostConfig {
 	}
 }
 
-// NewHost starts a libp2p host with ident's key, TCP only, noise and TLS
+// NewHost starts a libp2p host with ident's key, TCP only, TLS and noise
 // security, the private network of cfg.Secret, a connection manager and a
 // resource manager. ctx bounds the start-up: if it is done by the time the
 // host listens, the host is closed and ctx's error returned. The caller
@@ -165,8 +165,8 @@ func hostOptions(cfg HostConfig, ident *config.Identity) ([]libp2p.Option, error
 		libp2p.Identity(ident.PrivateKey),
 		libp2p.ListenAddrs(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
 		libp2p.AddrsFactory(addrs),
