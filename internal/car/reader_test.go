@@ -312,6 +312,27 @@ func TestFlippedByte(t *testing.T) {
 	}
 }
 
+// TestUnverified reads a CAR with a corrupt block without hashing: the
+// block comes through as it is, for a consumer that checks it itself,
+// while a CID the allow-list refuses is still refused.
+func TestUnverified(t *testing.T) {
+	blks := randBlocks(t, 7, 3, 500)
+	v1 := carV1(t, []cid.Cid{blks[0].Cid()}, blks)
+	offs := sectionOffsets(t, v1)
+	bad := bytes.Clone(v1)
+	bad[offs[2]-1] ^= 0x01 // the last byte of block 1
+	_, got := readAll(t, bad, Options{Unverified: true})
+	if len(got) != 3 || bytes.Equal(got[1].RawData(), blks[1].RawData()) || !got[1].Cid().Equals(blks[1].Cid()) {
+		t.Fatalf("unverified read of a CAR with a flipped byte: %d blocks, want 3 with the flipped one as sent", len(got))
+	}
+	md5 := block(t, []byte("m"), cid.Raw, mh.MD5, -1)
+	r, err := NewReader(bytes.NewReader(carV1(t, []cid.Cid{md5.Cid()}, []blocks.Block{md5})), Options{Unverified: true})
+	if err == nil {
+		_, err = r.Next()
+	}
+	wantErr(t, err, ErrUnsupportedHash)
+}
+
 func TestBadHeaders(t *testing.T) {
 	root := rawBlock(t, []byte("r")).Cid()
 	good := carV1(t, []cid.Cid{root}, nil)

@@ -193,6 +193,25 @@ func TestBlockStreamErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("block not matching its CID", func(t *testing.T) {
+		// kubo hashes every block of a dag/import itself: a peer that
+		// stores the blocks of another's add relies on it.
+		c := newConnector(t, d.APIAddr)
+		_, all := testDAG(t, 3, 1024, mh.SHA2_256)
+		bad, _ := blocks.NewBlockWithCid([]byte("not the data of this CID"), all[1].Cid())
+		s := c.DagImportStream(ctx)
+		err := putAll(ctx, s, []blocks.Block{all[0], bad, all[2]})
+		if err == nil {
+			err = s.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "mismatch") {
+			t.Fatalf("error = %v, want kubo's refusal of a block that does not match its CID", err)
+		}
+		if _, err := d.Run(ctx, "block", "stat", "--offline", all[1].Cid().String()); err == nil {
+			t.Fatal("kubo stored the block that does not match its CID")
+		}
+	})
+
 	t.Run("kubo refuses", func(t *testing.T) {
 		p := startProxy(t, d.APIURL, nil)
 		p.set("dag/import", fail500)
