@@ -29,7 +29,18 @@ func stateCommand() *Command {
 				Usage: "write the pinset as NDJSON, one pin per line",
 				Flags: []Flag{{Name: "file", Aliases: []string{"f"}, Kind: StringFlag, Usage: "write to this file instead of stdout"}},
 				Action: func(c *Context) error {
+					ns, err := crdtNamespace(c)
+					if err != nil {
+						return err
+					}
 					return withState(c, func(db *state.DB) error {
+						// After a crash, acknowledged pins may still be
+						// only in the journal, which the next start
+						// commits: they belong in the export.
+						pending, err := crdt.Pending(db, ns)
+						if err != nil {
+							return fmt.Errorf("export: %w", err)
+						}
 						w := c.Stdout
 						if path := c.String("file"); path != "" {
 							f, err := os.Create(path)
@@ -38,7 +49,7 @@ func stateCommand() *Command {
 							}
 							defer f.Close()
 							bw := bufio.NewWriter(f)
-							if err := db.Export(context.Background(), bw); err != nil {
+							if err := db.Export(context.Background(), bw, pending); err != nil {
 								return err
 							}
 							if err := bw.Flush(); err != nil {
@@ -47,7 +58,7 @@ func stateCommand() *Command {
 							return f.Sync()
 						}
 						bw := bufio.NewWriter(w)
-						if err := db.Export(context.Background(), bw); err != nil {
+						if err := db.Export(context.Background(), bw, pending); err != nil {
 							return err
 						}
 						return bw.Flush()

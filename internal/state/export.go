@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -25,12 +27,41 @@ const maxExportLine = 16 << 20
 // Export writes the pinset in the reference's export format: one JSON pin
 // per line (json.Marshal of the pin followed by '\n'), in CID-byte order,
 // from a consistent snapshot.
-func (db *DB) Export(ctx context.Context, w io.Writer) error {
+//
+// pending are changes committed but not yet applied (a consensus journal
+// after a crash): each CID's pin replaces the stored one, or removes it
+// when nil. The export is the pinset they lead to; pins only pending come
+// last.
+func (db *DB) Export(ctx context.Context, w io.Writer, pending map[api.Cid]*api.Pin) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	// Encoder.Encode writes exactly json.Marshal's bytes and a newline,
 	// reusing its buffer.
 	enc := json.NewEncoder(bw)
-	err := db.List(ctx, func(p api.Pin) error { return enc.Encode(p) })
+	seen := make(map[api.Cid]bool, len(pending))
+	err := db.List(ctx, func(p api.Pin) error {
+		if change, ok := pending[p.Cid]; ok {
+			seen[p.Cid] = true
+			if change == nil {
+				return nil
+			}
+			p = *change
+		}
+		return enc.Encode(p)
+	})
+	if err == nil {
+		added := make([]*api.Pin, 0, len(pending)-len(seen))
+		for c, p := range pending {
+			if !seen[c] && p != nil {
+				added = append(added, p)
+			}
+		}
+		slices.SortFunc(added, func(a, b *api.Pin) int { return strings.Compare(a.Cid.KeyString(), b.Cid.KeyString()) })
+		for _, p := range added {
+			if err = enc.Encode(*p); err != nil {
+				break
+			}
+		}
+	}
 	if err == nil {
 		err = bw.Flush()
 	}

@@ -134,7 +134,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 		mustPut(t, src, p)
 	}
 	var exported bytes.Buffer
-	if err := src.Export(t.Context(), &exported); err != nil {
+	if err := src.Export(t.Context(), &exported, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -183,11 +183,42 @@ func TestExportImportRoundTrip(t *testing.T) {
 		}
 	}
 	var again bytes.Buffer
-	if err := dst.Export(t.Context(), &again); err != nil {
+	if err := dst.Export(t.Context(), &again, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(again.Bytes(), exported.Bytes()) {
 		t.Fatal("re-export differs")
+	}
+}
+
+// TestExportWithPending exports a state with changes not yet applied: a
+// pin replaced, one removed and one only pending.
+func TestExportWithPending(t *testing.T) {
+	db := newTestDB(t)
+	for i := range 3 {
+		mustPut(t, db, testPin(i))
+	}
+	renamed := testPin(1)
+	renamed.Name = "renamed"
+	added := testPin(7)
+	pending := map[api.Cid]*api.Pin{renamed.Cid: &renamed, testCid(2): nil, added.Cid: &added}
+	var buf bytes.Buffer
+	if err := db.Export(t.Context(), &buf, pending); err != nil {
+		t.Fatal(err)
+	}
+	var got []api.Pin
+	if err := DecodeExport(&buf, func(p api.Pin) error { got = append(got, p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	stored0, _ := db.Get(testCid(0))
+	want := map[api.Cid]string{stored0.Cid: stored0.Name, renamed.Cid: "renamed", added.Cid: added.Name}
+	if len(got) != len(want) || got[len(got)-1].Cid != added.Cid {
+		t.Fatalf("exported %d pins, want %d with the pending one last", len(got), len(want))
+	}
+	for _, p := range got {
+		if name, ok := want[p.Cid]; !ok || p.Name != name {
+			t.Fatalf("exported %s %q, want only %v", p.Cid, p.Name, want)
+		}
 	}
 }
 

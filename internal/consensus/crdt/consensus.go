@@ -247,10 +247,16 @@ func (c *Consensus) markOpen() (unclean bool, err error) {
 
 // resolvedKey holds the journal sequence number up to which every
 // operation is resolved (big-endian uint64).
-func (c *Consensus) resolvedKey() []byte { return []byte(c.cfg.DatastoreNamespace + "/r") }
+func (c *Consensus) resolvedKey() []byte { return resolvedKey(c.cfg.DatastoreNamespace) }
+
+func resolvedKey(namespace string) []byte { return []byte(namespace + "/r") }
 
 func (c *Consensus) loadResolved() (uint64, error) {
-	v, closer, err := c.db.Get(c.resolvedKey())
+	return readResolved(c.db, c.resolvedKey())
+}
+
+func readResolved(db *pebble.DB, key []byte) (uint64, error) {
+	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}

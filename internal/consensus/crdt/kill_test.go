@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -89,8 +90,9 @@ func (c *childTB) Fatal(args ...any)         { c.failed = fmt.Sprint(args...) }
 func (c *childTB) Fatalf(f string, a ...any) { c.failed = fmt.Sprintf(f, a...) }
 
 // TestAckedPinsSurviveKill runs a peer in a child process, kills it with
-// SIGKILL right after LogPin acknowledged 300 pins, restarts it on the same
-// database, and checks that every pin is in its CRDT and state and reaches
+// SIGKILL right after LogPin acknowledged 300 pins, exports its state
+// (state export) before anything commits its journal, restarts it on the
+// same database, and checks that every pin is in its CRDT and state and reaches
 // another peer; with batching, before the batch was ever committed; with
 // fsync_acks or without.
 func TestAckedPinsSurviveKill(t *testing.T) {
@@ -140,6 +142,7 @@ func TestAckedPinsSurviveKill(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = cmd.Wait()
+			checkOfflineExport(t, dir, childPins(n))
 
 			b := newTestPeer(t, "B", testConfig())
 			key, _, err := crypto.GenerateEd25519Key(nil)
@@ -167,5 +170,38 @@ func TestAckedPinsSurviveKill(t *testing.T) {
 				return err == nil && !s.Dirty
 			})
 		})
+	}
+}
+
+// checkOfflineExport exports the state of the stopped peer in dir as
+// state export does, with what its journal holds, and checks that every
+// pin of want is in the export.
+func checkOfflineExport(t *testing.T, dir string, want []api.Pin) {
+	t.Helper()
+	db, err := state.Open(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pending, err := Pending(db, testConfig().DatastoreNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := db.Export(t.Context(), &buf, pending); err != nil {
+		t.Fatal(err)
+	}
+	exported := map[api.Cid]bool{}
+	if err := state.DecodeExport(&buf, func(p api.Pin) error {
+		exported[p.Cid] = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range want {
+		if !exported[p.Cid] {
+			t.Fatalf("the export after the kill lacks the acknowledged pin %s (%d of %d exported, %d from the journal)",
+				p.Cid, len(exported), len(want), len(pending))
+		}
 	}
 }

@@ -1,7 +1,11 @@
 package crdt
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -66,4 +70,51 @@ func (im *Importer) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// Pending returns what the next start of the peer will commit from its
+// journal: operations acknowledged before a crash cut their commit short,
+// or journaled by state import. Each CID maps to its last operation: the
+// pin, or nil for an unpin. The state does not hold them yet, so an
+// export of a peer that crashed must add them. It only reads; no
+// Consensus may run on db.
+func Pending(db *state.DB, namespace string) (map[api.Cid]*api.Pin, error) {
+	resolved, err := readResolved(db.Pebble(), resolvedKey(namespace))
+	if err != nil {
+		return nil, fmt.Errorf("crdt journal: %w", err)
+	}
+	j := &journal{dir: journalDir(db, namespace), log: zerolog.Nop()}
+	names, err := j.segments()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[api.Cid]*api.Pin{}
+	for _, name := range names {
+		_, err := j.readSegment(filepath.Join(j.dir, name), func(o op) error {
+			if o.seq <= resolved {
+				return nil
+			}
+			c, err := api.DecodeCid(strings.TrimPrefix(o.key, "/"))
+			if err != nil {
+				return fmt.Errorf("operation %d: %w", o.seq, err)
+			}
+			if !o.pin {
+				out[c] = nil
+				return nil
+			}
+			var p api.Pin
+			if err := p.UnmarshalBinary(o.value); err != nil {
+				return fmt.Errorf("operation %d on %s: %w", o.seq, c, err)
+			}
+			out[c] = &p
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("crdt journal %s: %w", name, err)
+		}
+	}
+	return out, nil
 }
