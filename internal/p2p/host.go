@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -127,7 +128,7 @@ func NewHost(ctx context.Context, cfg HostConfig, ident *config.Identity) (host.
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("p2p: new host: %w", err)
+		return nil, fmt.Errorf("p2p: new host on cluster.listen_multiaddress %s: %w", strings.Join(cfg.ListenAddrs, ","), err)
 	}
 	if err := ctx.Err(); err != nil {
 		h.Close()
@@ -164,7 +165,7 @@ func hostOptions(cfg HostConfig, ident *config.Identity) ([]libp2p.Option, error
 	opts := []libp2p.Option{
 		libp2p.Identity(ident.PrivateKey),
 		libp2p.ListenAddrs(listen...),
-		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(tcp.NewTCPTransport, tcpOptions(cfg)...),
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.ConnectionManager(cm),
@@ -209,6 +210,18 @@ func hostOptions(cfg HostConfig, ident *config.Identity) ([]libp2p.Option, error
 		opts = append(opts, libp2p.EnableHolePunching())
 	}
 	return opts, nil
+}
+
+// tcpOptions configures the TCP transport. libp2p listens with
+// SO_REUSEPORT by default, so a second peer given the same listen address
+// starts without error and takes half of the first one's connections.
+// Without it that start fails with "address already in use". Only hole
+// punching needs the port shared, to dial out from it.
+func tcpOptions(cfg HostConfig) []any {
+	if cfg.HolePunching {
+		return nil
+	}
+	return []any{tcp.DisableReuseport()}
 }
 
 // decodeSecret turns cluster.secret into a pnet key: nil for "", an error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +87,26 @@ func TestNewHostErrors(t *testing.T) {
 				t.Fatal("NewHost succeeded")
 			}
 		})
+	}
+}
+
+// TestListenAddressInUse starts a second host on the first one's address:
+// it fails naming the setting, instead of sharing the port.
+func TestListenAddressInUse(t *testing.T) {
+	first := newTestHost(t, loopbackConfig(testSecret(1)))
+	cfg := loopbackConfig(testSecret(1))
+	cfg.ListenAddrs = []string{first.Network().ListenAddresses()[0].String()}
+	ident, err := config.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHost(t.Context(), cfg, ident)
+	if err == nil {
+		h.Close()
+		t.Fatalf("a second host listens on %s", cfg.ListenAddrs[0])
+	}
+	if !strings.Contains(err.Error(), "cluster.listen_multiaddress "+cfg.ListenAddrs[0]) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("error %q, want address already in use, naming cluster.listen_multiaddress", err)
 	}
 }
 
