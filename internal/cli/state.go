@@ -184,11 +184,16 @@ func runStateImport(c *Context) error {
 		enc := json.NewEncoder(bw)
 		count := 0
 		err = state.DecodeExport(in, func(p api.Pin) error {
-			if rmin != 0 {
-				p.ReplicationFactorMin = rmin
-			}
-			if rmax != 0 {
-				p.ReplicationFactorMax = rmax
+			if rmin != 0 || rmax != 0 {
+				if rmin != 0 {
+					p.ReplicationFactorMin = rmin
+				}
+				if rmax != 0 {
+					p.ReplicationFactorMax = rmax
+				}
+				if err := config.ValidateReplication(p.ReplicationFactorMin, p.ReplicationFactorMax); err != nil {
+					return fmt.Errorf("--replication-min/--replication-max on %s: %w", p.Cid, err)
+				}
 			}
 			if allocs != nil {
 				p.Allocations = allocs
@@ -238,6 +243,9 @@ func runStateImport(c *Context) error {
 			return fmt.Errorf("import: %w", errors.Join(err, errors.New("the state is partially imported: run the import again")))
 		}
 		fmt.Fprintf(c.Stderr, "imported %d pins\n", count)
+		if (rmin != 0 || rmax != 0) && allocs == nil {
+			fmt.Fprintln(c.Stderr, "the pins keep their allocations: those the new replication factors do not fit are reallocated only when pinned again")
+		}
 		return nil
 	})
 }
