@@ -113,6 +113,8 @@ func TestEnvOverrides(t *testing.T) {
 		"CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS": "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2",
 		"CLUSTER_STATELESS_CONCURRENTPINS":       "3",
 		"CLUSTER_IPFSHTTP_PINTIMEOUT":            "5s",
+		// As $(cat secretfile) gives it.
+		"CLUSTER_SECRET": strings.Repeat("ab", 32) + "\n",
 	}
 	c, err := Parse([]byte(`{"cluster":{},"api":{"restapi":{}}}`), func(k string) string { return env[k] })
 	if err != nil {
@@ -120,7 +122,7 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	if c.Cluster.Peername != "from-env" || c.IPFSConnector.IPFSHTTP.NodeMultiaddress != "/ip4/127.0.0.1/tcp/5999" ||
 		len(c.API.RestAPI.HTTPListenMultiaddress) != 2 || c.PinTracker.Stateless.ConcurrentPins != 3 ||
-		c.IPFSConnector.IPFSHTTP.PinTimeout.D() != 5*time.Second {
+		c.IPFSConnector.IPFSHTTP.PinTimeout.D() != 5*time.Second || c.Cluster.Secret != strings.Repeat("ab", 32) {
 		t.Fatalf("env not applied: %+v", c)
 	}
 	env["CLUSTER_STATELESS_CONCURRENTPINS"] = "many"

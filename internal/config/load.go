@@ -104,7 +104,9 @@ func decodeSection(path string, raw json.RawMessage, section any) (warnings []st
 func applyEnv(path, prefix string, section any, getenv func(string) string) error {
 	for key, f := range fieldsByKey(section) {
 		name := prefix + strings.ToUpper(strings.ReplaceAll(key, "_", ""))
-		val := getenv(name)
+		// Values often come from $(cat file) or a secrets file, with
+		// a trailing newline no setting can mean.
+		val := strings.TrimSpace(getenv(name))
 		if val == "" {
 			continue
 		}
