@@ -3,6 +3,7 @@ package ipfsconn
 import (
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,10 +89,14 @@ func BenchmarkPinNew(b *testing.B) {
 				var kuboCPU time.Duration
 				flush := func() {
 					cpu0 := kuboCPUTime(b, d)
-					for _, err := range c.PinMany(ctx, pins, unheld[:len(pins)]) {
+					var failed atomic.Pointer[error]
+					c.PinMany(ctx, pins, unheld[:len(pins)], func(_ int, err error) {
 						if err != nil {
-							b.Fatal(err)
+							failed.Store(&err)
 						}
+					})
+					if err := failed.Load(); err != nil {
+						b.Fatal(*err)
 					}
 					kuboCPU += kuboCPUTime(b, d) - cpu0
 					pins = pins[:0]

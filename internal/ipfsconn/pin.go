@@ -107,22 +107,26 @@ const pinManyFanout = 8
 // request one after the other and stops at the first failure, so when a
 // request fails its pins are pinned again one by one, which reports each
 // failure against its own CID. A pin with origins, a pin update or a depth
-// limit goes through Pin on its own. errs[i] is the outcome of pins[i].
+// limit goes through Pin on its own.
+//
+// done is called once for every pin, with its index in pins, as soon as
+// its outcome is known: a pin kubo holds already, or one pinned again on
+// its own, does not wait for a CID of the same request that kubo cannot
+// find. done may be called from several goroutines at once; PinMany
+// returns once every call returned.
 //
 // unheld, when not nil, marks the pins the caller knows kubo does not hold
 // (unheld[i] for pins[i]): they skip the pin/ls check, a request that costs
 // kubo about as much CPU as pinning a small DAG. A pin marked by mistake is
 // still pinned right; kubo only walks its DAG again.
-func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool) (errs []error) {
+func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool, done func(i int, err error)) {
 	c.metrics.pinAdd.Add(float64(len(pins)))
-	defer func() {
-		for _, err := range errs {
-			if err != nil {
-				c.metrics.pinAddErrors.Inc()
-			}
+	report := func(i int, err error) {
+		if err != nil {
+			c.metrics.pinAddErrors.Inc()
 		}
-	}()
-	errs = make([]error, len(pins))
+		done(i, err)
+	}
 	var alone, together, check []int
 	for i, p := range pins {
 		switch {
@@ -135,10 +139,12 @@ func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool) 
 		together = append(together, i)
 	}
 	have := make([]api.IPFSPinStatus, len(pins))
+	failed := make([]bool, len(pins))
 	fanOut(check, pinManyFanout, func(i int) {
 		st, err := c.pinLsCid(ctx, pins[i].Cid, kuboMode(pins[i]))
 		if err != nil {
-			errs[i] = fmt.Errorf("pin %s: %w", pins[i].Cid, err)
+			failed[i] = true
+			report(i, fmt.Errorf("pin %s: %w", pins[i].Cid, err))
 		}
 		have[i] = st
 	})
@@ -146,7 +152,11 @@ func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool) 
 		var group []api.Pin
 		var idx []int
 		for _, i := range together {
-			if errs[i] == nil && kuboMode(pins[i]) == mode && have[i] != mode {
+			switch {
+			case failed[i] || kuboMode(pins[i]) != mode:
+			case have[i] == mode:
+				report(i, nil)
+			default:
 				group = append(group, pins[i])
 				idx = append(idx, i)
 			}
@@ -156,18 +166,16 @@ func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool) 
 		}
 		err := c.pinAdd(ctx, group, mode, nil)
 		switch {
-		case err == nil:
-		case ctx.Err() != nil || len(group) == 1:
+		case err == nil || ctx.Err() != nil || len(group) == 1:
 			for _, i := range idx {
-				errs[i] = err
+				report(i, err)
 			}
 		default:
 			c.log.Debug().Err(err).Int("pins", len(group)).Msg("pin/add of several CIDs failed; pinning them one by one")
 			alone = append(alone, idx...)
 		}
 	}
-	fanOut(alone, pinManyFanout, func(i int) { errs[i] = c.pin(ctx, pins[i], nil) })
-	return errs
+	fanOut(alone, pinManyFanout, func(i int) { report(i, c.pin(ctx, pins[i], nil)) })
 }
 
 // fanOut calls fn for every index, from up to limit goroutines.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestPinMany(t *testing.T) {
 		pins = append(pins, directPin(putBlock(t, c)))
 	}
 	p.seen()
-	for i, err := range c.PinMany(ctx, pins, nil) {
+	for i, err := range pinMany(t, c, pins, nil) {
 		if err != nil {
 			t.Fatalf("pin %d: %v", i, err)
 		}
@@ -57,7 +58,7 @@ func TestPinMany(t *testing.T) {
 	// which kubo holds already, is pinned all the same.
 	fresh := []api.Pin{recursivePin(putBlock(t, c)), recursivePin(held), recursivePin(putBlock(t, c))}
 	p.seen()
-	for i, err := range c.PinMany(ctx, fresh, []bool{true, true, true}) {
+	for i, err := range pinMany(t, c, fresh, []bool{true, true, true}) {
 		if err != nil {
 			t.Fatalf("unheld pin %d: %v", i, err)
 		}
@@ -72,11 +73,23 @@ func TestPinMany(t *testing.T) {
 	}
 
 	// A direct pin of a CID kubo pins recursively fails, and so does a CID
-	// nobody has (it stalls); the others in their requests are pinned.
+	// nobody has (it stalls); the others in their requests are pinned,
+	// and reported before the one that stalls has failed.
 	missing := missingCid(t)
 	next := []api.Pin{directPin(putBlock(t, c)), directPin(held), directPin(putBlock(t, c)),
 		recursivePin(putBlock(t, c)), recursivePin(missing), recursivePin(putBlock(t, c))}
-	errs := c.PinMany(ctx, next, nil)
+	var mu sync.Mutex
+	var order []api.Cid
+	errs := make([]error, len(next))
+	c.PinMany(ctx, next, nil, func(i int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs[i] = err
+		order = append(order, next[i].Cid)
+	})
+	if len(order) != len(next) || order[len(order)-1] != missing {
+		t.Errorf("outcomes reported in the order %v, want all %d, the missing CID %s last", order, len(next), missing)
+	}
 	for i, err := range errs {
 		switch next[i].Cid {
 		case held:
@@ -100,10 +113,31 @@ func TestPinMany(t *testing.T) {
 	upd := recursivePin(putBlock(t, c))
 	upd.PinUpdate = held
 	p.seen()
-	if errs := c.PinMany(ctx, []api.Pin{upd}, []bool{true}); errs[0] != nil {
+	if errs := pinMany(t, c, []api.Pin{upd}, []bool{true}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	if got := p.seen(); !slices.Contains(got, "pin/update") {
 		t.Fatalf("PinMany of a pin update called %v", got)
 	}
+}
+
+// pinMany runs PinMany and returns each pin's outcome, checking that each
+// was reported exactly once.
+func pinMany(t testing.TB, c *Connector, pins []api.Pin, unheld []bool) []error {
+	t.Helper()
+	var mu sync.Mutex
+	errs := make([]error, len(pins))
+	calls := make([]int, len(pins))
+	c.PinMany(ctxTimeout(t, 60*time.Second), pins, unheld, func(i int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs[i] = err
+		calls[i]++
+	})
+	for i, n := range calls {
+		if n != 1 {
+			t.Fatalf("pin %d reported %d times, want once", i, n)
+		}
+	}
+	return errs
 }

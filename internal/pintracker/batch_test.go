@@ -154,6 +154,44 @@ func TestUnpinWaitsForTheBatch(t *testing.T) {
 	}
 }
 
+// TestUnfetchableDoesNotHoldItsBatch queues a CID nobody has in front of
+// two that kubo has, so that they go to kubo in one pin/add that stalls:
+// the two are pinned and reported PINNED while the missing one still
+// waits for its own stall to end.
+func TestUnfetchableDoesNotHoldItsBatch(t *testing.T) {
+	const stall = 3 * time.Second
+	p := &kuboProxy{delay: 300 * time.Millisecond}
+	f := newFixture(t, func(c *Config, cc *ipfsconn.Config) {
+		c.ConcurrentPins = 1
+		cc.PinTimeout = stall
+		p.proxied(t)(c, cc)
+	})
+	cids := f.addContent(3)
+	busy, good := cids[0], cids[1:]
+	missing, _ := api.DecodeCid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+	f.pin(busy, nil)
+	waitFor(t, "the first pin/add", func() bool { return len(p.pinAdds()) == 1 })
+	f.pin(missing, nil)
+	for _, c := range good {
+		f.pin(c, nil)
+	}
+	waitFor(t, "the pin/add of the three", func() bool { return len(p.pinAdds()) == 2 })
+	if got := p.pinAdds()[1]; len(got) != 3 || got[0] != missing.String() {
+		t.Fatalf("second pin/add for %v, want the missing CID first with the two others", got)
+	}
+	start := time.Now()
+	for _, c := range good {
+		f.waitStatus(c, api.TrackerStatusPinned, 4*stall)
+	}
+	took := time.Since(start)
+	pi, err := f.tracker.Status(t.Context(), missing)
+	if err != nil || pi.Status != api.TrackerStatusPinning {
+		t.Fatalf("when the others were pinned (%s), the missing CID was %s (%v), want still pinning", took, pi.Status, err)
+	}
+	f.waitStatus(missing, api.TrackerStatusPinError, 4*stall)
+	t.Logf("the two pinned %s after their batch started; the missing CID failed %s after", took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

@@ -23,10 +23,11 @@ import (
 
 // IPFS is what the tracker needs from the kubo connector.
 type IPFS interface {
-	// PinMany pins several at once: errs[i] is the outcome of pins[i].
-	// unheld[i] says kubo is known not to hold pins[i], which spares
-	// kubo a check.
-	PinMany(ctx context.Context, pins []api.Pin, unheld []bool) (errs []error)
+	// PinMany pins several at once and calls done with the index and
+	// outcome of each pin as soon as it is known, possibly from several
+	// goroutines at once; it returns after the last call. unheld[i]
+	// says kubo is known not to hold pins[i], which spares kubo a check.
+	PinMany(ctx context.Context, pins []api.Pin, unheld []bool, done func(i int, err error))
 	Unpin(ctx context.Context, c api.Cid) error
 	// PinLs streams kubo's pins of the comma-separated types.
 	PinLs(ctx context.Context, types string, fn func(api.IPFSPinInfo) error) error
@@ -450,7 +451,7 @@ func (t *Tracker) run(op *operation) {
 	start := time.Now()
 	var err error
 	if op.typ == opPin {
-		err = t.ipfs.PinMany(ctx, []api.Pin{pin}, []bool{op.unheld})[0]
+		t.ipfs.PinMany(ctx, []api.Pin{pin}, []bool{op.unheld}, func(_ int, e error) { err = e })
 		t.batch.observe(1, time.Since(start))
 	} else {
 		if t.releasing(op) && t.cfg.Handoff != nil {
@@ -485,11 +486,11 @@ func (t *Tracker) runPins(ops []*operation) {
 	}
 	if len(pins) > 0 {
 		start := time.Now()
-		errs := t.ipfs.PinMany(t.ctx, pins, unheld)
+		// Each pin is finished as soon as its outcome is known: one
+		// that kubo cannot find does not hold the others of its batch
+		// in pinning.
+		t.ipfs.PinMany(t.ctx, pins, unheld, func(i int, err error) { t.finish(started[i], err) })
 		t.batch.observe(len(pins), time.Since(start))
-		for i, op := range started {
-			t.finish(op, errs[i])
-		}
 	}
 	for _, op := range later {
 		t.run(op)
