@@ -135,6 +135,7 @@ type Cluster struct {
 	log       zerolog.Logger
 	// peerJoined wakes the republishing of metrics (capacity 1).
 	peerJoined chan struct{}
+	expiry     expiry
 	// dialing holds the peers connectPeerset is dialing.
 	dialing sync.Map
 
@@ -153,6 +154,7 @@ func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, i
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ipfsID = api.IPFSID{Error: "kubo not contacted yet"}
 	c.peerJoined = make(chan struct{}, 1)
+	c.expiry.wake = make(chan struct{}, 1)
 	return c
 }
 
@@ -164,8 +166,8 @@ func (c *Cluster) SetPolicy(p Policy) { c.policy = p }
 // Start.
 func (c *Cluster) SetConsensus(cons Consensus) { c.consensus = cons }
 
-// Start launches the periodic tasks: kubo identity refresh, metrics, state
-// sync (expiry) and recover.
+// Start launches the periodic tasks: kubo identity refresh, metrics,
+// expiry and recover.
 func (c *Cluster) Start() {
 	c.refreshIPFSID()
 	c.every(10*time.Second, c.refreshIPFSID)
@@ -174,11 +176,7 @@ func (c *Cluster) Start() {
 		unreachable := map[peer.ID]bool{}
 		c.every(c.cfg.ConnectSwarmsDelay, func() { c.connectKubos(unreachable) })
 	}
-	c.every(c.cfg.StateSyncInterval, func() {
-		if err := c.StateSync(c.ctx); err != nil && c.ctx.Err() == nil {
-			c.log.Warn().Err(err).Msg("state sync")
-		}
-	})
+	c.wg.Go(c.expiryLoop)
 	c.every(c.cfg.PinRecoverInterval, func() {
 		n := 0
 		err := c.tracker.RecoverAll(c.ctx, false, func(api.PinInfo) error { n++; return nil })

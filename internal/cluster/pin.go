@@ -201,6 +201,9 @@ func (c *Cluster) ApplyPin(pin api.Pin) error {
 	if err := c.state.PutApplied(pin); err != nil {
 		return fmt.Errorf("apply pin %s: %w", pin.Cid, err)
 	}
+	if !pin.ExpireAt.IsZero() {
+		c.expiry.note(pin.ExpireAt)
+	}
 	if err := c.tracker.Track(pin); err != nil {
 		// The pin is committed and stored; the tracker recorded the failure
 		// and retries it.
@@ -217,28 +220,6 @@ func (c *Cluster) ApplyUnpin(pin api.Pin) error {
 	}
 	if err := c.tracker.Untrack(pin); err != nil {
 		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("untrack")
-	}
-	return nil
-}
-
-// StateSync unpins the pins whose expiry has passed.
-func (c *Cluster) StateSync(ctx context.Context) error {
-	now := time.Now()
-	var expired []api.Pin
-	err := c.state.ListType(ctx, api.AllType, func(p api.Pin) error {
-		if p.ExpiredAt(now) {
-			expired = append(expired, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("state sync: %w", err)
-	}
-	for _, p := range expired {
-		if _, err := c.Unpin(ctx, p.Cid); err != nil && !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("state sync: unpin expired %s: %w", p.Cid, err)
-		}
-		c.log.Info().Stringer("cid", p.Cid).Time("expire_at", p.ExpireAt).Msg("unpinned expired pin")
 	}
 	return nil
 }
