@@ -164,6 +164,9 @@ func textPolicyReload(r api.PolicyReload) string {
 		}
 		return fmt.Sprintf("%s | %s | ERROR: %s (%s)\n", r.Peer, r.Peername, r.Error, active)
 	}
+	if r.PolicySHA256 == "" {
+		return fmt.Sprintf("%s | %s | no policy: cluster.policy_file is empty\n", r.Peer, r.Peername)
+	}
 	return fmt.Sprintf("%s | %s | reloaded: sha256 %s\n", r.Peer, r.Peername, r.PolicySHA256)
 }
 

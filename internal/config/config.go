@@ -475,6 +475,13 @@ func hasKey(raw json.RawMessage, key string) bool {
 	return ok
 }
 
+// referenceGroups are the reference's top-level sections that group
+// component sections (api.restapi, datastore.pebble, ...).
+var referenceGroups = map[string]bool{
+	"api": true, "ipfs_connector": true, "pin_tracker": true, "monitor": true, "allocator": true,
+	"informer": true, "observations": true, "datastore": true, "consensus": true,
+}
+
 // unknownSections warns about top-level sections and subsections this
 // version does not use, so an operator sees what has no effect.
 func unknownSections(top map[string]json.RawMessage, known map[string]bool) []string {
@@ -483,8 +490,10 @@ func unknownSections(top map[string]json.RawMessage, known map[string]bool) []st
 		if known[name] {
 			continue
 		}
+		// Only the reference's groups of sections hold subsections
+		// worth naming; anything else is unknown as a whole.
 		var sub map[string]json.RawMessage
-		if json.Unmarshal(top[name], &sub) != nil || len(sub) == 0 || name == "cluster" {
+		if !referenceGroups[name] || json.Unmarshal(top[name], &sub) != nil || len(sub) == 0 {
 			out = append(out, fmt.Sprintf("section %s is not used by this version; ignored", name))
 			continue
 		}

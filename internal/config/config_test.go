@@ -204,3 +204,18 @@ func TestReferenceConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUnknownSectionNamedWhole: a top-level section the reference does not
+// have is named as a whole, not by its keys.
+func TestUnknownSectionNamedWhole(t *testing.T) {
+	c, err := Parse([]byte(`{"cluster":{},"foo":{"a":1},"api":{"restapi":{},"bar":{}}}`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"section api.bar is not used by this version; ignored", "section foo is not used by this version; ignored"}
+	got := slices.Clone(c.Warnings)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("warnings %q, want %q", got, want)
+	}
+}
