@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path"
 	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -111,9 +112,20 @@ func (c *Client) Status(ctx context.Context, ci api.Cid, local bool) (api.Global
 	return gpi, err
 }
 
-// StatusCids streams the status of the given CIDs.
+// statusCidsPerRequest bounds the CIDs of one GET /pins?cids=: they go in
+// the request line, which the server limits with max_header_bytes (4 KiB
+// by default); 40 CIDv1 take about 2.4 KB.
+const statusCidsPerRequest = 40
+
+// StatusCids streams the status of the given CIDs, asking for a few dozen
+// at a time.
 func (c *Client) StatusCids(ctx context.Context, cids []api.Cid, local bool, fn func(api.GlobalPinInfo) error) error {
-	return c.statusAll(ctx, api.TrackerStatusUndefined, cids, local, fn)
+	for chunk := range slices.Chunk(cids, statusCidsPerRequest) {
+		if err := c.statusAll(ctx, api.TrackerStatusUndefined, chunk, local, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // StatusAll streams the status of every pin that has, on some peer, a

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
+
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
@@ -412,5 +415,28 @@ func TestIDWithKuboDown(t *testing.T) {
 	}
 	if len(peers) != 1 || peers[0].Error != "" || peers[0].IPFS == nil || peers[0].IPFS.Error == "" {
 		t.Fatalf("GET /peers with kubo down: %+v", peers)
+	}
+}
+
+// TestStatusOfManyCids asks for the status of 300 CIDs at once, as ctl
+// status with many arguments does: the client splits them so that no
+// request line passes the server's max_header_bytes.
+func TestStatusOfManyCids(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	cids := make([]api.Cid, 300)
+	for i := range cids {
+		c, err := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: multihash.SHA2_256, MhLength: -1}.Sum([]byte(strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cids[i] = api.NewCid(c)
+	}
+	seen := map[api.Cid]bool{}
+	err := p.Client(t).StatusCids(t.Context(), cids, false, func(g api.GlobalPinInfo) error {
+		seen[g.Cid] = true
+		return nil
+	})
+	if err != nil || len(seen) != len(cids) {
+		t.Fatalf("status of %d CIDs: %d answered (%v)", len(cids), len(seen), err)
 	}
 }
