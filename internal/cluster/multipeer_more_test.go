@@ -522,8 +522,13 @@ func TestStatusWithAPeerDown(t *testing.T) {
 		t.Fatalf("allocations %v, want the peer to stop", pin.Allocations)
 	}
 	dead.WaitStatus(t, c, api.TrackerStatusPinned)
+	all := identityCids(t, "status-everywhere", 1)[0]
+	if _, err := live[0].Cluster.Pin(t.Context(), all, everywhere); err != nil {
+		t.Fatal(err)
+	}
+	dead.WaitStatus(t, all, api.TrackerStatusPinned)
 	for _, p := range live {
-		waitPinset(t, 10*time.Second, p, []api.Cid{c})
+		waitPinset(t, 10*time.Second, p, []api.Cid{all, c})
 	}
 
 	// check asks each live peer for the status of c (GET /pins/{cid}) and
@@ -540,7 +545,9 @@ func TestStatusWithAPeerDown(t *testing.T) {
 			for _, filter := range []api.TrackerStatus{api.TrackerStatusUndefined, api.TrackerStatusError} {
 				var listed []api.GlobalPinInfo
 				err := p.Cluster.StatusAll(t.Context(), filter, false, func(g api.GlobalPinInfo) error {
-					listed = append(listed, g)
+					if g.Cid == c {
+						listed = append(listed, g)
+					}
 					return nil
 				})
 				want := 0
@@ -605,6 +612,11 @@ func TestStatusWithAPeerDown(t *testing.T) {
 	// the pin asks it and reports it unreachable; the listings, which ask
 	// only live peers, report it down.
 	check("down, ping expired", api.TrackerStatusClusterError, false)
+	// A pin on every peer, which the stopped peer held, says the same.
+	gpi := restStatus(t, live[0], all)
+	if pi, ok := gpi.PeerMap[dead.Identity.ID.String()]; len(gpi.PeerMap) != 3 || !ok || pi.Status != api.TrackerStatusClusterError {
+		t.Fatalf("status of a pin on every peer with one down: %+v, want the stopped peer in cluster_error", gpi.PeerMap)
+	}
 }
 
 // TestStatusAllWithAKuboDown kills the kubo of one peer: the listings show

@@ -253,7 +253,9 @@ func (c *Cluster) PeerAdd(ctx context.Context, p peer.ID) (api.ID, error) {
 // timeout), and a peer that cannot be reached shows cluster_error. The
 // reference lists the peers outside the allocations as remote without
 // asking them; asked, a peer still holding a pin moved away from it (see
-// Handoff) says so, as the listing of every pin does.
+// Handoff) says so, as the listing of every pin does. For a pin on every
+// peer, the peers whose ping expired show cluster_error without being
+// asked, as in the listing.
 func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string) (api.GlobalPinInfo, error) {
 	pin, err := c.state.Get(ci)
 	switch {
@@ -271,6 +273,12 @@ func (c *Cluster) statusFromPeers(ctx context.Context, ci api.Cid, method string
 	}
 	names := c.peerNames()
 	var gpi api.GlobalPinInfo
+	if err == nil && len(pin.Allocations) == 0 {
+		// On every peer, so also on those down, which are not asked.
+		for _, d := range c.downPeers() {
+			gpi.Add(peerInfo(pin, d.peer, names[d.peer], api.TrackerStatusClusterError, time.Now(), d.reason()), nil)
+		}
+	}
 	for _, r := range p2p.CallAll[api.PinInfo](ctx, c.rpc, ask, method, ci, peerCallTimeout) {
 		if refused(r.Err) {
 			continue
@@ -304,6 +312,11 @@ func errorInfo(pin api.Pin, p peer.ID, pg ping, err error) api.PinInfo {
 type peerDown struct {
 	peer     peer.ID
 	lastSeen time.Time
+}
+
+// reason is the error of d's entries in status results.
+func (d peerDown) reason() string {
+	return fmt.Sprintf("peer down: no ping from it for %s", time.Since(d.lastSeen).Round(time.Second))
 }
 
 // downPeers lists the peers that sent a ping once but whose ping expired:
@@ -422,9 +435,8 @@ func (c *Cluster) streamFromPeers(ctx context.Context, l listing, fn func(api.Gl
 	}
 	for _, d := range l.down {
 		peers = append(peers, d.peer)
-		reason := fmt.Sprintf("peer down: no ping from it for %s", time.Since(d.lastSeen).Round(time.Second))
 		start(func(emit func(api.PinInfo) error) error {
-			if err := c.unanswered(ctx, d.peer, names[d.peer], reason, "", emit); err != nil {
+			if err := c.unanswered(ctx, d.peer, names[d.peer], d.reason(), "", emit); err != nil {
 				c.log.Warn().Err(err).Stringer("peer", d.peer).Msg("list the pins of a peer that is down")
 			}
 			return nil
