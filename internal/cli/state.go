@@ -182,7 +182,6 @@ func runStateImport(c *Context) error {
 		defer tmp.Close()
 		bw := bufio.NewWriter(tmp)
 		enc := json.NewEncoder(bw)
-		count := 0
 		err = state.DecodeExport(in, func(p api.Pin) error {
 			if rmin != 0 || rmax != 0 {
 				if rmin != 0 {
@@ -198,7 +197,6 @@ func runStateImport(c *Context) error {
 			if allocs != nil {
 				p.Allocations = allocs
 			}
-			count++
 			return enc.Encode(p)
 		})
 		if err != nil {
@@ -242,7 +240,9 @@ func runStateImport(c *Context) error {
 		if err != nil {
 			return fmt.Errorf("import: %w", errors.Join(err, errors.New("the state is partially imported: run the import again")))
 		}
-		fmt.Fprintf(c.Stderr, "imported %d pins\n", count)
+		// The state was emptied first: it holds each CID once, however
+		// often the file names it.
+		fmt.Fprintf(c.Stderr, "imported %d pins\n", db.Len())
 		if (rmin != 0 || rmax != 0) && allocs == nil {
 			fmt.Fprintln(c.Stderr, "the pins keep their allocations: those the new replication factors do not fit are reallocated only when pinned again")
 		}

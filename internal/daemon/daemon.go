@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -186,6 +187,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		&informer.Counter{MetricName: "numpin", Count: func() int { return p.DB.CountStatus()[api.TrackerStatusPinned] },
 			Peer: ident.ID, MetricTTL: inf.NumPin.MetricTTL.D()},
 	}
+	warnUnpublished(cfg.Allocator.Balanced.AllocateBy, inf)
 	p.Cluster = cluster.New(cluster.Config{
 		Peer:                    ident.ID,
 		PeerName:                cl.Peername,
@@ -446,5 +448,24 @@ func (p *Peer) Stop() {
 	}
 	if p.DB != nil {
 		p.DB.Close()
+	}
+}
+
+// warnUnpublished warns about allocate_by metrics this peer publishes
+// none of: a peer that lacks one of them gets no allocation, so a typo
+// there, or a tag no peer has, refuses every pin with a finite
+// replication factor. Other peers may publish it (a tag set on some
+// peers only), hence a warning, not an error.
+func warnUnpublished(allocateBy []string, inf config.Informers) {
+	for _, name := range allocateBy {
+		tag, isTag := strings.CutPrefix(name, "tag:")
+		switch {
+		case name == inf.Disk.MetricType, name == "pinqueue", name == "numpin":
+		case isTag && inf.Tags.Tags[tag] != "":
+		default:
+			log := logging.For("daemon")
+			log.Warn().Str("metric", name).
+				Msg("allocator.balanced.allocate_by names a metric this peer does not publish: peers without it get no allocation")
+		}
 	}
 }
