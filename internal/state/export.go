@@ -71,8 +71,9 @@ func (db *DB) Export(ctx context.Context, w io.Writer, pending map[api.Cid]*api.
 	return nil
 }
 
-// DecodeExport reads an export (one JSON pin per line; blank lines are
-// skipped) and calls fn with each pin. It accepts the reference's exports,
+// DecodeExport reads an export (one JSON pin per line, or a pin spread
+// over lines, as jq prints it; blank lines are skipped) and calls fn with
+// each pin. It accepts the reference's exports,
 // with cid either a string or {"/": "..."}. A line that is not a valid pin
 // stops it with an ErrInvalidExport error naming the line and the problem;
 // an error of fn stops it and is returned as is. It never panics on any
@@ -99,9 +100,24 @@ func DecodeExport(r io.Reader, fn func(api.Pin) error) error {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
+		start := n
 		p, err := decodePinLine(line)
+		// A pin spread over several lines (an export pretty-printed by
+		// jq, say) is read on until it is whole.
+		for incomplete(err, line) {
+			next, rerr := readLine(br, nil)
+			if rerr != nil {
+				break // the file ends inside the pin: err says so
+			}
+			n++
+			if len(line)+1+len(next) > maxExportLine {
+				return fmt.Errorf("%w: line %d: pin %w", ErrInvalidExport, start, errLineTooLong)
+			}
+			line = append(append(line, '\n'), next...)
+			p, err = decodePinLine(line)
+		}
 		if err != nil {
-			return fmt.Errorf("%w: line %d: %w", ErrInvalidExport, n, err)
+			return fmt.Errorf("%w: line %d: %w", ErrInvalidExport, start, err)
 		}
 		if err := fn(p); err != nil {
 			return err
@@ -110,6 +126,14 @@ func DecodeExport(r io.Reader, fn func(api.Pin) error) error {
 }
 
 var errLineTooLong = fmt.Errorf("longer than %d bytes", maxExportLine)
+
+// incomplete reports whether err says that data ends before its JSON
+// value does.
+func incomplete(err error, data []byte) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se) && strings.Contains(se.Error(), "unexpected end of JSON input") &&
+		se.Offset >= int64(len(bytes.TrimRight(data, " \t\r\n")))
+}
 
 // readLine appends the next line of br, without its line ending, to line.
 // It returns io.EOF only when no bytes are left.

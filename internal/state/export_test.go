@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -304,4 +305,36 @@ func FuzzDecodeExport(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestDecodePrettyPrintedExport reads the reference's export lines as jq
+// prints them, one key per line: the same pins, and an error names the
+// line where the broken pin starts.
+func TestDecodePrettyPrintedExport(t *testing.T) {
+	want, err := decodeAll(strings.Join(referenceLines, "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pretty strings.Builder
+	for _, line := range referenceLines {
+		var v any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.MarshalIndent(v, "", "  ")
+		pretty.Write(b)
+		pretty.WriteString("\n")
+	}
+	got, err := decodeAll(pretty.String())
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("pretty-printed export: %d pins (%v), want the %d of the one-line export", len(got), err, len(want))
+	}
+	lines := strings.Count(pretty.String(), "\n")
+	_, err = decodeAll(pretty.String() + "{\n  \"cid\": 12\n}\n")
+	if !errors.Is(err, ErrInvalidExport) || !strings.Contains(err.Error(), fmt.Sprintf("line %d:", lines+1)) {
+		t.Fatalf("broken pretty-printed pin: %v, want an error at line %d", err, lines+1)
+	}
+	if _, err := decodeAll(pretty.String() + "{\n  \"cid\": \"QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG\",\n"); !errors.Is(err, ErrInvalidExport) {
+		t.Fatalf("export cut inside a pin: %v", err)
+	}
 }
