@@ -263,11 +263,7 @@ func TestTruncated(t *testing.T) {
 }
 
 func TestFlippedByte(t *testing.T) {
-	blks := randBlocks(t, 6, 20, 500)
-	v1 := carV1(t, []cid.Cid{blks[0].Cid()}, blks)
-	offs := sectionOffsets(t, v1)
-	bad := bytes.Clone(v1)
-	bad[offs[18]-1] ^= 0x01 // the last byte of block 17
+	blks, bad, offs := carWithFlippedByte(t, 6, 20, 17)
 	_, _, err := Verify(t.Context(), bytes.NewReader(bad), io.Discard, Options{})
 	want := fmt.Sprintf("car: block 17 at offset %d: %s: hash mismatch", offs[17], blks[17].Cid())
 	if err == nil || err.Error() != want {
@@ -312,15 +308,23 @@ func TestFlippedByte(t *testing.T) {
 	}
 }
 
+// carWithFlippedByte is a CARv1 of n random blocks with the last byte of
+// block i (not the last) flipped, with the blocks and section offsets.
+func carWithFlippedByte(t testing.TB, seed uint64, n, i int) ([]blocks.Block, []byte, []int) {
+	t.Helper()
+	blks := randBlocks(t, seed, n, 500)
+	v1 := carV1(t, []cid.Cid{blks[0].Cid()}, blks)
+	offs := sectionOffsets(t, v1)
+	bad := bytes.Clone(v1)
+	bad[offs[i+1]-1] ^= 0x01
+	return blks, bad, offs
+}
+
 // TestUnverified reads a CAR with a corrupt block without hashing: the
 // block comes through as it is, for a consumer that checks it itself,
 // while a CID the allow-list refuses is still refused.
 func TestUnverified(t *testing.T) {
-	blks := randBlocks(t, 7, 3, 500)
-	v1 := carV1(t, []cid.Cid{blks[0].Cid()}, blks)
-	offs := sectionOffsets(t, v1)
-	bad := bytes.Clone(v1)
-	bad[offs[2]-1] ^= 0x01 // the last byte of block 1
+	blks, bad, _ := carWithFlippedByte(t, 7, 3, 1)
 	_, got := readAll(t, bad, Options{Unverified: true})
 	if len(got) != 3 || bytes.Equal(got[1].RawData(), blks[1].RawData()) || !got[1].Cid().Equals(blks[1].Cid()) {
 		t.Fatalf("unverified read of a CAR with a flipped byte: %d blocks, want 3 with the flipped one as sent", len(got))
