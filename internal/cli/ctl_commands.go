@@ -222,9 +222,11 @@ func pathArg(s string) (string, error) {
 	return p, nil
 }
 
-// expireAt turns --expire-in into an absolute time (zero when not given).
+// expireAt turns --expire-in into an absolute time: zero, no expiry, when
+// not given or 0 (a script passing --expire-in 0 means no expiry, not a
+// pin already expired).
 func expireAt(c *Context) time.Time {
-	if !c.IsSet("expire-in") {
+	if !c.IsSet("expire-in") || c.Duration("expire-in") == 0 {
 		return time.Time{}
 	}
 	return time.Now().Add(c.Duration("expire-in"))

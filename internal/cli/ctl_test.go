@@ -344,6 +344,19 @@ func TestCtlPinAddOptions(t *testing.T) {
 	if opts.ExpireAt.Before(before.Add(time.Hour)) || opts.ExpireAt.After(time.Now().Add(time.Hour)) {
 		t.Errorf("expire_at %s", opts.ExpireAt)
 	}
+
+	// --expire-in 0 is no expiry.
+	if _, errOut, code := runCtl(t, nil, "pin", "add", "--host", f.host(), "--expire-in", "0s", "--no-status", ctlCid1); code != 0 {
+		t.Fatalf("--expire-in 0s: exit %d: %s", code, errOut)
+	}
+	got := f.got()
+	u, err = url.Parse(strings.TrimPrefix(got[len(got)-1], "POST "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Query().Has("expire-at") {
+		t.Errorf("--expire-in 0s sent expire-at %s", u.Query().Get("expire-at"))
+	}
 }
 
 func TestCtlUsageErrors(t *testing.T) {
