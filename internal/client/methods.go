@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -10,104 +11,149 @@ import (
 	"ipfs-cluster/internal/api"
 )
 
-// expiry wakes the expiry loop when a pin that expires sooner than every
-// other is applied. Its methods are safe for concurrent use.
+// expiry knows when each pin with an expiry expires, so that the pins
+// due can be unpinned without reading the whole pinset: an entry per
+// noted expiry, ordered by time, and the latest expiry of each CID, which
+// tells the entries of an expiry since changed (skipped when due). Its
+// methods are safe for concurrent use.
 type expiry struct {
-	mu   sync.Mutex
-	next time.Time     // the earliest expiry known; zero for none
-	wake chan struct{} // capacity 1
+	mu     sync.Mutex
+	due    expiryHeap
+	latest map[api.Cid]time.Time
+	wake   chan struct{} // capacity 1: an expiry sooner than every other was noted
 }
 
-// note records a pin's expiry, waking the loop if it comes first.
-func (e *expiry) note(t time.Time) {
+type expiryEntry struct {
+	at  time.Time
+	cid api.Cid
+}
+
+type expiryHeap []expiryEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// note records that c expires at t (a pin applied, or found by a sweep).
+func (e *expiry) note(c api.Cid, t time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.next.IsZero() && !t.Before(e.next) {
+	if e.latest == nil {
+		e.latest = map[api.Cid]time.Time{}
+	}
+	if at, ok := e.latest[c]; ok && at.Equal(t) {
 		return
 	}
-	e.next = t
-	select {
-	case e.wake <- struct{}{}:
-	default:
+	e.latest[c] = t
+	heap.Push(&e.due, expiryEntry{at: t, cid: c})
+	if e.due[0].cid == c && e.due[0].at.Equal(t) {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// swept records what a sweep that started at start found next, keeping an
-// earlier expiry noted meanwhile, and returns the earliest expiry.
-func (e *expiry) swept(start, found time.Time) time.Time {
+// takeDue removes and returns the CIDs whose latest expiry is at or before
+// now, and the next expiry (zero for none).
+func (e *expiry) takeDue(now time.Time) ([]api.Cid, time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.next.Before(start) || (!found.IsZero() && found.Before(e.next)) {
-		e.next = found
+	var cids []api.Cid
+	for len(e.due) > 0 && !e.due[0].at.After(now) {
+		d := heap.Pop(&e.due).(expiryEntry)
+		if at, ok := e.latest[d.cid]; ok && at.Equal(d.at) {
+			delete(e.latest, d.cid)
+			cids = append(cids, d.cid)
+		}
 	}
-	return e.next
+	if len(e.due) == 0 {
+		return cids, time.Time{}
+	}
+	return cids, e.due[0].at
 }
 
-func (e *expiry) earliest() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.next
-}
-
-// expiryLoop unpins each pin when its expire_at passes: it sweeps the
-// pinset at start (pins that expired while the peer was down), then
-// sleeps until the earliest expiry it knows of, which sweeps find and
-// ApplyPin brings forward. It also sweeps every state_sync_interval, as
-// the reference does. Every peer does this: the first unpin of a pin
-// wins, and the others find it gone.
+// expiryLoop unpins each pin when its expire_at passes. A sweep of the
+// pinset at start unpins what expired while the peer was down and notes
+// every expiry to come; ApplyPin notes the expiries of pins applied
+// later. The loop then sleeps until the next expiry and unpins the pins
+// due, without reading the pinset again. Every state_sync_interval it
+// sweeps again, as the reference does. Every peer does this: the first
+// unpin of a pin wins, and the others find it gone.
 func (c *Cluster) expiryLoop() {
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	tick := time.NewTicker(c.cfg.StateSyncInterval)
 	defer tick.Stop()
+	sweep := true
 	for {
+		if sweep {
+			if err := c.sweepExpired(c.ctx); err != nil && c.ctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("state sync")
+			}
+		}
+		due, next := c.expiry.takeDue(time.Now())
+		for _, ci := range due {
+			c.unpinIfExpired(c.ctx, ci)
+		}
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.expiry.wake:
-			timer.Reset(time.Until(c.expiry.earliest()))
-			continue
+			sweep = false
 		case <-timer.C:
+			sweep = false
 		case <-tick.C:
-		}
-		start := time.Now()
-		found, err := c.unpinExpired(c.ctx)
-		if err != nil {
-			if c.ctx.Err() == nil {
-				c.log.Warn().Err(err).Msg("state sync")
-			}
-			// The next tick tries again, rather than a loop now.
-			found = time.Time{}
-		}
-		if next := c.expiry.swept(start, found); !next.IsZero() {
-			timer.Reset(time.Until(next))
+			sweep = true
 		}
 	}
 }
 
-// unpinExpired unpins the pins whose expiry has passed and returns the
-// earliest expiry still to come (zero for none).
-func (c *Cluster) unpinExpired(ctx context.Context) (time.Time, error) {
+// sweepExpired reads the whole pinset: it unpins the pins whose expiry has
+// passed and notes the expiries to come.
+func (c *Cluster) sweepExpired(ctx context.Context) error {
 	now := time.Now()
 	var expired []api.Pin
-	var next time.Time
 	err := c.state.ListType(ctx, api.AllType, func(p api.Pin) error {
 		switch {
 		case p.ExpiredAt(now):
 			expired = append(expired, p)
-		case !p.ExpireAt.IsZero() && (next.IsZero() || p.ExpireAt.Before(next)):
-			next = p.ExpireAt
+		case !p.ExpireAt.IsZero():
+			c.expiry.note(p.Cid, p.ExpireAt)
 		}
 		return nil
 	})
 	if err != nil {
-		return next, fmt.Errorf("state sync: %w", err)
+		return fmt.Errorf("state sync: %w", err)
 	}
 	for _, p := range expired {
-		if _, err := c.Unpin(ctx, p.Cid); err != nil && !errors.Is(err, ErrNotFound) {
-			return next, fmt.Errorf("state sync: unpin expired %s: %w", p.Cid, err)
-		}
-		c.log.Info().Stringer("cid", p.Cid).Time("expire_at", p.ExpireAt).Msg("unpinned expired pin")
+		c.unpinIfExpired(ctx, p.Cid)
 	}
-	return next, nil
+	return nil
+}
+
+// unpinIfExpired unpins ci if the pinset still holds it with an expiry
+// that has passed (it may have been unpinned, or pinned again without).
+func (c *Cluster) unpinIfExpired(ctx context.Context, ci api.Cid) {
+	p, err := c.state.Get(ci)
+	if err != nil || !p.ExpiredAt(time.Now()) {
+		return
+	}
+	if _, err := c.Unpin(ctx, ci); err != nil && !errors.Is(err, ErrNotFound) {
+		if ctx.Err() == nil {
+			c.log.Warn().Err(err).Stringer("cid", ci).Msg("unpin expired pin")
+		}
+		return
+	}
+	c.log.Info().Stringer("cid", ci).Time("expire_at", p.ExpireAt).Msg("unpinned expired pin")
 }

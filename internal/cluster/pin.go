@@ -202,7 +202,7 @@ func (c *Cluster) ApplyPin(pin api.Pin) error {
 		return fmt.Errorf("apply pin %s: %w", pin.Cid, err)
 	}
 	if !pin.ExpireAt.IsZero() {
-		c.expiry.note(pin.ExpireAt)
+		c.expiry.note(pin.Cid, pin.ExpireAt)
 	}
 	if err := c.tracker.Track(pin); err != nil {
 		// The pin is committed and stored; the tracker recorded the failure
