@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -69,5 +70,38 @@ func TestAllocationIndexFollowsWrites(t *testing.T) {
 	}
 	if got := allocated(t, db, c); len(got) != 0 {
 		t.Fatalf("c after clear: %v", got)
+	}
+}
+
+// A peer ID can end in 0xff bytes; its pins must still list, and the
+// peers listing must neither skip it nor repeat one.
+func TestAllocatedPeersWithIDsEndingInFF(t *testing.T) {
+	db := openTestDB(t, t.TempDir())
+	a, b, c := peer.ID("peer-a\xff"), peer.ID("peer-a\xff\xff"), peer.ID("peer-b")
+	p1, p2, p3 := testPin(1), testPin(2), testPin(3)
+	p1.Allocations = []peer.ID{a, c}
+	p2.Allocations = []peer.ID{b, a}
+	p3.Allocations = []peer.ID{b}
+	if err := db.PutMany([]api.Pin{p1, p2, p3}); err != nil {
+		t.Fatal(err)
+	}
+	if got := allocated(t, db, a); len(got) != 2 || !got[p1.Cid.String()] || !got[p2.Cid.String()] {
+		t.Fatalf("a holds %v", got)
+	}
+	if got := allocated(t, db, b); len(got) != 2 || !got[p2.Cid.String()] || !got[p3.Cid.String()] {
+		t.Fatalf("b holds %v", got)
+	}
+	peers, err := db.AllocatedPeers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 3 || !slices.Contains(peers, a) || !slices.Contains(peers, b) || !slices.Contains(peers, c) {
+		t.Fatalf("allocated peers %q, want a, b and c", peers)
+	}
+	if err := db.Delete(p1.Cid); err != nil {
+		t.Fatal(err)
+	}
+	if peers, err = db.AllocatedPeers(context.Background()); err != nil || len(peers) != 2 || slices.Contains(peers, c) {
+		t.Fatalf("after deleting c's only pin: %q, %v", peers, err)
 	}
 }

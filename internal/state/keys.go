@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/go-cid"
@@ -44,11 +45,22 @@ func statusBit(st api.TrackerStatus) byte { return byte(bits.TrailingZeros64(uin
 func metaKey(kind byte, stripe int) []byte { return []byte{prefixSys, kind, byte(stripe)} }
 
 // boundsOf returns iterator bounds covering every key starting with prefix.
-// No prefix used here ends in 0xff, so incrementing the last byte suffices.
 func boundsOf(prefix ...byte) *pebble.IterOptions {
-	upper := append([]byte(nil), prefix...)
-	upper[len(upper)-1]++
-	return &pebble.IterOptions{LowerBound: prefix, UpperBound: upper}
+	return &pebble.IterOptions{LowerBound: prefix, UpperBound: upperBound(prefix)}
+}
+
+// upperBound is the smallest key above every key starting with prefix: the
+// prefix up to its last byte below 0xff, that byte incremented. The peer ID
+// ending an allocation prefix can end in 0xff. Every prefix here starts
+// with a key-kind byte below 0xff, so there is always one.
+func upperBound(prefix []byte) []byte {
+	upper := slices.Clone(prefix)
+	i := len(upper) - 1
+	for i > 0 && upper[i] == 0xff {
+		i--
+	}
+	upper[i]++
+	return upper[:i+1]
 }
 
 // cidFromKey decodes the CID that follows a key prefix of n bytes.

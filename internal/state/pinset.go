@@ -366,3 +366,32 @@ func (db *DB) ListAllocatedTo(ctx context.Context, p peer.ID, fn func(api.Cid) e
 	}
 	return it.Error()
 }
+
+// AllocatedPeers lists, in index order, every peer that some pin is
+// allocated to. It reads one index key per peer, seeking past the rest of
+// each peer's pins, so the cost is the number of peers, not of pins.
+func (db *DB) AllocatedPeers(ctx context.Context) ([]peer.ID, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	it, err := db.pdb.NewIterWithContext(ctx, boundsOf(prefixAlloc))
+	if err != nil {
+		return nil, fmt.Errorf("state: list allocated peers: %w", err)
+	}
+	defer it.Close()
+	var peers []peer.ID
+	for valid := it.First(); valid; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		key := it.Key()
+		n, size := binary.Uvarint(key[1:])
+		if size <= 0 || uint64(len(key)-1-size) < n {
+			return nil, fmt.Errorf("state: malformed allocation index key %x", key)
+		}
+		p := peer.ID(key[1+size : 1+size+int(n)])
+		peers = append(peers, p)
+		valid = it.SeekGE(upperBound(allocPrefix(p)))
+	}
+	return peers, it.Error()
+}
