@@ -41,6 +41,7 @@ type State interface {
 	Get(c api.Cid) (api.Pin, error)
 	ListType(ctx context.Context, types api.PinType, fn func(api.Pin) error) error
 	ListAllocatedTo(ctx context.Context, p peer.ID, fn func(api.Cid) error) error
+	AllocatedPeers(ctx context.Context) ([]peer.ID, error)
 	Len() int
 }
 

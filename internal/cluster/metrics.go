@@ -40,6 +40,9 @@ type ping struct {
 	// ClusterAddresses lets peers that only share a bootstrap peer find
 	// and dial each other (the reference used a DHT for this).
 	ClusterAddresses []api.Multiaddr `json:"cluster_addresses,omitempty"`
+	// Repinning says the peer moves the pins of peers that go down, so
+	// that the others count on it for its share (see repinners).
+	Repinning bool `json:"repinning,omitempty"`
 }
 
 func decodePing(v string) (ping, error) {
@@ -87,6 +90,25 @@ func (c *Cluster) startMetrics() {
 			}
 		}
 	})
+	if !c.cfg.DisableRepinning {
+		c.wg.Go(c.repinSweeps)
+	}
+}
+
+// repinSweeps runs a repin sweep every state_sync_interval. Not sooner
+// after start: until this peer has connected and heard the others' pings,
+// every other peer looks down to it.
+func (c *Cluster) repinSweeps() {
+	tick := time.NewTicker(max(c.cfg.StateSyncInterval, 4*c.cfg.PingInterval))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+			c.repinSweep()
+		}
+	}
 }
 
 // publish sends one informer's metrics and returns when to send them next.
@@ -105,7 +127,8 @@ func (c *Cluster) publish(inf Informer) time.Duration {
 
 func (c *Cluster) sendPing() {
 	id := c.kuboID()
-	value, _ := json.Marshal(ping{PeerName: c.cfg.PeerName, IPFSID: id.ID.String(), IPFSAddresses: id.Addresses, ClusterAddresses: c.addrs()})
+	value, _ := json.Marshal(ping{PeerName: c.cfg.PeerName, IPFSID: id.ID.String(), IPFSAddresses: id.Addresses,
+		ClusterAddresses: c.addrs(), Repinning: !c.cfg.DisableRepinning})
 	m := api.Metric{Name: pingMetric, Peer: c.cfg.Peer, Value: string(value), Valid: true}
 	m.SetTTL(2 * c.cfg.PingInterval)
 	c.monitor.Publish(m)

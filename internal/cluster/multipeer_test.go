@@ -12,6 +12,7 @@ import (
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/daemon"
 	"ipfs-cluster/internal/daemon/daemontest"
 	"ipfs-cluster/internal/kubo/kubotest"
 )
@@ -210,6 +211,49 @@ func TestRepinWhenAPeerGoesDown(t *testing.T) {
 	}
 }
 
+// Every pin allocated to a dead peer moves, also the share of a peer that
+// does not repin (disable_repinning is its default) and of a peer that
+// restarted meanwhile and so never saw the dead peer's ping expire.
+func TestEveryPinLeavesADeadPeer(t *testing.T) {
+	peers := daemontest.StartCluster(t, 4, func(i int, c *config.Config) {
+		c.Cluster.DisableRepinning = i == 3
+		c.Cluster.StateSyncInterval = config.Duration(3 * time.Second)
+	})
+	dead, restarted := peers[2], peers[0]
+	cs := cids(t, peers[0], 24)
+	for i, c := range cs {
+		// Every pin has a copy on the peer that dies, so every pin needs
+		// a repin; which peer is responsible varies with the CID.
+		other := peers[1+2*(i%2)].Identity.ID
+		opts := api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2, UserAllocations: []peer.ID{dead.Identity.ID, other}}
+		if _, err := peers[1].Cluster.Pin(t.Context(), c, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range peers {
+		waitUntil(t, 30*time.Second, "pinset everywhere", func() (bool, string) { return p.DB.Len() == len(cs), "" })
+	}
+	dead.Stop()
+	restarted.Stop()
+	again, err := daemon.Start(restarted.Dir, restarted.Config, restarted.Identity, daemon.Options{Bootstrap: []string{peers[1].ClusterAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Stop)
+	for _, c := range cs {
+		waitUntil(t, 30*time.Second, c.String()+" repinned away from the dead peer", func() (bool, string) {
+			pin, err := peers[1].Cluster.PinGet(t.Context(), c)
+			if err != nil {
+				return false, err.Error()
+			}
+			if len(pin.Allocations) != 2 || slices.Contains(pin.Allocations, dead.Identity.ID) {
+				return false, fmt.Sprintf("allocations %v", pin.Allocations)
+			}
+			return true, ""
+		})
+	}
+}
+
 func TestPeerRemoveMovesItsPins(t *testing.T) {
 	peers := daemontest.StartCluster(t, 3, nil) // repinning stays off
 	cs := cids(t, peers[0], 6)
@@ -220,8 +264,15 @@ func TestPeerRemoveMovesItsPins(t *testing.T) {
 	}
 	// Three copies cannot be kept on the two peers left: this pin stays
 	// as it is, and does not hold up the removal.
-	stuck := cids(t, peers[0], 7)[6]
+	more := cids(t, peers[0], 8)
+	stuck := more[6]
 	if _, err := peers[0].Cluster.Pin(t.Context(), stuck, api.PinOptions{ReplicationFactorMin: 3, ReplicationFactorMax: 3}); err != nil {
+		t.Fatal(err)
+	}
+	// One copy is enough for this one: the removed peer must leave its
+	// allocations all the same, or a later failure counts it as a copy.
+	enough := more[7]
+	if _, err := peers[0].Cluster.Pin(t.Context(), enough, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 3}); err != nil {
 		t.Fatal(err)
 	}
 	gone := peers[2]
@@ -247,6 +298,9 @@ func TestPeerRemoveMovesItsPins(t *testing.T) {
 		if err != nil || len(pin.Allocations) != 2 || slices.Contains(pin.Allocations, gone.Identity.ID) {
 			t.Fatalf("%s allocations %v after removing %s (%v)", c, pin.Allocations, gone.Identity.ID, err)
 		}
+	}
+	if pin, err := peers[0].Cluster.PinGet(t.Context(), enough); err != nil || len(pin.Allocations) != 2 || slices.Contains(pin.Allocations, gone.Identity.ID) {
+		t.Fatalf("pin with copies to spare: allocations %v after removing %s (%v), want the 2 others", pin.Allocations, gone.Identity.ID, err)
 	}
 	if pin, err := peers[0].Cluster.PinGet(t.Context(), stuck); err != nil || len(pin.Allocations) != 3 {
 		t.Fatalf("pin that could not move: allocations %v (%v), want the 3 it had", pin.Allocations, err)

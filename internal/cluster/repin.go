@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,14 +13,18 @@ import (
 	"ipfs-cluster/internal/p2p"
 )
 
-// repinFrom allocates elsewhere the pins of a peer that went down, for the
-// pins whose closest live peer is this one, so that exactly one peer acts
-// for each pin. It visits only the dead peer's pins (the allocation index).
+// repinFrom allocates elsewhere the pins of a peer that is down, for the
+// pins this peer is responsible for: the closest (XOR) to the CID of the
+// repinners, so exactly one peer acts for each pin. It visits only the
+// dead peer's pins (the allocation index).
 func (c *Cluster) repinFrom(dead peer.ID) {
-	live := slices.DeleteFunc(c.peerset(), func(p peer.ID) bool { return p == dead })
+	repinners := c.repinners()
+	if !slices.Contains(repinners, c.cfg.Peer) {
+		return
+	}
 	var mine []api.Cid
 	err := c.state.ListAllocatedTo(c.ctx, dead, func(ci api.Cid) error {
-		if closestPeer(ci, live) == c.cfg.Peer {
+		if closestPeer(ci, repinners) == c.cfg.Peer {
 			mine = append(mine, ci)
 		}
 		return nil
@@ -28,9 +33,10 @@ func (c *Cluster) repinFrom(dead peer.ID) {
 		c.log.Warn().Err(err).Stringer("peer", dead).Msg("repin: list allocations")
 		return
 	}
+	live := c.peerset()
 	moved := 0
 	for _, ci := range mine {
-		if err := c.repin(c.ctx, ci, dead); err != nil {
+		if err := c.repin(c.ctx, ci, dead, live, false); err != nil {
 			c.log.Warn().Err(err).Stringer("cid", ci).Stringer("peer", dead).Msg("repin")
 			continue
 		}
@@ -41,19 +47,70 @@ func (c *Cluster) repinFrom(dead peer.ID) {
 	}
 }
 
-// repin re-allocates one pin without the dead peer; current allocations
-// that are still live are kept, and only a pin below its minimum gets new
-// ones.
-func (c *Cluster) repin(ctx context.Context, ci api.Cid, dead peer.ID) error {
+// repinners are the live peers that repin: their pings say repinning is
+// on, and this peer merges their changes. Trusted peers share their
+// trusted_peers and see the same pings, so they agree on the set, and on
+// the one peer of it closest to each CID. A peer that would never act (it
+// does not repin, or its changes are dropped here) is never given a pin.
+func (c *Cluster) repinners() []peer.ID {
+	var out []peer.ID
+	for _, m := range c.monitor.LatestMetrics(pingMetric) {
+		p, err := decodePing(m.Value)
+		if err != nil || !p.Repinning {
+			continue
+		}
+		if m.Peer != c.cfg.Peer && c.isTrusted != nil && !c.isTrusted(m.Peer) {
+			continue
+		}
+		out = append(out, m.Peer)
+	}
+	return out
+}
+
+// repinSweep repins from every peer that holds allocations and is down.
+// The ping alert starts repinning when a peer goes down, but a peer that
+// died before this one started never raises it here, and neither does one
+// whose responsible peer was itself down or restarting at the time.
+func (c *Cluster) repinSweep() {
+	peers, err := c.state.AllocatedPeers(c.ctx)
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("repin sweep")
+		}
+		return
+	}
+	live := c.peerset()
+	for _, p := range peers {
+		if !slices.Contains(live, p) {
+			c.repinFrom(p)
+		}
+	}
+}
+
+// repin re-allocates one pin away from peer gone. Only allocations to
+// live peers count: those kept, and the pin is re-allocated when fewer
+// than its minimum are left. Otherwise it is left as it is, the peers that
+// are down included (they may come back), unless removed is set: a peer
+// removed from the cluster leaves the allocations either way.
+func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []peer.ID, removed bool) error {
 	pin, err := c.state.Get(ci)
+	if errors.Is(err, ErrNotFound) {
+		return nil // unpinned meanwhile
+	}
 	if err != nil {
 		return err
 	}
-	current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(p peer.ID) bool { return p == dead })
+	current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(p peer.ID) bool {
+		return p == gone || !slices.Contains(live, p)
+	})
 	if len(current) >= pin.ReplicationFactorMin {
-		return nil
+		if !removed {
+			return nil
+		}
+		pin.Allocations = slices.DeleteFunc(pin.Allocations, func(p peer.ID) bool { return p == gone })
+		return c.consensus.LogPin(ctx, pin)
 	}
-	allocs, err := c.allocateExcluding(ctx, pin, current, []peer.ID{dead})
+	allocs, err := c.allocateExcluding(ctx, pin, current, []peer.ID{gone})
 	if err != nil {
 		return err
 	}
@@ -120,8 +177,9 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	// its allocations and shows under-replicated in status: it must not
 	// keep the peer, and every other pin, in place.
 	failed := 0
+	live := c.peerset()
 	for _, ci := range pins {
-		if err := c.repin(ctx, ci, p); err != nil {
+		if err := c.repin(ctx, ci, p, live, true); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("remove peer %s: repin %s: %w", p, ci, err)
 			}
