@@ -125,7 +125,7 @@ func (a *Allocator) Allocate(req Request) ([]peer.ID, error) {
 	case needed <= 0:
 		return s.keptIDs(0), nil
 	case len(s.fresh) < needed:
-		return nil, s.notEnough(needed, wanted, names, a.MinFreeSpace)
+		return nil, s.notEnough(needed, wanted, a.MinFreeSpace)
 	}
 	for _, c := range s.fresh {
 		c.pickable = true
@@ -186,6 +186,7 @@ type survey struct {
 	kept     []*candidate // current allocations that still qualify, in request order
 	fresh    []*candidate // peers that may receive a new allocation
 	rejected [numReasons][]peer.ID
+	missing  []string // the metrics the peers rejected for missingMetric lack
 }
 
 func (a *Allocator) survey(req Request, names []string) survey {
@@ -235,6 +236,13 @@ func (a *Allocator) survey(req Request, names []string) survey {
 		switch r := a.check(c, freeAt); {
 		case r != eligible:
 			s.rejected[r] = append(s.rejected[r], c.id)
+			if r == missingMetric {
+				for i, m := range c.metrics {
+					if m == nil && !slices.Contains(s.missing, names[i]) {
+						s.missing = append(s.missing, names[i])
+					}
+				}
+			}
 		case !c.current:
 			s.fresh = append(s.fresh, c)
 		}
@@ -280,7 +288,7 @@ func (s *survey) keptIDs(extra int) []peer.ID {
 
 // notEnough builds the ErrNotEnoughPeers error: the reference's numbers,
 // then why the other peers did not qualify, naming a few of them.
-func (s *survey) notEnough(needed, wanted int, names []string, floor uint64) error {
+func (s *survey) notEnough(needed, wanted int, floor uint64) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Needed at least: %d. Wanted at most: %d. Available candidates: %d.", needed, wanted, len(s.fresh))
 	if len(s.kept) > 0 {
@@ -289,7 +297,7 @@ func (s *survey) notEnough(needed, wanted int, names []string, floor uint64) err
 	why := map[reason]string{
 		excluded:      "excluded",
 		untrusted:     "not trusted",
-		missingMetric: "missing a metric of " + strings.Join(names, ","),
+		missingMetric: "without a valid " + strings.Join(s.missing, " or ") + " metric",
 		belowFloor:    fmt.Sprintf("below the free-space floor of %d bytes", floor),
 	}
 	sep := " Not eligible: "

@@ -176,7 +176,7 @@ func TestAllocate(t *testing.T) {
 			errSubstr: []string{
 				"Needed at least: 2. Wanted at most: 3. Available candidates: 1. Current allocations kept: 1. Not eligible: ",
 				"1 excluded (" + peer.ID("d1").String() + ")",
-				"1 missing a metric of tag:group,freespace",
+				"1 without a valid tag:group metric (" + peer.ID("c1").String() + ")",
 				"2 below the free-space floor of 150 bytes (" + peer.ID("b1").String() + ", " + peer.ID("b2").String() + ").",
 			},
 		},
