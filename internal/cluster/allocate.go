@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -35,8 +36,13 @@ func (c *Cluster) allocateExcluding(ctx context.Context, pin api.Pin, current, e
 	}
 	names := c.allocator.MetricNames()
 	metrics := make(map[string][]api.Metric, len(names))
+	// A peer whose ping expired is down, even while other metrics of its
+	// (with longer TTLs) are still valid: it is no candidate.
+	live := c.peerset()
 	for _, name := range names {
-		metrics[name] = c.monitor.LatestMetrics(name)
+		metrics[name] = slices.DeleteFunc(c.monitor.LatestMetrics(name), func(m api.Metric) bool {
+			return !slices.Contains(live, m.Peer)
+		})
 	}
 	if (c.cfg.PinOnlyOnTrustedPeers || c.cfg.PinOnlyOnUntrustedPeers) && c.isTrusted != nil {
 		for _, m := range metrics[names[0]] {
