@@ -37,7 +37,11 @@ type State interface {
 	// calls ApplyPin and ApplyUnpin is durable and replays what a crash
 	// cut short.
 	PutApplied(pin api.Pin) error
-	DeleteApplied(c api.Cid) error
+	DeleteApplied(pin api.Pin) error
+	// Removed returns the version of a pin last removed here (CID,
+	// timestamp, allocations); ForgetRemoved drops that record.
+	Removed(c api.Cid) (api.Pin, bool, error)
+	ForgetRemoved(c api.Cid) error
 	Get(c api.Cid) (api.Pin, error)
 	ListType(ctx context.Context, types api.PinType, fn func(api.Pin) error) error
 	ListAllocatedTo(ctx context.Context, p peer.ID, fn func(api.Cid) error) error
@@ -137,6 +141,8 @@ type Cluster struct {
 	// peerJoined wakes the republishing of metrics (capacity 1).
 	peerJoined chan struct{}
 	expiry     expiry
+	// removeAgain holds the removed pins that came back moved.
+	removeAgain reRemovals
 	// dialing holds the peers connectPeerset is dialing.
 	dialing sync.Map
 
@@ -156,6 +162,7 @@ func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, i
 	c.ipfsID = api.IPFSID{Error: "kubo not contacted yet"}
 	c.peerJoined = make(chan struct{}, 1)
 	c.expiry.wake = make(chan struct{}, 1)
+	c.removeAgain.wake = make(chan struct{}, 1)
 	return c
 }
 
@@ -178,6 +185,7 @@ func (c *Cluster) Start() {
 		c.every(c.cfg.ConnectSwarmsDelay, func() { c.connectKubos(unreachable) })
 	}
 	c.wg.Go(c.expiryLoop)
+	c.wg.Go(c.removeAgainLoop)
 	c.every(c.cfg.PinRecoverInterval, func() {
 		n := 0
 		err := c.tracker.RecoverAll(c.ctx, false, func(api.PinInfo) error { n++; return nil })

@@ -444,16 +444,22 @@ func partition(t *testing.T, left, right []*daemontest.Peer) (heal func()) {
 
 // TestPartitionedClusterConverges splits 4 peers into two groups that keep
 // accepting pins and unpins, then heals the network: every peer must end
-// with the same pinset.
+// with the same pinset. With repinning on, each side moves the pins of the
+// other, which it sees down: a pin the other side removed meanwhile must
+// stay removed.
 func TestPartitionedClusterConverges(t *testing.T) {
-	peers := daemontest.StartCluster(t, 4, nil)
+	peers := daemontest.StartCluster(t, 4, func(_ int, c *config.Config) { c.Cluster.DisableRepinning = false })
 	base := identityCids(t, "base", 20)
 	pinAll(t, peers[:1], base, everywhere, 4)
+	left, right := peers[:2], peers[2:]
+	onLeft := identityCids(t, "on-left", 6)
+	pinAll(t, peers[:1], onLeft, api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2,
+		UserAllocations: []peer.ID{left[0].Identity.ID, left[1].Identity.ID}}, 2)
+	base = append(base, onLeft...)
 	for _, p := range peers {
 		waitPinset(t, 10*time.Second, p, base)
 	}
 
-	left, right := peers[:2], peers[2:]
 	heal := partition(t, left, right)
 	for _, p := range peers {
 		waitUntil(t, 10*time.Second, p.Config.Cluster.Peername+" sees only its group", func() (bool, string) {
@@ -465,14 +471,27 @@ func TestPartitionedClusterConverges(t *testing.T) {
 	leftPins, rightPins := identityCids(t, "left", 20), identityCids(t, "right", 20)
 	pinAll(t, left, leftPins, everywhere, 4)
 	pinAll(t, right, rightPins, everywhere, 4)
-	// Each side unpins a different base pin.
+	// Each side unpins a different base pin, and the left half of the
+	// pins held on the left, which the right moves to itself.
 	if _, err := left[1].Cluster.Unpin(t.Context(), base[0]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := right[1].Cluster.Unpin(t.Context(), base[1]); err != nil {
 		t.Fatal(err)
 	}
-	leftWant := append(slices.Clone(base[1:]), leftPins...)
+	removed, kept := onLeft[:3], onLeft[3:]
+	for _, c := range removed {
+		if _, err := left[0].Cluster.Unpin(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range onLeft {
+		waitUntil(t, 10*time.Second, c.String()+" moved to the right", func() (bool, string) {
+			pin, err := right[0].Cluster.PinGet(t.Context(), c)
+			return err == nil && sameSet2(pin.Allocations, right[0].Identity.ID, right[1].Identity.ID), fmt.Sprintf("%v (%v)", pin.Allocations, err)
+		})
+	}
+	leftWant := append(slices.DeleteFunc(slices.Clone(base[1:]), func(c api.Cid) bool { return slices.Contains(removed, c) }), leftPins...)
 	rightWant := append(append([]api.Cid{base[0]}, base[2:]...), rightPins...)
 	for _, p := range left {
 		waitPinset(t, 10*time.Second, p, leftWant)
@@ -495,7 +514,7 @@ func TestPartitionedClusterConverges(t *testing.T) {
 
 	heal()
 	start := time.Now()
-	want := append(append(slices.Clone(base[2:]), leftPins...), rightPins...)
+	want := append(append(slices.Clone(base[2:len(base)-len(onLeft)]), kept...), append(leftPins, rightPins...)...)
 	for _, p := range peers {
 		waitPinset(t, 30*time.Second, p, want)
 	}

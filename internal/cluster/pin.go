@@ -201,6 +201,7 @@ func (c *Cluster) ApplyPin(pin api.Pin) error {
 	if err := c.state.PutApplied(pin); err != nil {
 		return fmt.Errorf("apply pin %s: %w", pin.Cid, err)
 	}
+	c.checkRemoved(pin)
 	if !pin.ExpireAt.IsZero() {
 		c.expiry.note(pin.Cid, pin.ExpireAt)
 	}
@@ -215,7 +216,7 @@ func (c *Cluster) ApplyPin(pin api.Pin) error {
 // ApplyUnpin removes a committed unpin from the local state and tells the
 // tracker.
 func (c *Cluster) ApplyUnpin(pin api.Pin) error {
-	if err := c.state.DeleteApplied(pin.Cid); err != nil {
+	if err := c.state.DeleteApplied(pin); err != nil {
 		return fmt.Errorf("apply unpin %s: %w", pin.Cid, err)
 	}
 	if err := c.tracker.Untrack(pin); err != nil {

@@ -202,10 +202,10 @@ func decodePinLine(line []byte) (api.Pin, error) {
 	return p, nil
 }
 
-// Clear removes every pin and tracker record in one synced batch, as
-// `state cleanup` and an import (which replaces the state) need. It waits
-// for writes in progress and holds new ones until it is done; listings in
-// progress keep seeing their snapshot.
+// Clear removes every pin, tracker record and removal record in one synced
+// batch, as `state cleanup` and an import (which replaces the state) need.
+// It waits for writes in progress and holds new ones until it is done;
+// listings in progress keep seeing their snapshot.
 func (db *DB) Clear(ctx context.Context) error {
 	if db.closed.Load() {
 		return ErrClosed
@@ -221,7 +221,7 @@ func (db *DB) Clear(ctx context.Context) error {
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	err := errors.Join(
-		b.DeleteRange([]byte{prefixPin}, []byte{prefixAlloc + 1}, nil),
+		b.DeleteRange([]byte{prefixPin}, []byte{prefixRemoved + 1}, nil),
 		b.DeleteRange([]byte{prefixSys, metaPinCount}, []byte{prefixSys, metaPinCount + 1}, nil),
 		b.DeleteRange([]byte{prefixSys, metaStatusCount}, []byte{prefixSys, metaStatusCount + 1}, nil),
 	)

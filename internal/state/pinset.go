@@ -131,13 +131,14 @@ func checkStorable(p *api.Pin) error {
 
 // Delete removes the pin for c, if any. It returns once the removal is
 // synced to disk.
-func (db *DB) Delete(c api.Cid) error { return db.delete(c, pebble.Sync) }
+func (db *DB) Delete(c api.Cid) error { return db.delete(c, nil, pebble.Sync) }
 
-// DeleteApplied is Delete without waiting for a disk sync, for the same
-// reason as PutApplied.
-func (db *DB) DeleteApplied(c api.Cid) error { return db.delete(c, pebble.NoSync) }
+// DeleteApplied removes the committed removal of pin p (the version
+// removed) without waiting for a disk sync, for the same reason as
+// PutApplied, and keeps its removal record (see Removed).
+func (db *DB) DeleteApplied(p api.Pin) error { return db.delete(p.Cid, &p, pebble.NoSync) }
 
-func (db *DB) delete(c api.Cid, sync *pebble.WriteOptions) error {
+func (db *DB) delete(c api.Cid, removed *api.Pin, sync *pebble.WriteOptions) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
@@ -161,6 +162,9 @@ func (db *DB) delete(c api.Cid, sync *pebble.WriteOptions) error {
 		moveAllocations(b, ks, old, nil),
 		b.Set(metaKey(metaPinCount, s), binary.AppendUvarint(nil, db.pinCount[s]-1), nil),
 	)
+	if err == nil && removed != nil {
+		err = appendRemoval(b, *removed)
+	}
 	if err == nil {
 		err = db.commit(b, sync)
 	}

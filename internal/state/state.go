@@ -56,6 +56,8 @@ const (
 	prefixRecord byte = 0x02
 	prefixIndex  byte = 0x03
 	prefixAlloc  byte = 0x04
+	// prefixRemoved keys the removal records (removed.go).
+	prefixRemoved byte = 0x05
 
 	metaFormat      byte = 'v'
 	metaPinCount    byte = 'p'

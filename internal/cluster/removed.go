@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"ipfs-cluster/internal/api"
+)
+
+// A repin that a peer commits before it learns that the pin was removed
+// is concurrent with the removal, and the shared pinset keeps concurrent
+// additions over removals: the pin would come back, moved, on every peer.
+// Repinning keeps a pin's timestamp and changes its allocations, so a
+// peer that saw the version with that timestamp removed knows the pin
+// that comes back is that one moved, not pinned again, and removes it
+// again. A new pin, an update or a restore from an export carries another
+// timestamp or the same allocations, and stays.
+
+// reRemovals queues the pins to remove again for one worker. It is safe
+// for concurrent use.
+type reRemovals struct {
+	mu   sync.Mutex
+	pins []api.Pin
+	wake chan struct{} // capacity 1
+}
+
+// checkRemoved is called with every pin applied here: it queues the pin
+// for removal when it is a removed version that came back moved, and
+// drops the removal record when the pin is pinned again.
+func (c *Cluster) checkRemoved(pin api.Pin) {
+	removed, ok, err := c.state.Removed(pin.Cid)
+	switch {
+	case err != nil:
+		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("read removal record")
+	case !ok:
+	case removed.Timestamp.Equal(pin.Timestamp) && !sameAllocations(removed.Allocations, pin.Allocations):
+		c.log.Info().Stringer("cid", pin.Cid).Msg("a removed pin came back re-allocated: removing it again")
+		c.removeAgain.mu.Lock()
+		c.removeAgain.pins = append(c.removeAgain.pins, pin)
+		c.removeAgain.mu.Unlock()
+		select {
+		case c.removeAgain.wake <- struct{}{}:
+		default: // a wake-up is pending
+		}
+	default:
+		if err := c.state.ForgetRemoved(pin.Cid); err != nil {
+			c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("forget removal record")
+		}
+	}
+}
+
+// removeAgainLoop commits the removals checkRemoved queued.
+func (c *Cluster) removeAgainLoop() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.removeAgain.wake:
+		}
+		c.removeAgain.mu.Lock()
+		pins := c.removeAgain.pins
+		c.removeAgain.pins = nil
+		c.removeAgain.mu.Unlock()
+		for _, pin := range pins {
+			if err := c.consensus.LogUnpin(c.ctx, pin); err != nil && c.ctx.Err() == nil {
+				c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("remove a removed pin again")
+			}
+		}
+	}
+}
+
+func sameAllocations(a, b []peer.ID) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(p peer.ID) bool { return !slices.Contains(b, p) })
+}

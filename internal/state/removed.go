@@ -1,0 +1,60 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"ipfs-cluster/internal/api"
+)
+
+// A removal record remembers the version of a pin this peer saw removed:
+// its timestamp and allocations. Repinning writes a new version of a pin
+// with the same timestamp and new allocations; one written on a peer that
+// had not yet seen the removal (a partition, or plain propagation delay)
+// is concurrent with it, and the shared pinset keeps it. The record lets
+// this peer recognise such a version as the removed pin moved, not pinned
+// again, and remove it again (see cluster's ApplyPin).
+
+// removedKey is the removal record key of cid.
+func removedKey(cid string) []byte { return appendKey(nil, prefixRemoved, cid) }
+
+// Removed returns the version of c last removed here: its CID, timestamp
+// and allocations. ok is false when there is no record.
+func (db *DB) Removed(c api.Cid) (removed api.Pin, ok bool, err error) {
+	if db.closed.Load() {
+		return api.Pin{}, false, ErrClosed
+	}
+	v, closer, err := db.pdb.Get(removedKey(c.KeyString()))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return api.Pin{}, false, nil
+	}
+	if err != nil {
+		return api.Pin{}, false, wrapErr("read removal of", c, err)
+	}
+	defer closer.Close()
+	if err := removed.UnmarshalBinary(v); err != nil {
+		return api.Pin{}, false, wrapErr("read removal of", c, err)
+	}
+	return removed, true, nil
+}
+
+// ForgetRemoved drops the removal record of c, once a new version of the
+// pin replaced the removed one.
+func (db *DB) ForgetRemoved(c api.Cid) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return wrapErr("forget removal of", c, db.pdb.Delete(removedKey(c.KeyString()), pebble.NoSync))
+}
+
+// appendRemoval adds to b the removal record of p.
+func appendRemoval(b *pebble.Batch, p api.Pin) error {
+	record := api.Pin{Cid: p.Cid, Timestamp: p.Timestamp, Allocations: p.Allocations}
+	v, err := record.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("encode removal of %s: %w", p.Cid, err)
+	}
+	return b.Set(removedKey(p.Cid.KeyString()), v, nil)
+}

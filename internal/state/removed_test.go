@@ -1,0 +1,48 @@
+package state
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func TestRemovalRecords(t *testing.T) {
+	db := openTestDB(t, t.TempDir())
+	p := testPin(1)
+	p.Timestamp = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	p.Allocations = []peer.ID{"peer-a", "peer-b"}
+	if err := db.Put(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := db.Removed(p.Cid); ok || err != nil {
+		t.Fatalf("record of a pin never removed: %v, %v", ok, err)
+	}
+	if err := db.DeleteApplied(p); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := db.Removed(p.Cid)
+	if !ok || err != nil || !got.Timestamp.Equal(p.Timestamp) || len(got.Allocations) != 2 || got.Allocations[1] != "peer-b" {
+		t.Fatalf("record %+v, %v, %v; want the removed version's timestamp and allocations", got, ok, err)
+	}
+	if err := db.ForgetRemoved(p.Cid); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := db.Removed(p.Cid); ok {
+		t.Fatal("record kept after ForgetRemoved")
+	}
+	// Clear (state cleanup, import) drops the records with the pins.
+	if err := db.Put(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteApplied(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Clear(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := db.Removed(p.Cid); ok {
+		t.Fatal("record kept after Clear")
+	}
+}
