@@ -94,5 +94,11 @@
 // Fetches give up after dag_sync_timeout; a branch that could not be
 // fetched marks the store dirty, and a dirty store (or one that was not
 // shut down cleanly) is repaired promptly: the first repair runs within one
-// rebroadcast interval, and retries back off to repair_interval.
+// rebroadcast interval, and retries back off to repair_interval. go-ds-crdt
+// marks a node processed as soon as its delta is merged but makes the
+// branch's head a head only once the walk reaches known nodes, and its
+// repair walks from the heads: a walk cut short would leave processed
+// nodes that nothing leads to, above deltas never merged. So a repair, and
+// a start after an unclean stop, first unmark the processed nodes that no
+// head leads to (see sweepOrphans); the next announcement walks them again.
 package crdt

@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(childDirEnv); dir != "" {
 		os.Exit(runChild(dir))
 	}
+	if dir := os.Getenv(walkChildDirEnv); dir != "" {
+		os.Exit(runWalkChild(dir))
+	}
 	goleak.VerifyTestMain(m)
 }
 
