@@ -45,8 +45,16 @@ func (p *Pin) AppendBinary(b []byte) ([]byte, error) {
 		b = appendBytes(b, nil)
 	}
 	b = appendBytes(b, p.PinUpdate.Bytes())
-	return appendAddrs(b, p.Origins), nil
+	b = appendAddrs(b, p.Origins)
+	// Optional, so that every other pin encodes as before.
+	if p.Moved {
+		b = append(b, movedFlag)
+	}
+	return b, nil
 }
+
+// movedFlag is the optional last byte of a pin the cluster moved.
+const movedFlag = 1
 
 // MarshalBinary encodes p.
 func (p *Pin) MarshalBinary() ([]byte, error) { return p.AppendBinary(make([]byte, 0, 128)) }
@@ -79,6 +87,9 @@ func (p *Pin) UnmarshalBinary(data []byte) error {
 	out.Origins = d.addrs()
 	if d.err != nil {
 		return d.err
+	}
+	if len(d.buf) == 1 && d.buf[0] == movedFlag {
+		out.Moved, d.buf = true, d.buf[1:]
 	}
 	if len(d.buf) > 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptPin, len(d.buf))

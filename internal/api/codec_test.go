@@ -119,6 +119,7 @@ func TestPinBinaryRoundTrip(t *testing.T) {
 		"zone and clock":  inZone,
 		"negative values": {Cid: codecCid("neg"), MaxDepth: -1, Type: api.MetaType, PinOptions: api.PinOptions{ReplicationFactorMin: math.MinInt64, ReplicationFactorMax: math.MaxInt64}},
 		"ancient":         {Cid: codecCid("old"), Timestamp: time.Date(1700, 1, 1, 0, 0, 0, 1, time.UTC)},
+		"moved":           {Cid: codecCid("moved"), Allocations: []peer.ID{codecPeer("m")}, Moved: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := roundTrip(t, p)

@@ -255,6 +255,10 @@ type Pin struct {
 	MaxDepth    PinDepth  `json:"max_depth"`
 	Reference   *Cid      `json:"reference"`
 	Timestamp   time.Time `json:"timestamp"`
+	// Moved says the cluster itself re-allocated this version (a repin),
+	// keeping the timestamp of the version it moved. Peers only: it is
+	// not part of the JSON.
+	Moved bool `json:"-"`
 }
 
 // PinWithOpts returns a data pin for c with the given options, its depth

@@ -88,7 +88,7 @@ func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.P
 		pin.Allocations = allocs
 	}
 	pin.UserAllocations = nil
-	pin.Timestamp = time.Now().UTC()
+	pin.Timestamp, pin.Moved = time.Now().UTC(), false
 	if err := c.consensus.LogPin(ctx, pin); err != nil {
 		return api.Pin{}, fmt.Errorf("pin %s: commit: %w", pin.Cid, err)
 	}

@@ -1,10 +1,7 @@
 package cluster
 
 import (
-	"slices"
 	"sync"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
 )
@@ -12,11 +9,11 @@ import (
 // A repin that a peer commits before it learns that the pin was removed
 // is concurrent with the removal, and the shared pinset keeps concurrent
 // additions over removals: the pin would come back, moved, on every peer.
-// Repinning keeps a pin's timestamp and changes its allocations, so a
-// peer that saw the version with that timestamp removed knows the pin
-// that comes back is that one moved, not pinned again, and removes it
-// again. A new pin, an update or a restore from an export carries another
-// timestamp or the same allocations, and stays.
+// A repin keeps the pin's timestamp and marks the version moved, so a peer
+// that saw the version with that timestamp removed knows the pin that
+// comes back is that one moved, not pinned again, and removes it again. A
+// new pin or an update carries another timestamp, and a restore from an
+// export is not marked moved: they stay.
 
 // reRemovals queues the pins to remove again for one worker. It is safe
 // for concurrent use.
@@ -35,7 +32,7 @@ func (c *Cluster) checkRemoved(pin api.Pin) {
 	case err != nil:
 		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("read removal record")
 	case !ok:
-	case removed.Timestamp.Equal(pin.Timestamp) && !sameAllocations(removed.Allocations, pin.Allocations):
+	case pin.Moved && removed.Timestamp.Equal(pin.Timestamp):
 		c.log.Info().Stringer("cid", pin.Cid).Msg("a removed pin came back re-allocated: removing it again")
 		c.removeAgain.mu.Lock()
 		c.removeAgain.pins = append(c.removeAgain.pins, pin)
@@ -69,8 +66,4 @@ func (c *Cluster) removeAgainLoop() {
 			}
 		}
 	}
-}
-
-func sameAllocations(a, b []peer.ID) bool {
-	return len(a) == len(b) && !slices.ContainsFunc(a, func(p peer.ID) bool { return !slices.Contains(b, p) })
 }

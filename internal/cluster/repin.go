@@ -108,13 +108,13 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []pe
 			return nil
 		}
 		pin.Allocations = slices.DeleteFunc(pin.Allocations, func(p peer.ID) bool { return p == gone })
-		return c.consensus.LogPin(ctx, pin)
+	} else {
+		if pin.Allocations, err = c.allocateExcluding(ctx, pin, current, []peer.ID{gone}); err != nil {
+			return err
+		}
 	}
-	allocs, err := c.allocateExcluding(ctx, pin, current, []peer.ID{gone})
-	if err != nil {
-		return err
-	}
-	pin.Allocations = allocs
+	// The timestamp stays: see removed.go.
+	pin.Moved = true
 	return c.consensus.LogPin(ctx, pin)
 }
 
