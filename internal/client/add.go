@@ -203,6 +203,9 @@ func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files
 			}
 			continue
 		}
+		// As kubo does: a trailing slash would make the system follow a
+		// symlink that the path names, and reject a file.
+		p = filepath.Clean(p)
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			return nil, fmt.Errorf("add %s: %w", p, err)
