@@ -38,10 +38,11 @@ func (c *Cluster) allocateExcluding(ctx context.Context, pin api.Pin, current, e
 	metrics := make(map[string][]api.Metric, len(names))
 	// A peer whose ping expired is down, even while other metrics of its
 	// (with longer TTLs) are still valid: it is no candidate.
-	live := c.peerset()
+	live := c.peerset() // sorted
 	for _, name := range names {
 		metrics[name] = slices.DeleteFunc(c.monitor.LatestMetrics(name), func(m api.Metric) bool {
-			return !slices.Contains(live, m.Peer)
+			_, up := slices.BinarySearch(live, m.Peer)
+			return !up
 		})
 	}
 	if (c.cfg.PinOnlyOnTrustedPeers || c.cfg.PinOnlyOnUntrustedPeers) && c.isTrusted != nil {
