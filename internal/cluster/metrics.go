@@ -90,24 +90,11 @@ func (c *Cluster) startMetrics() {
 			}
 		}
 	})
+	// The repin sweep, every state_sync_interval and not sooner after
+	// start: until this peer has connected and heard the others' pings,
+	// every other peer looks down to it.
 	if !c.cfg.DisableRepinning {
-		c.wg.Go(c.repinSweeps)
-	}
-}
-
-// repinSweeps runs a repin sweep every state_sync_interval. Not sooner
-// after start: until this peer has connected and heard the others' pings,
-// every other peer looks down to it.
-func (c *Cluster) repinSweeps() {
-	tick := time.NewTicker(max(c.cfg.StateSyncInterval, 4*c.cfg.PingInterval))
-	defer tick.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-tick.C:
-			c.repinSweep()
-		}
+		c.every(max(c.cfg.StateSyncInterval, 4*c.cfg.PingInterval), c.repinSweep)
 	}
 }
 

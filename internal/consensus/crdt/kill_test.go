@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
@@ -46,19 +47,7 @@ func runChild(dir string) int {
 	if err != nil {
 		return fail(err)
 	}
-	h, err := newHost(key, &gater{})
-	if err != nil {
-		return fail(err)
-	}
-	ps, err := newPubSub(context.Background(), h)
-	if err != nil {
-		return fail(err)
-	}
-	db, err := state.Open(dir, zerolog.Nop())
-	if err != nil {
-		return fail(err)
-	}
-	c, err := New(cfg, h, ps, db, newTestApplier(db), zerolog.Nop())
+	c, _, err := startChildPeer(dir, key, cfg, func(db *state.DB) Applier { return newTestApplier(db) })
 	if err != nil {
 		return fail(err)
 	}
@@ -69,6 +58,25 @@ func runChild(dir string) int {
 	}
 	fmt.Println("acked")
 	select {}
+}
+
+// startChildPeer starts, in a child process, a peer on dir with key,
+// applying through the applier newApplier returns.
+func startChildPeer(dir string, key crypto.PrivKey, cfg Config, newApplier func(*state.DB) Applier) (*Consensus, host.Host, error) {
+	h, err := newHost(key, &gater{})
+	if err != nil {
+		return nil, nil, err
+	}
+	ps, err := newPubSub(context.Background(), h)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := state.Open(dir, zerolog.Nop())
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := New(cfg, h, ps, db, newApplier(db), zerolog.Nop())
+	return c, h, err
 }
 
 func childPins(n int) []api.Pin {

@@ -15,7 +15,6 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/state"
@@ -64,20 +63,10 @@ func runWalkChild(dir string) int {
 	if err != nil {
 		return fail(err)
 	}
-	h, err := newHost(key, &gater{})
+	_, h, err := startChildPeer(dir, key, testConfig(), func(db *state.DB) Applier {
+		return &killingApplier{testApplier: newTestApplier(db), trigger: os.Getenv(walkChildTriggerEnv)}
+	})
 	if err != nil {
-		return fail(err)
-	}
-	ps, err := newPubSub(context.Background(), h)
-	if err != nil {
-		return fail(err)
-	}
-	db, err := state.Open(dir, zerolog.Nop())
-	if err != nil {
-		return fail(err)
-	}
-	app := &killingApplier{testApplier: newTestApplier(db), trigger: os.Getenv(walkChildTriggerEnv)}
-	if _, err := New(testConfig(), h, ps, db, app, zerolog.Nop()); err != nil {
 		return fail(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -107,32 +96,11 @@ func TestKillMidWalkCatchesUp(t *testing.T) {
 	t.Cleanup(a.stop)
 	connect(t, a, b)
 
-	var base, chain []api.Pin
-	for i := range 10 {
-		base = append(base, testPin(i, "base"))
-	}
-	for i := range 400 {
-		chain = append(chain, testPin(1000+i, "chain"))
-	}
-	logPins(t, b.c, base, 1)
-	waitSamePinset(t, 10*time.Second, lines(base...), a)
-	a.stop() // cleanly: A's head is B's head after base
-
-	// One delta per pin: a chain of 400 nodes above A's head.
-	logPins(t, b.c, chain, 1)
-	// Let gossipsub forget the announcements of the chain's nodes: its
-	// gossip would hand them to A, which would walk the chain from those
-	// older heads too. In the reported case minutes pass.
-	time.Sleep(6 * time.Second)
-
 	// Take the block of chain[100] away from B, so that A's walk waits
 	// there, with chain[399..101] merged, until A kills itself on
 	// applying chain[101]: a kill in the middle of the walk, made
 	// deterministic.
-	gap := chainNode(t, b, len(chain)-1-100)
-	if err := b.c.bserv.Blockstore().DeleteBlock(t.Context(), gap.Cid()); err != nil {
-		t.Fatal(err)
-	}
+	want, chain, gap := chainWithGap(t, a, b, 400, 100)
 	rawKey, err := crypto.MarshalPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
@@ -162,16 +130,7 @@ func TestKillMidWalkCatchesUp(t *testing.T) {
 
 	a.start()
 	connect(t, a, b)
-	want := lines(append(base, chain...)...)
-	deadline := time.Now().Add(15 * time.Second)
-	for !equal(a.pinset(), want) || !equal(a.crdtPinset(), want) {
-		if time.Now().After(deadline) {
-			s, _ := a.c.Stats(t.Context())
-			t.Fatalf("restarted after a kill -9 in the middle of a walk, A holds %d of %d pins (%d in its CRDT); %+v",
-				len(a.pinset()), len(want), len(a.crdtPinset()), s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitHoldsAll(t, a, want, "restarted after a kill -9 in the middle of a walk")
 }
 
 // chainNode returns the block depth links below p's single head, on a
@@ -213,23 +172,7 @@ func TestFailedWalkCatchesUp(t *testing.T) {
 	a := newTestPeer(t, "A", cfg)
 	connect(t, a, b)
 
-	var base, chain []api.Pin
-	for i := range 10 {
-		base = append(base, testPin(i, "base"))
-	}
-	for i := range 200 {
-		chain = append(chain, testPin(1000+i, "chain"))
-	}
-	logPins(t, b.c, base, 1)
-	waitSamePinset(t, 10*time.Second, lines(base...), a)
-	a.stop()
-	logPins(t, b.c, chain, 1)
-	time.Sleep(6 * time.Second) // see TestKillMidWalkCatchesUp
-
-	gap := chainNode(t, b, len(chain)-1-100)
-	if err := b.c.bserv.Blockstore().DeleteBlock(t.Context(), gap.Cid()); err != nil {
-		t.Fatal(err)
-	}
+	want, _, gap := chainWithGap(t, a, b, 200, 100)
 	a.start()
 	connect(t, a, b)
 	waitFor(t, 20*time.Second, "A's walk fails", func() bool {
@@ -239,12 +182,46 @@ func TestFailedWalkCatchesUp(t *testing.T) {
 	if err := b.c.bserv.Blockstore().Put(t.Context(), gap); err != nil {
 		t.Fatal(err)
 	}
-	want := lines(append(base, chain...)...)
+	waitHoldsAll(t, a, want, "after a failed walk")
+}
+
+// chainWithGap has B commit 10 pins, which A merges, then, with A stopped,
+// n more, one delta each: a chain of n nodes above A's head. It removes
+// from B the block of the node at depth gapAt from the chain's bottom, so
+// that A's walk of the chain stops there, and returns the pins A should
+// end with, the chain and the removed block.
+func chainWithGap(t *testing.T, a, b *testPeer, n, gapAt int) (want []string, chain []api.Pin, gap blocks.Block) {
+	t.Helper()
+	var base []api.Pin
+	for i := range 10 {
+		base = append(base, testPin(i, "base"))
+	}
+	for i := range n {
+		chain = append(chain, testPin(1000+i, "chain"))
+	}
+	logPins(t, b.c, base, 1)
+	waitSamePinset(t, 10*time.Second, lines(base...), a)
+	a.stop() // cleanly: A's head is B's head after base
+	logPins(t, b.c, chain, 1)
+	// Let gossipsub forget the announcements of the chain's nodes: its
+	// gossip would hand them to A, which would walk the chain from those
+	// older heads too. In the reported case minutes pass.
+	time.Sleep(6 * time.Second)
+	gap = chainNode(t, b, n-1-gapAt)
+	if err := b.c.bserv.Blockstore().DeleteBlock(t.Context(), gap.Cid()); err != nil {
+		t.Fatal(err)
+	}
+	return lines(append(base, chain...)...), chain, gap
+}
+
+// waitHoldsAll waits up to 15s for a's pinset and CRDT to hold want.
+func waitHoldsAll(t *testing.T, a *testPeer, want []string, when string) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !equal(a.pinset(), want) || !equal(a.crdtPinset(), want) {
 		if time.Now().After(deadline) {
 			s, _ := a.c.Stats(t.Context())
-			t.Fatalf("after a failed walk, A holds %d of %d pins (%d in its CRDT); %+v",
+			t.Fatalf("%s, A holds %d of %d pins (%d in its CRDT); %+v", when,
 				len(a.pinset()), len(want), len(a.crdtPinset()), s)
 		}
 		time.Sleep(50 * time.Millisecond)
