@@ -320,6 +320,10 @@ func (b *build) nodeErr(path string, err error) error {
 func (b *build) addDir(path string, dir files.Directory, top bool) (entry, error) {
 	var links []*ipld.Link
 	estimate := 0
+	// The events of each subfolder's tree, by name, for a HAMT to list
+	// in its own order.
+	start := len(b.dirs)
+	subtrees := map[string][2]int{}
 	it := dir.Entries()
 	for it.Next() {
 		name, node := it.Name(), it.Node()
@@ -327,9 +331,13 @@ func (b *build) addDir(path string, dir files.Directory, top bool) (entry, error
 			node.Close()
 			continue
 		}
+		before := len(b.dirs)
 		e, err := b.addEntry(path, name, node)
 		if err != nil {
 			return entry{}, err
+		}
+		if len(b.dirs) > before {
+			subtrees[name] = [2]int{before, len(b.dirs)}
 		}
 		if name == "" {
 			name = e.cid.String() // an unnamed file in the wrapper, as kubo names it
@@ -357,7 +365,10 @@ func (b *build) addDir(path string, dir files.Directory, top bool) (entry, error
 	var nd ipld.Node
 	var err error
 	if b.shard(len(links), estimate) {
-		nd, err = b.hamtNode(links)
+		var order []string
+		if nd, order, err = b.hamtNode(links); err == nil {
+			b.reorderDirs(start, subtrees, order)
+		}
 	} else {
 		nd, err = b.basicNode(links)
 	}
@@ -401,19 +412,45 @@ func (b *build) basicNode(links []*ipld.Link) (ipld.Node, error) {
 // hamtNode builds the HAMT of a large directory with boxo's hamt package,
 // as kubo's MFS does. A HAMT's shape depends only on its keys, not on the
 // order they were set, so setting the final links equals kubo's sequence
-// of inserts and updates. Node writes every shard to the DAG service.
-func (b *build) hamtNode(links []*ipld.Link) (ipld.Node, error) {
+// of inserts and updates. Node writes every shard to the DAG service. It
+// also returns the entry names in the HAMT's order.
+func (b *build) hamtNode(links []*ipld.Link) (ipld.Node, []string, error) {
 	shard, err := hamt.NewShard(b.dag, b.set.fanout)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	shard.SetCidBuilder(b.set.prefix)
 	for _, l := range links {
 		if err := shard.SetLink(b.ctx, l.Name, l); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return shard.Node()
+	nd, err := shard.Node()
+	if err != nil {
+		return nil, nil, err
+	}
+	order := make([]string, 0, len(links))
+	err = shard.ForEachLink(b.ctx, func(l *ipld.Link) error {
+		order = append(order, l.Name)
+		return nil
+	})
+	return nd, order, err
+}
+
+// reorderDirs puts the folder events held since start, which follow the
+// folder's entries in name order, in the order kubo lists a HAMT's
+// entries: its own order. subtrees holds each subfolder's events.
+func (b *build) reorderDirs(start int, subtrees map[string][2]int, order []string) {
+	if len(subtrees) < 2 {
+		return
+	}
+	held := slices.Clone(b.dirs[start:])
+	b.dirs = b.dirs[:start]
+	for _, name := range order {
+		if r, ok := subtrees[name]; ok {
+			b.dirs = append(b.dirs, held[r[0]-start:r[1]-start]...)
+		}
+	}
 }
 
 // flushDirs sends the directory events held back until the end of a

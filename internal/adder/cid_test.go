@@ -112,7 +112,7 @@ func TestSameCIDsAsKubo(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			want := kuboAdd(t, nil, append(c.args, c.paths...)...)
+			want := kuboAddStored(t, append(c.args, c.paths...)...)
 			sameAdds(t, "paths", run(t, c.opts, addPaths(c.paths...)), want)
 			sameAdds(t, "multipart", run(t, c.opts, addMultipart(t, c.opts.Hidden, c.paths...)), want)
 		})
@@ -170,6 +170,11 @@ func TestHAMTSharding(t *testing.T) {
 	custom := filepath.Join(base, "custom")
 	mkdir("custom/many", 100, "n%03d")
 	mkdir("custom/few", 5, "n%03d")
+	// A HAMT of folders: kubo lists them in the HAMT's order.
+	folders := filepath.Join(base, "folders")
+	for i := range 24 {
+		mkdir(fmt.Sprintf("folders/d%02d", i), 1, "f%d")
+	}
 
 	cases := []struct {
 		name  string
@@ -183,11 +188,13 @@ func TestHAMTSharding(t *testing.T) {
 		{"wrapped cid v1", []string{"-r", "-w", "--cid-version=1"}, adder.Options{Recursive: true, Wrap: true, CidVersion: 1}, []string{atThreshold}},
 		{"max directory links and fanout", []string{"-r", "--max-directory-links=10", "--max-hamt-fanout=16"},
 			adder.Options{Recursive: true, MaxDirectoryLinks: 10, MaxHAMTFanout: 16}, []string{custom}},
+		{"sharded folder of folders", []string{"-r", "--max-directory-links=10", "--max-hamt-fanout=16"},
+			adder.Options{Recursive: true, MaxDirectoryLinks: 10, MaxHAMTFanout: 16}, []string{folders}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			want := kuboAdd(t, nil, append(c.args, c.paths...)...)
+			want := kuboAddStored(t, append(c.args, c.paths...)...)
 			sameAdds(t, "paths", run(t, c.opts, addPaths(c.paths...)), want)
 			sameAdds(t, "multipart", run(t, c.opts, addMultipart(t, c.opts.Hidden, c.paths...)), want)
 		})

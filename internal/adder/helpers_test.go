@@ -130,7 +130,20 @@ func ipfsRun(t testing.TB, stdin []byte, args ...string) (string, error) {
 // kuboAdd runs `ipfs add --only-hash` and returns its lines in order.
 func kuboAdd(t testing.TB, stdin []byte, args ...string) []added {
 	t.Helper()
-	out := ipfs(t, stdin, append([]string{"add", "--only-hash", "--progress=false"}, args...)...)
+	return kuboAddLines(t, stdin, append([]string{"--only-hash"}, args...))
+}
+
+// kuboAddStored is kuboAdd with the blocks written (and not pinned): kubo
+// v0.38.1's --only-hash ignores --max-directory-links for the folder
+// added, which a real add honours.
+func kuboAddStored(t testing.TB, args ...string) []added {
+	t.Helper()
+	return kuboAddLines(t, nil, append([]string{"--pin=false"}, args...))
+}
+
+func kuboAddLines(t testing.TB, stdin []byte, args []string) []added {
+	t.Helper()
+	out := ipfs(t, stdin, append([]string{"add", "--progress=false"}, args...)...)
 	var lines []added
 	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		rest, ok := strings.CutPrefix(l, "added ")
