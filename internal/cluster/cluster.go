@@ -143,6 +143,8 @@ type Cluster struct {
 	expiry     expiry
 	// removeAgain holds the removed pins that came back moved.
 	removeAgain reRemovals
+	// repinMu serialises the moves away from dead peers.
+	repinMu sync.Mutex
 	// dialing holds the peers connectPeerset is dialing.
 	dialing sync.Map
 

@@ -18,6 +18,10 @@ import (
 // repinners, so exactly one peer acts for each pin. It visits only the
 // dead peer's pins (the allocation index).
 func (c *Cluster) repinFrom(dead peer.ID) {
+	// The alert and the sweep may both act on the same dead peer at once;
+	// one after the other, the second finds the pins moved.
+	c.repinMu.Lock()
+	defer c.repinMu.Unlock()
 	repinners := c.repinners()
 	if !slices.Contains(repinners, c.cfg.Peer) {
 		return
