@@ -163,7 +163,7 @@ func (db *DB) delete(c api.Cid, removed *api.Pin, sync *pebble.WriteOptions) err
 		b.Set(metaKey(metaPinCount, s), binary.AppendUvarint(nil, db.pinCount[s]-1), nil),
 	)
 	if err == nil && removed != nil {
-		err = appendRemoval(b, *removed)
+		err = db.appendRemoval(b, *removed)
 	}
 	if err == nil {
 		err = db.commit(b, sync)

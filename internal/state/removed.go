@@ -26,6 +26,9 @@ func (db *DB) Removed(c api.Cid) (removed api.Pin, ok bool, err error) {
 	if db.closed.Load() {
 		return api.Pin{}, false, ErrClosed
 	}
+	if !db.anyRemoved.Load() {
+		return api.Pin{}, false, nil
+	}
 	v, closer, err := db.pdb.Get(removedKey(c.KeyString()))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return api.Pin{}, false, nil
@@ -49,12 +52,15 @@ func (db *DB) ForgetRemoved(c api.Cid) error {
 	return wrapErr("forget removal of", c, db.pdb.Delete(removedKey(c.KeyString()), pebble.NoSync))
 }
 
-// appendRemoval adds to b the removal record of p.
-func appendRemoval(b *pebble.Batch, p api.Pin) error {
+// appendRemoval adds to b the removal record of p. It counts as recorded
+// from then on: a lookup that finds nothing before the batch commits is
+// right.
+func (db *DB) appendRemoval(b *pebble.Batch, p api.Pin) error {
 	record := api.Pin{Cid: p.Cid, Timestamp: p.Timestamp, Allocations: p.Allocations}
 	v, err := record.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encode removal of %s: %w", p.Cid, err)
 	}
+	db.anyRemoved.Store(true)
 	return b.Set(removedKey(p.Cid.KeyString()), v, nil)
 }

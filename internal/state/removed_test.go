@@ -9,7 +9,8 @@ import (
 )
 
 func TestRemovalRecords(t *testing.T) {
-	db := openTestDB(t, t.TempDir())
+	dir := t.TempDir()
+	db := openTestDB(t, dir)
 	p := testPin(1)
 	p.Timestamp = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	p.Allocations = []peer.ID{"peer-a", "peer-b"}
@@ -25,6 +26,15 @@ func TestRemovalRecords(t *testing.T) {
 	got, ok, err := db.Removed(p.Cid)
 	if !ok || err != nil || !got.Timestamp.Equal(p.Timestamp) || len(got.Allocations) != 2 || got.Allocations[1] != "peer-b" {
 		t.Fatalf("record %+v, %v, %v; want the removed version's timestamp and allocations", got, ok, err)
+	}
+	// A reopened database finds its records.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTestDB(t, dir)
+	t.Cleanup(func() { _ = db.Close() })
+	if _, ok, err := db.Removed(p.Cid); !ok || err != nil {
+		t.Fatalf("record after reopening: %v, %v", ok, err)
 	}
 	if err := db.ForgetRemoved(p.Cid); err != nil {
 		t.Fatal(err)

@@ -87,6 +87,9 @@ type DB struct {
 	pinMu    stripe.Locks
 	pinCount [stripe.N]uint64
 	pins     atomic.Int64
+	// anyRemoved says a removal record may exist: until then, every
+	// applied pin skips the lookup.
+	anyRemoved atomic.Bool
 
 	// statusMu[i] does the same for tracker records and statusCount[i].
 	statusMu    stripe.Locks
@@ -198,7 +201,12 @@ func (db *DB) load() error {
 	}); err != nil {
 		return fmt.Errorf("load status counts: %w", err)
 	}
-	return nil
+	it, err := db.pdb.NewIter(boundsOf(prefixRemoved))
+	if err != nil {
+		return fmt.Errorf("look for removal records: %w", err)
+	}
+	db.anyRemoved.Store(it.First())
+	return errors.Join(it.Error(), it.Close())
 }
 
 // scanMeta calls fn with the stripe and value of every counter key of kind.
