@@ -38,16 +38,22 @@ func (c *Cluster) repinFrom(dead peer.ID) {
 		return
 	}
 	live := c.peerset()
-	moved := 0
+	// The sweep retries the pins that cannot move (too few peers, say)
+	// every state_sync_interval: one line per run, naming the first.
+	failed := 0
+	var firstErr error
 	for _, ci := range mine {
 		if err := c.repin(c.ctx, ci, dead, live, false); err != nil {
-			c.log.Warn().Err(err).Stringer("cid", ci).Stringer("peer", dead).Msg("repin")
-			continue
+			if failed++; firstErr == nil {
+				firstErr = fmt.Errorf("repin %s: %w", ci, err)
+			}
 		}
-		moved++
 	}
-	if len(mine) > 0 {
-		c.log.Info().Stringer("peer", dead).Int("pins", len(mine)).Int("repinned", moved).Msg("repinned the pins of a peer that is down")
+	switch {
+	case failed > 0:
+		c.log.Warn().Err(firstErr).Stringer("peer", dead).Int("pins", len(mine)).Int("failed", failed).Msg("some pins of a peer that is down could not move")
+	case len(mine) > 0:
+		c.log.Info().Stringer("peer", dead).Int("pins", len(mine)).Msg("repinned the pins of a peer that is down")
 	}
 }
 
