@@ -38,9 +38,9 @@ type State interface {
 	// cut short.
 	PutApplied(pin api.Pin) error
 	DeleteApplied(pin api.Pin) error
-	// Removed returns the version of a pin last removed here (CID,
-	// timestamp, allocations); ForgetRemoved drops that record.
-	Removed(c api.Cid) (api.Pin, bool, error)
+	// RemovedAt returns the timestamp of the version of a pin last
+	// removed here; ForgetRemoved drops that record.
+	RemovedAt(c api.Cid) (time.Time, bool, error)
 	ForgetRemoved(c api.Cid) error
 	Get(c api.Cid) (api.Pin, error)
 	ListType(ctx context.Context, types api.PinType, fn func(api.Pin) error) error

@@ -27,12 +27,12 @@ type reRemovals struct {
 // for removal when it is a removed version that came back moved, and
 // drops the removal record when the pin is pinned again.
 func (c *Cluster) checkRemoved(pin api.Pin) {
-	removed, ok, err := c.state.Removed(pin.Cid)
+	removedAt, ok, err := c.state.RemovedAt(pin.Cid)
 	switch {
 	case err != nil:
 		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("read removal record")
 	case !ok:
-	case pin.Moved && removed.Timestamp.Equal(pin.Timestamp):
+	case pin.Moved && removedAt.Equal(pin.Timestamp):
 		c.log.Info().Stringer("cid", pin.Cid).Msg("a removed pin came back re-allocated: removing it again")
 		c.removeAgain.mu.Lock()
 		c.removeAgain.pins = append(c.removeAgain.pins, pin)

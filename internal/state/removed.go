@@ -3,44 +3,45 @@ package state
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"ipfs-cluster/internal/api"
 )
 
-// A removal record remembers the version of a pin this peer saw removed:
-// its timestamp and allocations. Repinning writes a new version of a pin
-// with the same timestamp and new allocations; one written on a peer that
-// had not yet seen the removal (a partition, or plain propagation delay)
-// is concurrent with it, and the shared pinset keeps it. The record lets
-// this peer recognise such a version as the removed pin moved, not pinned
-// again, and remove it again (see cluster's ApplyPin).
+// A removal record remembers the timestamp of the version of a pin this
+// peer saw removed. Repinning writes a new version of a pin with the same
+// timestamp, marked moved; one written on a peer that had not yet seen the
+// removal (a partition, or plain propagation delay) is concurrent with it,
+// and the shared pinset keeps it. The record lets this peer recognise such
+// a version as the removed pin moved, not pinned again, and remove it
+// again (see cluster's ApplyPin).
 
 // removedKey is the removal record key of cid.
 func removedKey(cid string) []byte { return appendKey(nil, prefixRemoved, cid) }
 
-// Removed returns the version of c last removed here: its CID, timestamp
-// and allocations. ok is false when there is no record.
-func (db *DB) Removed(c api.Cid) (removed api.Pin, ok bool, err error) {
+// RemovedAt returns the timestamp of the version of c last removed here.
+// ok is false when there is no record.
+func (db *DB) RemovedAt(c api.Cid) (ts time.Time, ok bool, err error) {
 	if db.closed.Load() {
-		return api.Pin{}, false, ErrClosed
+		return time.Time{}, false, ErrClosed
 	}
 	if !db.anyRemoved.Load() {
-		return api.Pin{}, false, nil
+		return time.Time{}, false, nil
 	}
 	v, closer, err := db.pdb.Get(removedKey(c.KeyString()))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return api.Pin{}, false, nil
+		return time.Time{}, false, nil
 	}
 	if err != nil {
-		return api.Pin{}, false, wrapErr("read removal of", c, err)
+		return time.Time{}, false, wrapErr("read removal of", c, err)
 	}
 	defer closer.Close()
-	if err := removed.UnmarshalBinary(v); err != nil {
-		return api.Pin{}, false, wrapErr("read removal of", c, err)
+	if err := ts.UnmarshalBinary(v); err != nil {
+		return time.Time{}, false, wrapErr("read removal of", c, err)
 	}
-	return removed, true, nil
+	return ts, true, nil
 }
 
 // ForgetRemoved drops the removal record of c, once a new version of the
@@ -56,8 +57,7 @@ func (db *DB) ForgetRemoved(c api.Cid) error {
 // from then on: a lookup that finds nothing before the batch commits is
 // right.
 func (db *DB) appendRemoval(b *pebble.Batch, p api.Pin) error {
-	record := api.Pin{Cid: p.Cid, Timestamp: p.Timestamp, Allocations: p.Allocations}
-	v, err := record.MarshalBinary()
+	v, err := p.Timestamp.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encode removal of %s: %w", p.Cid, err)
 	}
