@@ -84,9 +84,6 @@ type Consensus struct {
 
 	// unclean says the last run did not shut down cleanly. Set in New.
 	unclean bool
-	// swept says start swept the orphaned DAG nodes (see sweepOrphans),
-	// so the first repair need not.
-	swept bool
 
 	// keyMu serialises the operations on one key from journal write to
 	// acknowledgement (see the package doc).
@@ -184,16 +181,6 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	opts.DAGSyncerTimeout = c.cfg.DAGSyncTimeout
 	// Repairs are scheduled by repairLoop.
 	opts.RepairInterval = 0
-	// A walk that the last run left halfway is swept before go-ds-crdt
-	// starts merging announcements, which would otherwise skip its head.
-	if c.unclean || c.storedDirty() {
-		if err := c.sweep(bstore, nil); err != nil {
-			// The first repair sweeps again.
-			c.log.Error().Err(err).Msg("crdt consensus: start")
-		} else {
-			c.swept = true
-		}
-	}
 	store := &observedStore{guardedStore: guarded, q: c.applies, merge: newMergeLock(mergeLockTimeout, c.log)}
 	c.crdt, err = crdt.New(store, ds.NewKey(ns), merkledag.NewDAGService(c.bserv), c.bcast, opts)
 	if err != nil {
@@ -553,12 +540,9 @@ func (c *Consensus) repairLoop() {
 		next := check
 		if c.crdt.IsDirty(c.ctx) {
 			start := time.Now()
-			var err error
-			if !c.swept {
-				// go-ds-crdt's repair walks from the heads only.
-				err = c.sweep(c.bserv.Blockstore(), c.crdt.InternalStats(c.ctx).Heads)
-			}
-			c.swept = false
+			// go-ds-crdt's repair walks from the heads only: first
+			// unmark what a walk cut short left out of their reach.
+			err := c.sweep()
 			if err == nil {
 				err = c.crdt.Repair(c.ctx)
 			}
@@ -578,27 +562,11 @@ func (c *Consensus) repairLoop() {
 	}
 }
 
-// storedDirty reads go-ds-crdt's dirty bit before the CRDT store opens.
-func (c *Consensus) storedDirty() bool {
-	_, closer, err := c.db.Get([]byte(c.cfg.DatastoreNamespace + "/d"))
-	if err != nil {
-		return false
-	}
-	_ = closer.Close()
-	return true
-}
-
-// sweep removes the processed marks of the DAG nodes that no head leads to
-// (see sweepOrphans); heads nil reads the stored heads, before the CRDT
-// store opens.
-func (c *Consensus) sweep(bstore blockstore.Blockstore, heads []cid.Cid) error {
-	if heads == nil {
-		var err error
-		if heads, err = storedHeads(c.db, c.cfg.DatastoreNamespace); err != nil {
-			return err
-		}
-	}
-	n, err := sweepOrphans(c.ctx, c.db, bstore, c.cfg.DatastoreNamespace, heads)
+// sweep removes the processed marks of the DAG nodes that no head leads
+// to (see sweepOrphans).
+func (c *Consensus) sweep() error {
+	heads := c.crdt.InternalStats(c.ctx).Heads
+	n, err := sweepOrphans(c.ctx, c.db, c.bserv.Blockstore(), c.cfg.DatastoreNamespace, heads)
 	if err != nil {
 		return fmt.Errorf("sweep orphaned DAG nodes: %w", err)
 	}

@@ -98,7 +98,8 @@
 // marks a node processed as soon as its delta is merged but makes the
 // branch's head a head only once the walk reaches known nodes, and its
 // repair walks from the heads: a walk cut short would leave processed
-// nodes that nothing leads to, above deltas never merged. So a repair, and
-// a start after an unclean stop, first unmark the processed nodes that no
-// head leads to (see sweepOrphans); the next announcement walks them again.
+// nodes that nothing leads to, above deltas never merged. So a repair
+// (which follows every unclean stop) first unmarks the processed nodes that
+// no head leads to (see sweepOrphans); the next announcement walks them
+// again.
 package crdt

@@ -10,7 +10,6 @@ import (
 	dshelp "github.com/ipfs/boxo/datastore/dshelp"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
-	ds "github.com/ipfs/go-datastore"
 	ipld "github.com/ipfs/go-ipld-format"
 )
 
@@ -102,32 +101,9 @@ func sweepOrphans(ctx context.Context, db *pebble.DB, bstore blockstore.Blocksto
 		return 0, nil
 	}
 	// Not synced: a crash before the sweep is durable is an unclean stop,
-	// and the next start sweeps again.
+	// which the next start repairs, sweeping again.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("unmark orphaned nodes: %w", err)
 	}
 	return swept, nil
-}
-
-// storedHeads reads go-ds-crdt's heads ("<ns>/h/<base32 multihash>") from
-// db, for a sweep before the CRDT store opens.
-func storedHeads(db *pebble.DB, ns string) ([]cid.Cid, error) {
-	prefix := ns + "/h"
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix + "/"), UpperBound: []byte(prefix + "0")})
-	if err != nil {
-		return nil, fmt.Errorf("list heads: %w", err)
-	}
-	var heads []cid.Cid
-	for it.First(); it.Valid(); it.Next() {
-		c, err := dshelp.DsKeyToCidV1(ds.NewKey(string(it.Key()[len(prefix):])), cid.DagProtobuf)
-		if err != nil {
-			_ = it.Close()
-			return nil, fmt.Errorf("head %q: %w", it.Key(), err)
-		}
-		heads = append(heads, c)
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, fmt.Errorf("list heads: %w", err)
-	}
-	return heads, nil
 }
