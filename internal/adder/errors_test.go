@@ -214,13 +214,21 @@ func TestBadMultipart(t *testing.T) {
 			part{"d", "dir", ""}, part{"d/a", "file", "1"}, part{"d/a", "file", "2"}),
 			false, adder.ErrInvalidInput, `"a"`, "d")
 	})
-	t.Run("long name", func(t *testing.T) {
-		long := strings.Repeat("n", 5000)
+	t.Run("long path", func(t *testing.T) {
 		mustFail(t, adder.Options{}, multipartBody(t,
-			part{"d", "dir", ""}, part{"d/" + long, "file", "1"}),
-			true, adder.ErrInvalidInput, "5000 bytes")
+			part{"d", "dir", ""}, part{"d/" + strings.Repeat("n", 5000), "file", "1"}),
+			true, adder.ErrInvalidInput, "path of 5002 bytes is longer than 4096")
+		run(t, adder.Options{}, multipartBody(t,
+			part{"d", "dir", ""}, part{"d/" + strings.Repeat("n", 4094), "file", "1"}))
 	})
-	t.Run("dot names", func(t *testing.T) {
+	t.Run("deep path", func(t *testing.T) {
+		// A few kilobytes of body must not nest thousands of folders,
+		// each kept and named in the output.
+		mustFail(t, adder.Options{}, multipartBody(t,
+			part{strings.Repeat("a/", 3000) + "f", "file", "1"}),
+			true, adder.ErrInvalidInput, "path of 6001 bytes is longer than 4096")
+	})
+	t.Run("bad names", func(t *testing.T) {
 		// boxo's multipart parser cleans paths, so these come from other
 		// files.Directory implementations.
 		for _, name := range []string{"..", ".", "a/b"} {
@@ -232,6 +240,11 @@ func TestBadMultipart(t *testing.T) {
 				}))
 			}, true, adder.ErrInvalidInput, fmt.Sprintf("%q", name))
 		}
+		mustFail(t, adder.Options{}, func(ctx context.Context, a *adder.Adder) (api.Cid, error) {
+			return a.AddFiles(ctx, files.NewSliceDirectory([]files.DirEntry{
+				files.FileEntry(strings.Repeat("n", 5000), files.NewBytesFile([]byte("x"))),
+			}))
+		}, true, adder.ErrInvalidInput, "name of 5000 bytes is longer than 4096")
 	})
 	t.Run("cut before the closing boundary", func(t *testing.T) {
 		body := "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\nContent-Type: application/octet-stream\r\n\r\nhello\r\n"

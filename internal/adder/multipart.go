@@ -18,6 +18,12 @@ import (
 // system accepts is not a symlink.
 const maxSymlinkTarget = 64 << 10
 
+// maxPathLen bounds a part's path, as PATH_MAX bounds one on disk. Every
+// folder on the way is kept, path and all, until the add ends, and named
+// in the output: a body of a few kilobytes nesting thousands of folders
+// would cost memory and output quadratic in its size.
+const maxPathLen = 4096
+
 // partTree returns the tree of files that a multipart/form-data add body
 // describes, read as the body streams in: parts come depth first, each
 // named by its path (a directory part, "application/x-directory", before
@@ -43,10 +49,17 @@ type partWalker struct {
 func (w *partWalker) peek() (*multipart.Part, string, error) {
 	if w.part == nil && w.err == nil {
 		p, err := w.mr.NextPart()
-		if err != nil {
+		name := ""
+		if err == nil {
+			name = partPath(p)
+		}
+		switch {
+		case err != nil:
 			w.err = err
-		} else {
-			w.part, w.name = p, partPath(p)
+		case len(name)-1 > maxPathLen:
+			w.err = fmt.Errorf("%w: a path of %d bytes is longer than %d: %.64q...", ErrInvalidInput, len(name)-1, maxPathLen, name[1:])
+		default:
+			w.part, w.name = p, name
 		}
 	}
 	return w.part, w.name, w.err
