@@ -43,7 +43,10 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 		s.writeError(w, http.StatusInternalServerError, fmt.Errorf("add: %w", err))
 		return
 	}
-	defer drainUpload(rc, r)
+	// The drain reads the body itself: through the idle reader below,
+	// each read would move the deadline past the drain's bound.
+	body := r.Body
+	defer drainUpload(rc, body, min(drainTimeout, s.cfg.AddIdleTimeout))
 	q := r.URL.Query()
 	opts, err := adder.ParseQuery(q)
 	if err != nil {
@@ -199,21 +202,21 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 }
 
 // drainTimeout bounds how long an add reads the rest of an upload it
-// no longer needs.
+// no longer needs (or add_idle_timeout, when shorter).
 const drainTimeout = 10 * time.Second
 
 // drainUpload reads what is left of the upload before the handler returns,
-// for at most drainTimeout. A client still uploading when an early error
+// for at most timeout. A client still uploading when an early error
 // reply went out then reads that reply, instead of the connection reset
 // a socket closed with unread data gets. And in full duplex, a body left
 // for net/http to finish (a chunked upload's last bytes) is read at the
 // same time as the next request on the connection, which panics
 // (golang/go#68560).
-func drainUpload(rc *http.ResponseController, r *http.Request) {
-	if err := rc.SetReadDeadline(time.Now().Add(drainTimeout)); err != nil {
+func drainUpload(rc *http.ResponseController, body io.Reader, timeout time.Duration) {
+	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return
 	}
-	if _, err := io.Copy(io.Discard, r.Body); err == nil {
+	if _, err := io.Copy(io.Discard, body); err == nil {
 		_ = rc.SetReadDeadline(time.Time{})
 	}
 }

@@ -238,9 +238,55 @@ func TestAddsReuseTheConnection(t *testing.T) {
 func TestBadCarErrorReachesTheClient(t *testing.T) {
 	p := daemontest.Start(t, nil)
 	cl := p.Client(t)
+	data, bad := corruptCar(t, 32)
+	for i := range 5 {
+		err := cl.AddFiles(t.Context(), client.ReaderDirectory("bad.car", bytes.NewReader(data)), url.Values{"format": {"car"}}, func(api.AddedOutput) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), bad.String()) {
+			t.Fatalf("import %d of a CAR with a corrupt first block: %v, want the refusal naming the block", i, err)
+		}
+	}
+}
+
+// TestBadCarRefusedWhileStillUploading: a client that keeps sending after
+// its CAR was refused (a large upload on a slow link) gets the refusal
+// once the drain's bound has passed, not when it has sent everything.
+func TestBadCarRefusedWhileStillUploading(t *testing.T) {
+	p := daemontest.Start(t, func(c *config.Config) {
+		c.API.RestAPI.AddIdleTimeout = config.Duration(300 * time.Millisecond)
+	})
+	data, bad := corruptCar(t, 2)
+	start := time.Now()
+	// More bytes every 50 ms, for 30 s unless the request ends first.
+	rest := &trickle{until: start.Add(30 * time.Second)}
+	err := p.Client(t).AddFiles(t.Context(), client.ReaderDirectory("bad.car", io.MultiReader(bytes.NewReader(data), rest)),
+		url.Values{"format": {"car"}}, func(api.AddedOutput) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), bad.String()) {
+		t.Fatalf("import of a CAR with a corrupt first block: %v, want the refusal naming the block", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the refusal came after %s, while the client was still sending", took)
+	}
+}
+
+// trickle sends 8 KiB of zeros every 50 ms until a deadline.
+type trickle struct{ until time.Time }
+
+func (tr *trickle) Read(p []byte) (int, error) {
+	if time.Now().After(tr.until) {
+		return 0, io.EOF
+	}
+	time.Sleep(50 * time.Millisecond)
+	n := min(len(p), 8<<10)
+	clear(p[:n])
+	return n, nil
+}
+
+// corruptCar is a CAR of n random 1 MiB raw blocks, the first (the root)
+// with one byte flipped, and that block's CID.
+func corruptCar(t *testing.T, n int) ([]byte, cid.Cid) {
 	var buf bytes.Buffer
-	blocks := make([][]byte, 32)
-	cids := make([]cid.Cid, len(blocks))
+	blocks := make([][]byte, n)
+	cids := make([]cid.Cid, n)
 	for i := range blocks {
 		blocks[i] = make([]byte, 1<<20)
 		rand.Read(blocks[i])
@@ -262,12 +308,7 @@ func TestBadCarErrorReachesTheClient(t *testing.T) {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 5 {
-		err := cl.AddFiles(t.Context(), client.ReaderDirectory("bad.car", bytes.NewReader(buf.Bytes())), url.Values{"format": {"car"}}, func(api.AddedOutput) error { return nil })
-		if err == nil || !strings.Contains(err.Error(), cids[0].String()) {
-			t.Fatalf("import %d of a CAR with a corrupt first block: %v, want the refusal naming the block", i, err)
-		}
-	}
+	return buf.Bytes(), cids[0]
 }
 
 // TestAddFromURL: a path that is a URL is fetched by the client and added
