@@ -81,6 +81,11 @@ as is.`,
 			if query, err = addQuery(s.cmd, query); err != nil {
 				return err
 			}
+			if query.Get("format") == "car" {
+				if err := carFiles("add", s.cmd.Args); err != nil {
+					return err
+				}
+			}
 			if stdin {
 				// Unnamed, as kubo sends stdin: the output names it by its CID.
 				return s.add(query, nil, func(fn func(api.AddedOutput) error) error {
@@ -133,20 +138,8 @@ at fault and nothing is pinned.`,
 			if slices.Contains(s.cmd.Args, "-") && len(s.cmd.Args) > 1 {
 				return Usagef("import reads stdin (-) alone, not with other files")
 			}
-			// Every file is checked before the first is sent, as add
-			// does: a typo in the last name must not leave the others
-			// half imported.
-			for _, path := range s.cmd.Args {
-				if path == "-" || client.IsURL(path) {
-					continue
-				}
-				st, err := os.Stat(path)
-				if err != nil {
-					return &client.InputError{Err: fmt.Errorf("import: %w", err)}
-				}
-				if st.IsDir() {
-					return &client.InputError{Err: fmt.Errorf("import %s: a directory, not a CAR file", path)}
-				}
+			if err := carFiles("import", s.cmd.Args); err != nil {
+				return err
 			}
 			for _, path := range s.cmd.Args {
 				if err := s.importOne(query, path); err != nil {
@@ -163,6 +156,26 @@ at fault and nothing is pinned.`,
 			return nil
 		}),
 	}
+}
+
+// carFiles checks that every path is a CAR file that exists (or stdin,
+// or a URL) before the first is sent, as add checks its paths: a typo in
+// the last name must not leave the others half imported, and a folder
+// must not be sent as a CAR.
+func carFiles(command string, paths []string) error {
+	for _, path := range paths {
+		if path == "-" || client.IsURL(path) {
+			continue
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return &client.InputError{Err: fmt.Errorf("%s: %w", command, err)}
+		}
+		if st.IsDir() {
+			return &client.InputError{Err: fmt.Errorf("%s %s: a directory, not a CAR file", command, path)}
+		}
+	}
+	return nil
 }
 
 // importOne imports one CAR: a file, stdin (-) or an http(s) URL, as add

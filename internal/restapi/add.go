@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -228,6 +229,9 @@ func carBuild(mr *multipart.Reader, params *cluster.AddParams, out func(api.Adde
 	part, err := mr.NextPart()
 	if err != nil {
 		return nil, fmt.Errorf("%w: format=car: no file in the body: %w", cluster.ErrInvalidRequest, err)
+	}
+	if ctype, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ctype == "application/x-directory" || ctype == "multipart/form-data" {
+		return nil, fmt.Errorf("%w: format=car: %s is a directory, not a CAR file", cluster.ErrInvalidRequest, part.FileName())
 	}
 	rd, err := car.NewReader(part, car.Options{})
 	if err != nil {
