@@ -23,8 +23,15 @@ import (
 var ErrStreamClosed = errors.New("block stream closed")
 
 // ErrStalled ends a BlockStream whose kubo took no data, or did not answer
-// after the last block, for ipfs_request_timeout.
+// after the last block, for ipfs_request_timeout (or maxStreamStall).
 var ErrStalled = errors.New("kubo stalled")
+
+// maxStreamStall caps how long kubo may hold up a block stream when
+// ipfs_request_timeout (5 minutes by default) is longer. An add feeds all
+// its destinations in step, so a hung kubo holds up the healthy ones too;
+// a peer gives up on another peer's blocks stream as soon (the cluster's
+// blocksStallTimeout), and a hung local kubo must not cost more.
+const maxStreamStall = 2 * time.Minute
 
 // streamQueue is how many blocks Put may hand over ahead of the request:
 // enough to keep making blocks while earlier ones travel to kubo
@@ -41,8 +48,8 @@ const streamQueue = 16
 // costs nothing. It holds a slot of the connector's long pool while it
 // runs. It has no overall timeout (an add takes as long as its data), but
 // fails with ErrStalled when kubo, not the producer, holds it up for
-// ipfs_request_timeout: a write to kubo blocked that long, or no answer
-// that long after the last block.
+// ipfs_request_timeout or maxStreamStall, whichever is shorter: a write
+// to kubo blocked that long, or no answer that long after the last block.
 //
 // Concurrency: Put and Close are called from one goroutine. CloseWithError
 // may be called from any goroutine at any time, also while a Put is
@@ -174,13 +181,17 @@ func (s *BlockStream) start(first blocks.Block) error {
 		return s.rerr
 	}
 	go s.request(&streamBody{s: s, segs: [][]byte{head}, closed: make(chan struct{})}, q, contentType)
-	go s.watchStall(s.c.cfg.IPFSRequestTimeout)
+	limit, name := s.c.cfg.IPFSRequestTimeout, "ipfs_request_timeout"
+	if limit > maxStreamStall {
+		limit, name = maxStreamStall, "the longest a block stream waits"
+	}
+	go s.watchStall(limit, name)
 	return nil
 }
 
 // watchStall ends the request with ErrStalled once kubo has held it up
-// for limit, until the request finishes.
-func (s *BlockStream) watchStall(limit time.Duration) {
+// for limit, named in the error, until the request finishes.
+func (s *BlockStream) watchStall(limit time.Duration, name string) {
 	if limit <= 0 {
 		return
 	}
@@ -192,7 +203,7 @@ func (s *BlockStream) watchStall(limit time.Duration) {
 			return
 		case now := <-t.C:
 			if since := s.kuboTurn.Load(); since != 0 && now.Sub(time.Unix(0, since)) >= limit {
-				s.cancel(fmt.Errorf("%w: no progress for %v (ipfs_request_timeout)", ErrStalled, limit))
+				s.cancel(fmt.Errorf("%w: no progress for %v (%s)", ErrStalled, limit, name))
 				return
 			}
 		}

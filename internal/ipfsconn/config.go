@@ -19,7 +19,7 @@ type Config struct {
 	ConnectSwarmsDelay time.Duration
 	// IPFSRequestTimeout bounds every call that has no timeout of its own
 	// (ipfs_request_timeout), and how long kubo may hold up a block
-	// stream without taking data or answering.
+	// stream without taking data or answering, up to maxStreamStall.
 	IPFSRequestTimeout time.Duration
 	// PinTimeout is how long a pin may go without fetching a new block
 	// before it is abandoned (pin_timeout).
