@@ -180,7 +180,9 @@ func (r *Reader) readV2() error {
 	dataOffset := binary.LittleEndian.Uint64(hb[16:24])
 	dataSize := binary.LittleEndian.Uint64(hb[24:32])
 	switch {
-	case dataOffset < uint64(r.off) || dataOffset > math.MaxInt64/2:
+	case dataOffset < uint64(r.off):
+		return r.headerErr(ErrMalformed, start, fmt.Sprintf("CARv2 data offset %d points inside the CARv2 header, which ends at %d", dataOffset, r.off))
+	case dataOffset > math.MaxInt64/2:
 		return r.headerErr(ErrMalformed, start, fmt.Sprintf("CARv2 data offset %d is outside the file", dataOffset))
 	case dataSize == 0 || dataSize > math.MaxInt64/2:
 		return r.headerErr(ErrMalformed, start, fmt.Sprintf("CARv2 data size %d is invalid", dataSize))

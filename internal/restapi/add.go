@@ -243,6 +243,10 @@ func carBuild(mr *multipart.Reader, params *cluster.AddParams, out func(api.Adde
 	}
 	params.Root = api.NewCid(root)
 	name := part.FileName()
+	if name == "" {
+		// Named by its root, as an add of stdin names its file.
+		name = root.String()
+	}
 	return func(ctx context.Context, sink adder.BlockSink) (api.Cid, error) {
 		var bytes, size uint64
 		hasRoot := false
