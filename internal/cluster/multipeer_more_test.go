@@ -748,6 +748,7 @@ func TestMovedPinKeptUntilHeldElsewhere(t *testing.T) {
 func TestNumpinCountsHeldPins(t *testing.T) {
 	peers := daemontest.StartCluster(t, 2, func(_ int, c *config.Config) {
 		c.Informer.NumPin.MetricTTL = config.Duration(time.Second)
+		c.Allocator.Balanced.AllocateBy = []string{"numpin"}
 	})
 	holder := peers[1]
 	cs := identityCids(t, "numpin", 3)
@@ -763,4 +764,13 @@ func TestNumpinCountsHeldPins(t *testing.T) {
 		}
 		return got[holder.Identity.ID] == "3" && got[peers[0].Identity.ID] == "0", fmt.Sprint(got)
 	})
+	// Allocated by numpin, a pin goes to the peer holding fewer.
+	next := identityCids(t, "numpin-next", 1)[0]
+	pin, err := peers[1].Cluster.Pin(t.Context(), next, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pin.Allocations) != 1 || pin.Allocations[0] != peers[0].Identity.ID {
+		t.Fatalf("allocated by numpin to %v, want the peer with no pins, %s", pin.Allocations, peers[0].Identity.ID)
+	}
 }

@@ -183,9 +183,11 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		&informer.Counter{MetricName: "pinqueue", Count: p.Tracker.QueueSize, Peer: ident.ID,
 			MetricTTL: inf.PinQueue.MetricTTL.D(), Bucket: inf.PinQueue.WeightBucketSize, Negative: true},
 		// The pins this peer's kubo holds, as the reference counts kubo's
-		// pins: the pinset's size is the same on every peer.
+		// pins: the pinset's size is the same on every peer. Allocated by
+		// numpin, a pin goes to the peers holding fewest (the
+		// reference's weighs every peer the same).
 		&informer.Counter{MetricName: "numpin", Count: func() int { return p.DB.CountStatus()[api.TrackerStatusPinned] },
-			Peer: ident.ID, MetricTTL: inf.NumPin.MetricTTL.D()},
+			Peer: ident.ID, MetricTTL: inf.NumPin.MetricTTL.D(), Negative: true},
 	}
 	warnUnpublished(cfg.Allocator.Balanced.AllocateBy, inf)
 	p.Cluster = cluster.New(cluster.Config{
