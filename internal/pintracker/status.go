@@ -60,6 +60,8 @@ const lostPin = "the item should be pinned but it is not"
 // periodic recover act on. While kubo cannot answer, this one reply says
 // cluster_error.
 func (t *Tracker) checkHeld(ctx context.Context, pin api.Pin, rec state.LocalStatus) state.LocalStatus {
+	ctx, cancel := context.WithTimeout(ctx, kuboCheckTimeout)
+	defer cancel()
 	st, err := t.ipfs.PinLsCid(ctx, pin)
 	switch {
 	case err != nil:
@@ -176,10 +178,7 @@ const bulkStatuses = api.TrackerStatusPinned | api.TrackerStatusRemote
 // did, are listed as cluster_error with why, as the status of one CID
 // says, and the others as they are.
 func (t *Tracker) StatusAll(ctx context.Context, filter api.TrackerStatus, fn func(api.PinInfo) error) error {
-	kctx, cancel := context.WithTimeout(ctx, kuboCheckTimeout)
-	_, kuboErr := t.ipfs.ID(kctx)
-	cancel()
-	if kuboErr != nil {
+	if kuboErr := t.kuboAnswers(ctx); kuboErr != nil {
 		// Pinned records change status: one scan serves every filter.
 		return t.listAll(ctx, filter, func(rec state.LocalStatus) state.LocalStatus {
 			if rec.Status == api.TrackerStatusPinned {
@@ -207,8 +206,18 @@ func (t *Tracker) StatusAll(ctx context.Context, filter api.TrackerStatus, fn fu
 	return t.listAll(ctx, filter, nil, fn)
 }
 
-// kuboCheckTimeout bounds the question StatusAll asks kubo first.
+// kuboCheckTimeout bounds a question whose answer a user waits for: is
+// kubo there (before a listing or a recover asks it for every pin), does
+// it hold this one pin. A hung kubo then gives an error saying so.
 const kuboCheckTimeout = 10 * time.Second
+
+// kuboAnswers asks kubo for its identity, for at most kuboCheckTimeout.
+func (t *Tracker) kuboAnswers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, kuboCheckTimeout)
+	defer cancel()
+	_, err := t.ipfs.ID(ctx)
+	return err
+}
 
 // listAll lists the pinset joined with the records, then the unpins of
 // CIDs that left the pinset, passing each record through adjust when

@@ -696,6 +696,11 @@ const recoverable = api.TrackerStatusPinError | api.TrackerStatusUnpinError | ap
 // queued. Failures the retry policy made final are requeued only when an
 // operator asks (final).
 func (t *Tracker) RecoverAll(ctx context.Context, final bool, fn func(api.PinInfo) error) error {
+	// kubo's pin list may take long to stream, but a hung kubo must not
+	// hold the caller (a cluster-wide recover waits for every peer).
+	if err := t.kuboAnswers(ctx); err != nil {
+		return fmt.Errorf("recover all: kubo does not answer: %w", err)
+	}
 	var mode recoverMode
 	if final {
 		mode = recoverFinal

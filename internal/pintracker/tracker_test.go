@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -657,6 +658,39 @@ func TestStatusAndRecoverCheckKubo(t *testing.T) {
 				t.Fatalf("StatusAll(%s) with kubo down: %s %q, want cluster_error", filter, pi.Status, pi.Error)
 			}
 		}
+	}
+}
+
+// TestHungKuboBoundsStatusAndRecover: with kubo hung (it keeps its
+// connections but answers nothing), the status of a pinned CID and a
+// recover of everything answer within kuboCheckTimeout, saying kubo is
+// at fault, instead of waiting ipfs_request_timeout.
+func TestHungKuboBoundsStatusAndRecover(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.addContent(1)[0]
+	f.pinAllAndWait([]api.Cid{c})
+	resume, err := f.kubo.Freeze()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resume()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var pi api.PinInfo
+	var statusErr, recoverErr error
+	wg.Go(func() { pi, statusErr = f.tracker.Status(t.Context(), c) })
+	wg.Go(func() {
+		recoverErr = f.tracker.RecoverAll(t.Context(), false, func(api.PinInfo) error { return nil })
+	})
+	wg.Wait()
+	if took := time.Since(start); took > kuboCheckTimeout+5*time.Second {
+		t.Errorf("status and recover with kubo hung took %s", took)
+	}
+	if statusErr != nil || pi.Status != api.TrackerStatusClusterError || !strings.Contains(pi.Error, "cannot check the pin in kubo") {
+		t.Errorf("status with kubo hung: %s %q (%v), want cluster_error naming kubo", pi.Status, pi.Error, statusErr)
+	}
+	if recoverErr == nil || !strings.Contains(recoverErr.Error(), "kubo does not answer") {
+		t.Errorf("recover all with kubo hung: %v, want an error naming kubo", recoverErr)
 	}
 }
 
