@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"ipfs-cluster/internal/api"
 )
@@ -147,14 +150,52 @@ func (r *RPC) isClosed() bool {
 	return r.closed
 }
 
-// clientStream is the caller's side of one call.
+// clientStream is the caller's side of one call. Its reads belong to the
+// calling goroutine; the probe timer only reads last and sets hung.
 type clientStream struct {
 	ctx    context.Context
+	r      *RPC
 	s      network.Stream
 	p      peer.ID
 	method string
 	fr     frameReader
 	stop   func() bool // stops resetting the stream when ctx ends
+
+	frames atomic.Uint64 // reply frames read
+	seen   uint64        // frames at the probe's last look; the probe's own
+	probe  *time.Timer   // looks every IdleProbe whether frames came
+	ended  atomic.Bool   // the call is over: the probe stops
+	hung   atomic.Pointer[error]
+}
+
+// check runs every IdleProbe while the call lasts. When no frame came
+// since its last look, it pings the peer, and resets the stream, recording
+// why, if the peer does not answer. (A count, not a clock, marks the
+// frames: a stream reads half a million a second, each would read the
+// clock.)
+func (cs *clientStream) check() {
+	if cs.ended.Load() {
+		return
+	}
+	if n := cs.frames.Load(); n != cs.seen {
+		cs.seen = n
+		cs.probe.Reset(cs.r.cfg.IdleProbe)
+		return
+	}
+	ctx, cancel := context.WithTimeout(cs.ctx, cs.r.cfg.ProbeTimeout)
+	res := <-ping.Ping(ctx, cs.r.h, cs.p)
+	cancel()
+	if cs.ctx.Err() != nil || cs.ended.Load() {
+		return
+	}
+	if res.Error != nil {
+		err := fmt.Errorf("peer sent nothing for over %s and did not answer a ping within %s: %w",
+			cs.r.cfg.IdleProbe, cs.r.cfg.ProbeTimeout, res.Error)
+		cs.hung.Store(&err)
+		_ = cs.s.Reset()
+		return
+	}
+	cs.probe.Reset(cs.r.cfg.IdleProbe)
 }
 
 // open connects to p if needed, opens a stream and sends the request.
@@ -184,12 +225,16 @@ func (r *RPC) open(ctx context.Context, p peer.ID, kind byte, method string, in 
 	}
 	cs := &clientStream{
 		ctx:    ctx,
+		r:      r,
 		s:      s,
 		p:      p,
 		method: method,
 		fr:     frameReader{r: bufio.NewReaderSize(s, bufSize), max: r.cfg.MaxFrameSize},
 		stop:   context.AfterFunc(ctx, func() { _ = s.Reset() }),
 	}
+	// Armed once assigned: check uses cs.probe.
+	cs.probe = time.AfterFunc(math.MaxInt64, cs.check)
+	cs.probe.Reset(r.cfg.IdleProbe)
 	if _, err := s.Write(appendFrame(nil, kind, body)); err != nil {
 		cs.abort()
 		return nil, cs.wrap("send request", err)
@@ -203,14 +248,17 @@ func (cs *clientStream) next() (byte, []byte, error) {
 	if err != nil {
 		return 0, nil, cs.wrap("read reply", err)
 	}
+	cs.frames.Add(1)
 	return kind, body, nil
 }
 
-// wrap names the call in err, and reports the context's error rather than
-// the stream reset it caused.
+// wrap names the call in err, and reports the context's error, or the
+// failed probe, rather than the stream reset it caused.
 func (cs *clientStream) wrap(what string, err error) error {
 	if cerr := cs.ctx.Err(); cerr != nil {
 		err = cerr
+	} else if hung := cs.hung.Load(); hung != nil {
+		err = *hung
 	}
 	return fmt.Errorf("rpc %s on peer %s: %s: %w", cs.method, cs.p, what, err)
 }
@@ -226,12 +274,16 @@ func (cs *clientStream) remoteError(body []byte) error {
 // close ends a call that completed.
 func (cs *clientStream) close() {
 	cs.stop()
+	cs.ended.Store(true)
+	cs.probe.Stop()
 	_ = cs.s.Close()
 }
 
 // abort ends a call early; the reset cancels the remote handler.
 func (cs *clientStream) abort() {
 	cs.stop()
+	cs.ended.Store(true)
+	cs.probe.Stop()
 	_ = cs.s.Reset()
 }
 

@@ -48,6 +48,8 @@ const (
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultDialTimeout       = 3 * time.Second
 	DefaultFlushDelay        = 5 * time.Millisecond
+	DefaultIdleProbe         = 5 * time.Second
+	DefaultProbeTimeout      = 5 * time.Second
 )
 
 // Config configures an RPC endpoint. Zero fields take the defaults.
@@ -72,6 +74,15 @@ type Config struct {
 	// FlushDelay is how long a streamed value may wait in the buffer for
 	// more values before it is sent.
 	FlushDelay time.Duration
+	// IdleProbe is how long a call may wait for its next reply frame
+	// before the caller pings the peer (libp2p's ping, answered by the
+	// peer's own libp2p stack), and again as long after each answer. A
+	// busy peer answers and the call goes on waiting; a peer that does
+	// not answer within ProbeTimeout is hung (stopped, swapping) or cut
+	// off, and the call fails then, instead of when the connection's
+	// keepalive gives up, half a minute and more later.
+	IdleProbe    time.Duration
+	ProbeTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -92,6 +103,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushDelay <= 0 {
 		c.FlushDelay = DefaultFlushDelay
+	}
+	if c.IdleProbe <= 0 {
+		c.IdleProbe = DefaultIdleProbe
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = DefaultProbeTimeout
 	}
 	if c.IsTrusted == nil {
 		c.IsTrusted = func(peer.ID) bool { return false }

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"ipfs-cluster/internal/api"
 )
@@ -428,6 +430,58 @@ func TestUnaryCancellationReachesHandler(t *testing.T) {
 	case <-stopped:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the handler never saw its context end")
+	}
+}
+
+// TestHungPeerFailsCalls: a call that waits for a reply pings the peer
+// every IdleProbe. While the peer answers (a slow handler), the call goes
+// on; once it does not (a hung process, here a peer whose libp2p no
+// longer answers pings), the call fails within ProbeTimeout, saying so.
+func TestHungPeerFailsCalls(t *testing.T) {
+	c := newCluster(t, 2, Config{IsTrusted: TrustAll, IdleProbe: 100 * time.Millisecond, ProbeTimeout: 300 * time.Millisecond})
+	server := c.hosts[1].ID()
+	Handle(c.rpcs[1], "Test.Block", Open, func(ctx context.Context, _ peer.ID, _ struct{}) (int, error) {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	HandleStream(c.rpcs[1], "Test.Trickle", Open, func(ctx context.Context, _ peer.ID, _ struct{}, send func(int) error) error {
+		if err := send(1); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	stream := func(ctx context.Context) error {
+		return c.rpcs[0].Stream(ctx, server, "Test.Trickle", nil, func(Decoder) error { return nil })
+	}
+	unary := func(ctx context.Context) error { return c.rpcs[0].Call(ctx, server, "Test.Block", nil, nil) }
+
+	// Busy: the calls last until their context ends.
+	for name, call := range map[string]func(context.Context) error{"stream": stream, "unary": unary} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		err := call(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s call to a busy peer: %v, want its deadline", name, err)
+		}
+	}
+
+	// Hung: pings go unanswered.
+	hung := make(chan struct{})
+	defer close(hung)
+	c.hosts[1].SetStreamHandler(ping.ID, func(s network.Stream) {
+		<-hung
+		s.Reset()
+	})
+	for name, call := range map[string]func(context.Context) error{"stream": stream, "unary": unary} {
+		start := time.Now()
+		err := call(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "did not answer a ping within 300ms") || !strings.Contains(err.Error(), server.String()) {
+			t.Fatalf("%s call to a hung peer: %v, want the failed ping", name, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("%s call to a hung peer failed after %s", name, took)
+		}
 	}
 }
 
