@@ -183,7 +183,11 @@ func (cs *clientStream) check() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(cs.ctx, cs.r.cfg.ProbeTimeout)
-	res := <-ping.Ping(ctx, cs.r.h, cs.p)
+	res, answered := <-ping.Ping(ctx, cs.r.h, cs.p)
+	if !answered {
+		// Ping ends without a result when its context does.
+		res.Error = ctx.Err()
+	}
 	cancel()
 	if cs.ctx.Err() != nil || cs.ended.Load() {
 		return
