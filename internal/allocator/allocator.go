@@ -15,6 +15,7 @@
 package allocator
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -45,8 +46,8 @@ var defaultAllocateBy = []string{"tag:group", FreeSpaceMetric}
 
 // Allocator ranks peers for a pin. Its fields are configuration, read but
 // never written by Allocate, so one Allocator is safe for concurrent use by
-// any number of goroutines as long as nobody modifies the fields (or the
-// Trusted map) while calls are running.
+// any number of goroutines as long as nobody modifies the fields while
+// calls are running.
 type Allocator struct {
 	// AllocateBy names the metrics to rank by, most significant first.
 	// Empty means defaultAllocateBy.
@@ -56,11 +57,6 @@ type Allocator struct {
 	// With a floor, the freespace metric is required of every peer, even
 	// when AllocateBy does not rank by it (see MetricNames).
 	MinFreeSpace uint64
-	// TrustedOnly restricts allocations to the peers in Trusted
-	// (pin_only_on_trusted_peers). A configuration that trusts every peer
-	// ("*") should leave it false.
-	TrustedOnly bool
-	Trusted     map[peer.ID]bool
 }
 
 // Request is one allocation problem. Allocate reads it and never modifies
@@ -79,6 +75,12 @@ type Request struct {
 	// Excluded peers are never chosen and are dropped from Current: for
 	// example a dead peer whose pins are being re-pinned elsewhere.
 	Excluded []peer.ID
+	// Barred peers are never chosen and are dropped from Current, as
+	// Excluded ones, for the reason BarredBy names in the not-enough-peers
+	// error: the trust rule (pin_only_on_trusted_peers bars the peers
+	// not trusted).
+	Barred   []peer.ID
+	BarredBy string
 }
 
 // MetricNames lists the metrics Request.Metrics must carry: AllocateBy,
@@ -164,7 +166,7 @@ type reason int
 const (
 	eligible reason = iota
 	excluded
-	untrusted
+	barred
 	missingMetric
 	belowFloor
 	numReasons
@@ -175,6 +177,7 @@ type candidate struct {
 	id       peer.ID
 	metrics  []*api.Metric // by position in MetricNames; nil when missing
 	excluded bool
+	barred   bool
 	current  bool
 	priority bool
 	pickable bool // may be chosen (otherwise it only counts as used)
@@ -187,6 +190,7 @@ type survey struct {
 	fresh    []*candidate // peers that may receive a new allocation
 	rejected [numReasons][]peer.ID
 	missing  []string // the metrics the peers rejected for missingMetric lack
+	barredBy string   // why the barred peers are
 }
 
 func (a *Allocator) survey(req Request, names []string) survey {
@@ -226,10 +230,11 @@ func (a *Allocator) survey(req Request, names []string) survey {
 		}
 	}
 	mark(req.Excluded, func(c *candidate) { c.excluded = true })
+	mark(req.Barred, func(c *candidate) { c.barred = true })
 	mark(req.Pin.UserAllocations, func(c *candidate) { c.priority = true })
 	mark(req.Current, func(c *candidate) { c.current = true })
 
-	var s survey
+	s := survey{barredBy: cmp.Or(req.BarredBy, "barred")}
 	freeAt := slices.Index(names, FreeSpaceMetric)
 	for k := range cands {
 		c := &cands[k]
@@ -262,8 +267,8 @@ func (a *Allocator) check(c *candidate, freeAt int) reason {
 	switch {
 	case c.excluded:
 		return excluded
-	case a.TrustedOnly && !a.Trusted[c.id]:
-		return untrusted
+	case c.barred:
+		return barred
 	case slices.Contains(c.metrics, nil):
 		return missingMetric
 	case !c.current && a.MinFreeSpace > 0 && below(c.metrics[freeAt].Weight, a.MinFreeSpace):
@@ -296,7 +301,7 @@ func (s *survey) notEnough(needed, wanted int, floor uint64) error {
 	}
 	why := map[reason]string{
 		excluded:      "excluded",
-		untrusted:     "not trusted",
+		barred:        s.barredBy,
 		missingMetric: "without a valid " + strings.Join(s.missing, " or ") + " metric",
 		belowFloor:    fmt.Sprintf("below the free-space floor of %d bytes", floor),
 	}

@@ -67,6 +67,7 @@ func TestAllocate(t *testing.T) {
 		pin       api.Pin
 		current   []string
 		excluded  []string
+		barred    []string
 		want      []string
 		wantErr   error
 		errSubstr []string
@@ -134,14 +135,17 @@ func TestAllocate(t *testing.T) {
 			want:  []string{"a1", "c1"},
 		},
 		{
-			name: "trusted only", pin: pinOf(2, 2),
-			alloc: Allocator{TrustedOnly: true, Trusted: map[peer.ID]bool{"a2": true, "b1": true}},
-			peers: aab, want: []string{"a2", "b1"},
+			name: "barred peers are not chosen", pin: pinOf(2, 2),
+			barred: []string{"a1"}, peers: aab, want: []string{"a2", "b1"},
 		},
 		{
-			name: "untrusted current allocation dropped", pin: pinOf(1, 1),
-			alloc: Allocator{TrustedOnly: true, Trusted: map[peer.ID]bool{"b1": true}},
-			peers: aab, current: []string{"a1"}, want: []string{"b1"},
+			name: "barred current allocation dropped", pin: pinOf(1, 1),
+			barred: []string{"a1", "a2"}, peers: aab, current: []string{"a1"}, want: []string{"b1"},
+		},
+		{
+			name: "barred peers named with their reason", pin: pinOf(3, 3),
+			barred: []string{"a1"}, peers: aab, wantErr: ErrNotEnoughPeers,
+			errSubstr: []string{"Not eligible: 1 not trusted (" + peer.ID("a1").String() + ")"},
 		},
 		{
 			name: "fewer queued pins first within a group", pin: pinOf(2, 2),
@@ -190,7 +194,8 @@ func TestAllocate(t *testing.T) {
 			for _, m := range tt.extra {
 				ms[m.Name] = append(ms[m.Name], m)
 			}
-			got, err := tt.alloc.Allocate(Request{Pin: tt.pin, Current: ids(tt.current...), Metrics: ms, Excluded: ids(tt.excluded...)})
+			got, err := tt.alloc.Allocate(Request{Pin: tt.pin, Current: ids(tt.current...), Metrics: ms, Excluded: ids(tt.excluded...),
+				Barred: ids(tt.barred...), BarredBy: "not trusted"})
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("got %v, %v; want error %v", got, err, tt.wantErr)
@@ -305,8 +310,8 @@ func TestDeterministic(t *testing.T) {
 // TestConcurrentUse shares one Allocator and one Request between goroutines:
 // Allocate writes nothing they hold, so all agree (and -race stays quiet).
 func TestConcurrentUse(t *testing.T) {
-	a := Allocator{MinFreeSpace: 150, TrustedOnly: true, Trusted: map[peer.ID]bool{"a1": true, "a2": true, "b1": true}}
-	req := Request{Pin: pinOf(2, 3, "a2"), Current: ids("b1"), Metrics: metricsOf(aab), Excluded: ids("zz")}
+	a := Allocator{MinFreeSpace: 150}
+	req := Request{Pin: pinOf(2, 3, "a2"), Current: ids("b1"), Metrics: metricsOf(aab), Excluded: ids("zz"), Barred: ids("yy")}
 	want, err := a.Allocate(req)
 	if err != nil {
 		t.Fatal(err)

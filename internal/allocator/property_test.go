@@ -17,17 +17,16 @@ type world struct {
 	specs    map[peer.ID]spec
 	req      Request
 	excluded map[peer.ID]bool
+	barred   map[peer.ID]bool
 	user     map[peer.ID]bool
 }
 
 func randomWorld(rng *rand.Rand) world {
-	w := world{specs: map[peer.ID]spec{}, excluded: map[peer.ID]bool{}, user: map[peer.ID]bool{}}
+	w := world{specs: map[peer.ID]spec{}, excluded: map[peer.ID]bool{}, barred: map[peer.ID]bool{}, user: map[peer.ID]bool{}}
 	if rng.IntN(2) == 0 {
 		w.alloc.MinFreeSpace = 200
 	}
-	if rng.IntN(3) == 0 {
-		w.alloc.TrustedOnly, w.alloc.Trusted = true, map[peer.ID]bool{}
-	}
+	bars := rng.IntN(3) == 0
 	groups := 1 + rng.IntN(4)
 	var specs []spec
 	var all []peer.ID
@@ -43,8 +42,9 @@ func randomWorld(rng *rand.Rand) world {
 		specs = append(specs, s)
 		all = append(all, id)
 		w.specs[id] = s
-		if w.alloc.TrustedOnly && rng.IntN(10) < 7 {
-			w.alloc.Trusted[id] = true
+		if bars && rng.IntN(10) < 3 {
+			w.req.Barred = append(w.req.Barred, id)
+			w.barred[id] = true
 		}
 	}
 	all = append(all, "unknown")
@@ -71,7 +71,7 @@ func randomWorld(rng *rand.Rand) world {
 func (w world) qualifies(id peer.ID, current bool) bool {
 	s, ok := w.specs[id]
 	return ok && s.group != "" && s.free != noMetric && !w.excluded[id] &&
-		(!w.alloc.TrustedOnly || w.alloc.Trusted[id]) &&
+		!w.barred[id] &&
 		(current || w.alloc.MinFreeSpace == 0 || s.free >= int64(w.alloc.MinFreeSpace))
 }
 

@@ -45,14 +45,18 @@ func (c *Cluster) allocateExcluding(ctx context.Context, pin api.Pin, current, e
 			return !up
 		})
 	}
+	req := allocator.Request{Pin: pin, Current: current, Metrics: metrics, Excluded: excluded}
 	if (c.cfg.PinOnlyOnTrustedPeers || c.cfg.PinOnlyOnUntrustedPeers) && c.isTrusted != nil {
+		req.BarredBy = "not trusted"
+		if c.cfg.PinOnlyOnUntrustedPeers {
+			req.BarredBy = "trusted (pin_only_on_untrusted_peers)"
+		}
 		for _, m := range metrics[names[0]] {
 			if c.isTrusted(m.Peer) != c.cfg.PinOnlyOnTrustedPeers {
-				excluded = append(excluded, m.Peer)
+				req.Barred = append(req.Barred, m.Peer)
 			}
 		}
 	}
-	req := allocator.Request{Pin: pin, Current: current, Metrics: metrics, Excluded: excluded}
 	allocs, err := c.allocator.Allocate(req)
 	if err == nil {
 		allocs, err = c.policyAllocate(ctx, req, metrics, allocs)

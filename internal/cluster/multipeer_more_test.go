@@ -359,8 +359,13 @@ func TestUntrustedPeerPinStaysLocal(t *testing.T) {
 	if err != nil || len(pin.Allocations) != 1 || pin.Allocations[0] != idents[2].ID {
 		t.Fatalf("pin_only_on_untrusted_peers: allocations %v, %v; want peer 2", pin.Allocations, err)
 	}
-	if _, err := peers[1].Cluster.Pin(t.Context(), placed[1], api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}); !errors.Is(err, cluster.ErrNotEnoughPeers) {
-		t.Fatalf("two copies on the one untrusted peer: %v, want not enough peers", err)
+	if _, err := peers[1].Cluster.Pin(t.Context(), placed[1], api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}); !errors.Is(err, cluster.ErrNotEnoughPeers) ||
+		!strings.Contains(err.Error(), "2 trusted (pin_only_on_untrusted_peers)") {
+		t.Fatalf("two copies on the one untrusted peer: %v, want not enough peers, naming the rule", err)
+	}
+	if _, err := peers[0].Cluster.Pin(t.Context(), placed[0], api.PinOptions{ReplicationFactorMin: 3, ReplicationFactorMax: 3}); !errors.Is(err, cluster.ErrNotEnoughPeers) ||
+		!strings.Contains(err.Error(), "1 not trusted ("+idents[2].ID.String()) {
+		t.Fatalf("three copies on the two trusted peers: %v, want not enough peers, naming the untrusted one", err)
 	}
 }
 
