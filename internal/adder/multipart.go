@@ -57,7 +57,7 @@ func (w *partWalker) peek() (*multipart.Part, string, error) {
 		case err != nil:
 			w.err = err
 		case len(name)-1 > maxPathLen:
-			w.err = fmt.Errorf("%w: a path of %d bytes is longer than %d: %.64q...", ErrInvalidInput, len(name)-1, maxPathLen, name[1:])
+			w.err = fmt.Errorf("%w: %.64q...: a path of %d bytes is longer than %d", ErrInvalidInput, name[1:], len(name)-1, maxPathLen)
 		default:
 			w.part, w.name = p, name
 		}
