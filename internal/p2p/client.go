@@ -151,7 +151,8 @@ func (r *RPC) isClosed() bool {
 }
 
 // clientStream is the caller's side of one call. Its reads belong to the
-// calling goroutine; the probe timer only reads last and sets hung.
+// calling goroutine; the probe's timer reads frames and ended, owns seen
+// and sets hung.
 type clientStream struct {
 	ctx    context.Context
 	r      *RPC
