@@ -637,10 +637,11 @@ but usually are:
 					if len(metrics) == 0 {
 						// An empty answer reads as "no peer reports it";
 						// a mistyped name (tags for tag:group) deserves
-						// to be told apart.
+						// to be told apart, on stderr: the answer and
+						// exit status stay the reference's for scripts.
 						names, err := s.client.MetricNames(s.ctx)
 						if err == nil && !slices.Contains(names, name) {
-							return fmt.Errorf("no metric named %q: the peer knows %s", name, strings.Join(names, ", "))
+							fmt.Fprintf(s.cmd.Stderr, "no metric named %q: the peer knows %s\n", name, strings.Join(names, ", "))
 						}
 					}
 					return s.out.print(metrics)
