@@ -6,6 +6,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -65,17 +66,25 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // Exit wraps err with an exit code.
 func Exit(code int, err error) error { return &ExitError{Code: code, Err: err} }
 
-// UsageError is returned for bad flags or arguments; it exits with code 1 and
-// prints the usage hint of the command that failed.
+// UsageError is returned for bad flags or arguments; it exits with code 1
+// (3 for an unknown command) and prints the usage hint of the command that
+// failed.
 type UsageError struct {
 	msg  string
 	path string // of the command that failed, set on the way up
+	code int    // the exit code; 0 means 1
 }
 
 func (e *UsageError) Error() string { return e.msg }
 
 // Usagef builds a UsageError.
 func Usagef(format string, args ...any) error { return &UsageError{msg: fmt.Sprintf(format, args...)} }
+
+// unknownCommand is the UsageError of a command name that does not exist.
+// It exits with code 3, as the reference's tools (urfave/cli) do.
+func unknownCommand(name string) error {
+	return &UsageError{msg: fmt.Sprintf("unknown command %q", name), code: 3}
+}
 
 // Context is what an Action receives: parsed flags (its own and its
 // ancestors'), positional arguments and the process streams.
@@ -147,7 +156,7 @@ func Run(root *Command, args []string, stdin io.Reader, stdout, stderr io.Writer
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "Error: %s\n", ue.msg)
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", ue.path)
-		return 1
+		return cmp.Or(ue.code, 1)
 	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
@@ -193,7 +202,7 @@ func (c *Context) dispatch(args []string) error {
 			return child.run(rest[1:])
 		}
 		if c.Command.Action == nil {
-			return Usagef("unknown command %q", rest[0])
+			return unknownCommand(rest[0])
 		}
 	}
 	if c.Command.Action == nil {

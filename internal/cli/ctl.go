@@ -66,7 +66,7 @@ func Ctl() *Command {
 			case c.Bool("version"):
 				fmt.Fprintf(c.Stdout, "ipfs-cluster-ctl version %s\n", api.Version)
 			case len(c.Args) > 0:
-				return Usagef("unknown command %q", c.Args[0])
+				return unknownCommand(c.Args[0])
 			default:
 				c.printHelp(c.Stdout)
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -209,11 +210,19 @@ func TestCtlVersionAndHelp(t *testing.T) {
 	if _, errOut, code := runCtl(t, nil, "help", "nope"); code != 3 || !strings.Contains(errOut, "No help topic for 'nope'") {
 		t.Errorf("help nope: code %d, %q", code, errOut)
 	}
-	if _, errOut, code := runCtl(t, nil, "nope"); code != 1 || !strings.Contains(errOut, `unknown command "nope"`) {
+	// Unknown commands exit 3, as the reference ctl's do.
+	if _, errOut, code := runCtl(t, nil, "nope"); code != 3 || !strings.Contains(errOut, `unknown command "nope"`) {
 		t.Errorf("unknown command: code %d, %q", code, errOut)
 	}
-	if _, _, code := runCtl(t, nil, "peers", "add", ctlPeer1); code != 1 {
+	if _, _, code := runCtl(t, nil, "peers", "add", ctlPeer1); code != 3 {
 		t.Errorf("peers add (no such command): code %d", code)
+	}
+	for _, root := range []*Command{Service(), Root()} {
+		var stderr bytes.Buffer
+		if code := Run(root, []string{"nope"}, strings.NewReader(""), io.Discard, &stderr, func(string) string { return "" }); code != 3 ||
+			!strings.Contains(stderr.String(), `unknown command "nope"`) {
+			t.Errorf("%s nope: code %d, %q", root.Name, code, stderr.String())
+		}
 	}
 }
 

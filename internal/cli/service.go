@@ -46,6 +46,9 @@ func Service() *Command {
 				fmt.Fprintf(c.Stdout, "ipfs-cluster-service version %s\n", api.Version)
 				return nil
 			}
+			if len(c.Args) > 0 {
+				return unknownCommand(c.Args[0])
+			}
 			c.printHelp(c.Stderr)
 			return Exit(1, errors.New(""))
 		},
