@@ -183,24 +183,49 @@ func (cs *clientStream) check() {
 		cs.probe.Reset(cs.r.cfg.IdleProbe)
 		return
 	}
-	ctx, cancel := context.WithTimeout(cs.ctx, cs.r.cfg.ProbeTimeout)
-	res, answered := <-ping.Ping(ctx, cs.r.h, cs.p)
-	if !answered {
-		// Ping ends without a result when its context does.
-		res.Error = ctx.Err()
-	}
-	cancel()
+	perr := cs.r.ping(cs.p)
 	if cs.ctx.Err() != nil || cs.ended.Load() {
 		return
 	}
-	if res.Error != nil {
+	if perr != nil {
 		err := fmt.Errorf("peer sent nothing for over %s and did not answer a ping within %s: %w",
-			cs.r.cfg.IdleProbe, cs.r.cfg.ProbeTimeout, res.Error)
+			cs.r.cfg.IdleProbe, cs.r.cfg.ProbeTimeout, perr)
 		cs.hung.Store(&err)
 		_ = cs.s.Reset()
 		return
 	}
 	cs.probe.Reset(cs.r.cfg.IdleProbe)
+}
+
+// peerProbe is the last ping of one peer, shared by the calls waiting on
+// it: libp2p allows a peer 3 ping streams at a time, and a call whose own
+// ping was refused for that would take a busy peer for a hung one.
+type peerProbe struct {
+	mu  sync.Mutex // held while pinging: the other calls wait for the answer
+	at  time.Time  // when the last ping ended
+	err error      // its outcome
+}
+
+// ping pings p, or returns the outcome of a ping that ended less than
+// half an IdleProbe ago. The ping runs under the endpoint's context, not
+// a call's: a call that ends must not cut short the answer others wait for.
+func (r *RPC) ping(p peer.ID) error {
+	v, _ := r.probes.LoadOrStore(p, &peerProbe{})
+	pp := v.(*peerProbe)
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if !pp.at.IsZero() && time.Since(pp.at) < r.cfg.IdleProbe/2 {
+		return pp.err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.ProbeTimeout)
+	defer cancel()
+	res, answered := <-ping.Ping(ctx, r.h, p)
+	if !answered {
+		// Ping ends without a result when its context does.
+		res.Error = ctx.Err()
+	}
+	pp.at, pp.err = time.Now(), res.Error
+	return res.Error
 }
 
 // open connects to p if needed, opens a stream and sends the request.

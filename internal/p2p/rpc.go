@@ -207,6 +207,8 @@ type RPC struct {
 	closed   bool
 	inflight sync.WaitGroup
 
+	probes sync.Map // peer.ID → *peerProbe, for the peers calls went to
+
 	ctx    context.Context // canceled by Close; parent of handler contexts
 	cancel context.CancelFunc
 }

@@ -466,6 +466,26 @@ func TestHungPeerFailsCalls(t *testing.T) {
 		}
 	}
 
+	// Many calls waiting at once on a busy peer share their pings: libp2p
+	// allows a few ping streams per peer, and a refused one is no sign
+	// of a hung peer.
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for range 12 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			errs <- unary(ctx)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "ping") {
+			t.Fatalf("one of 12 calls to a busy peer: %v, want its deadline", err)
+		}
+	}
+
 	// Hung: pings go unanswered.
 	hung := make(chan struct{})
 	defer close(hung)
