@@ -154,3 +154,22 @@ func TestPeerBelowFreeSpaceFloorGetsNoAllocation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReposizeInformerAllocatesWithoutTheFloor: a 1.1.x configuration whose
+// disk informer publishes reposize has no freespace metric for the floor
+// to read; the floor then does not apply instead of refusing every pin.
+func TestReposizeInformerAllocatesWithoutTheFloor(t *testing.T) {
+	p := daemontest.Start(t, func(c *config.Config) {
+		c.Informer.Disk.MetricType = "reposize"
+		c.Allocator.Balanced.AllocateBy = []string{"tag:group", "reposize"}
+		c.Allocator.Balanced.MinFreeSpace = 1 << 60
+	})
+	c := cids(t, p, 1)[0]
+	pin, err := p.Cluster.Pin(t.Context(), c, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pin.Allocations) != 1 || pin.Allocations[0] != p.Identity.ID {
+		t.Fatalf("allocations %v, want this peer", pin.Allocations)
+	}
+}

@@ -206,7 +206,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		Bandwidth:               bandwidth,
 	}, p.DB, p.Tracker, conn, p.gossip, informers, &allocator.Allocator{
 		AllocateBy:   cfg.Allocator.Balanced.AllocateBy,
-		MinFreeSpace: cfg.Allocator.Balanced.MinFreeSpace,
+		MinFreeSpace: freeSpaceFloor(cfg.Allocator.Balanced.MinFreeSpace, inf.Disk.MetricType),
 	}, logging.For("cluster"))
 
 	cc := cfg.Consensus.CRDT
@@ -451,6 +451,23 @@ func (p *Peer) Stop() {
 	if p.DB != nil {
 		p.DB.Close()
 	}
+}
+
+// freeSpaceFloor is the allocator's free-space floor: min_free_space when
+// the disk informer publishes freespace, none when it publishes reposize
+// instead. The floor needs every peer's freespace metric, so with reposize
+// (a 1.1.x configuration that knows nothing of our floor) it would refuse
+// every allocation.
+func freeSpaceFloor(minFree uint64, diskMetric string) uint64 {
+	if diskMetric == allocator.FreeSpaceMetric {
+		return minFree
+	}
+	if minFree > 0 {
+		log := logging.For("daemon")
+		log.Info().Str("metric_type", diskMetric).Uint64("min_free_space", minFree).
+			Msg("allocator.balanced.min_free_space does not apply: the disk informer publishes no freespace metric")
+	}
+	return 0
 }
 
 // warnUnpublished warns about allocate_by metrics this peer publishes
