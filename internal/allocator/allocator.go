@@ -106,9 +106,12 @@ func (a *Allocator) allocateBy() []string {
 //
 // With current = the qualifying current allocations, needed = min − current
 // and wanted = max − current: when wanted < 0 the current allocations are
-// trimmed to max, keeping the best-ranked spread; when needed ≤ 0 they are
-// returned unchanged; otherwise up to wanted new peers are added, and fewer
-// than needed available is an error wrapping ErrNotEnoughPeers.
+// trimmed to max, keeping the best-ranked spread; when needed ≤ 0 every
+// current allocation that is neither excluded nor barred is returned,
+// those of peers that are down included (a re-pin that changes only a
+// name must not drop a replica that comes back with its peer); otherwise
+// up to wanted new peers are added, and fewer than needed available is an
+// error wrapping ErrNotEnoughPeers.
 func (a *Allocator) Allocate(req Request) ([]peer.ID, error) {
 	rmin, rmax := req.Pin.ReplicationFactorMin, req.Pin.ReplicationFactorMax
 	if rmin < 1 || rmax < rmin {
@@ -125,7 +128,7 @@ func (a *Allocator) Allocate(req Request) ([]peer.ID, error) {
 		}
 		return newTree(s.kept, levels).take(make([]peer.ID, 0, rmax), rmax), nil
 	case needed <= 0:
-		return s.keptIDs(0), nil
+		return held(req), nil
 	case len(s.fresh) < needed:
 		return nil, s.notEnough(needed, wanted, a.MinFreeSpace)
 	}
@@ -280,6 +283,18 @@ func (a *Allocator) check(c *candidate, freeAt int) reason {
 // below reports whether a free-space weight in bytes is under floor.
 func below(free int64, floor uint64) bool {
 	return free < 0 || uint64(free) < floor
+}
+
+// held is req.Current without the excluded and barred peers and without
+// repeats, in request order.
+func held(req Request) []peer.ID {
+	out := make([]peer.ID, 0, len(req.Current))
+	for _, id := range req.Current {
+		if !slices.Contains(req.Excluded, id) && !slices.Contains(req.Barred, id) && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // keptIDs returns the kept allocations with room for extra more.

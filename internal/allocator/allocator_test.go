@@ -102,6 +102,11 @@ func TestAllocate(t *testing.T) {
 			want: []string{"a1", "b2"},
 		},
 		{name: "current allocation without metrics dropped", peers: aab, pin: pinOf(2, 2), current: []string{"gone", "b1"}, want: []string{"b1", "a1"}},
+		{name: "current allocation without metrics kept when min is met", peers: aab, pin: pinOf(1, 3), current: []string{"b1", "down", "b1"}, want: []string{"b1", "down"}},
+		{
+			name: "excluded and barred current allocations dropped when min is met", pin: pinOf(1, 3), peers: aab,
+			current: []string{"a1", "a2", "b1"}, excluded: []string{"a1"}, barred: []string{"b1"}, want: []string{"a2"},
+		},
 		{name: "excluded peers never chosen", peers: aab, pin: pinOf(2, 2), excluded: []string{"a1"}, want: []string{"a2", "b1"}},
 		{name: "excluded user allocation ignored", peers: aab, pin: pinOf(2, 2, "a2"), excluded: []string{"a2"}, want: []string{"a1", "b1"}},
 		{

@@ -77,7 +77,8 @@ func (w world) qualifies(id peer.ID, current bool) bool {
 
 // TestAllocateProperties checks random clusters against an oracle: length
 // within bounds or ErrNotEnoughPeers exactly when too few peers qualify, no
-// duplicates, only qualifying peers, current allocations kept, and every
+// duplicates, only qualifying peers (current allocations of peers that are
+// down stay when nothing is added), current allocations kept, and every
 // pick going to a least-used group (so the spread is maximal), a priority
 // peer there when there is one, and otherwise the peer with the most free
 // space. It also checks that the generator reaches every outcome.
@@ -142,7 +143,15 @@ func (w world) judge(got []peer.ID, err error) (outcome, msg string) {
 		}
 		return "trim", w.judgePicks(nil, kept, got)
 	case needed <= 0:
-		if !slices.Equal(got, kept) {
+		// Unchanged: down peers (no metrics) stay, only the excluded
+		// and barred ones leave.
+		var held []peer.ID
+		for _, id := range w.req.Current {
+			if !w.excluded[id] && !w.barred[id] && !slices.Contains(held, id) {
+				held = append(held, id)
+			}
+		}
+		if !slices.Equal(got, held) {
 			return "unchanged", "want current allocations unchanged"
 		}
 		return "unchanged", ""
