@@ -49,6 +49,15 @@ func TestReplicationDefaultsAndValidation(t *testing.T) {
 		if !errors.Is(err, cluster.ErrInvalidRequest) {
 			t.Errorf("%+v: want an invalid request, got %v", bad, err)
 		}
+		// Only a factor left at 0 takes the default: the hint says so
+		// then, and only then.
+		if strings.Contains(err.Error(), "left at 0") {
+			t.Errorf("%+v: no factor was left at 0, yet: %v", bad, err)
+		}
+	}
+	_, err = p.Cluster.Pin(t.Context(), cs[0], api.PinOptions{ReplicationFactorMin: 3})
+	if !errors.Is(err, cluster.ErrInvalidRequest) || !strings.Contains(err.Error(), "a factor left at 0 takes the cluster default 1/1") {
+		t.Errorf("min 3, max left at 0: %v", err)
 	}
 }
 

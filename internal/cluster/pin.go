@@ -100,7 +100,7 @@ func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.P
 func (c *Cluster) replicationDefaults(ctx context.Context, pin *api.Pin) error {
 	// hint tells the client where the factors it did not give came from.
 	hint := ""
-	if pin.ReplicationFactorMin != 0 || pin.ReplicationFactorMax != 0 {
+	if (pin.ReplicationFactorMin == 0) != (pin.ReplicationFactorMax == 0) {
 		hint = fmt.Sprintf(" (a factor left at 0 takes the cluster default %d/%d)", c.cfg.ReplicationFactorMin, c.cfg.ReplicationFactorMax)
 	}
 	if pin.ReplicationFactorMin == 0 || pin.ReplicationFactorMax == 0 {
