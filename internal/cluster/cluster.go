@@ -82,6 +82,9 @@ type Config struct {
 	// PingInterval is how often this peer announces it is up; its ping
 	// metric lives twice as long.
 	PingInterval time.Duration
+	// CheckInterval is how often expired metrics raise alerts
+	// (monitor.pubsubmon.check_interval); 0 means PingInterval.
+	CheckInterval time.Duration
 	// DisableRepinning leaves the pins of a peer that went down where
 	// they are instead of allocating them elsewhere.
 	DisableRepinning bool

@@ -39,6 +39,7 @@ func TestRepinAfterKill9(t *testing.T) {
 		Configure: func(_ int, c *config.Config) {
 			c.Cluster.DisableRepinning = false
 			c.Cluster.MonitorPingInterval = config.Duration(pingInterval)
+			c.Monitor.PubsubMon.CheckInterval = config.Duration(pingInterval)
 		},
 	})
 	t.Cleanup(func() { localcluster.Stop(peers) })

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"time"
@@ -82,12 +83,17 @@ func (c *Cluster) startMetrics() {
 	})
 	c.wg.Add(1)
 	go c.republishOnConnect()
-	c.every(c.cfg.PingInterval, func() {
+	c.every(cmp.Or(c.cfg.CheckInterval, c.cfg.PingInterval), func() {
+		down := false
 		for _, a := range c.monitor.CheckExpired() {
 			c.log.Warn().Str("metric", a.Name).Stringer("peer", a.Peer).Msg("metric expired")
-			if a.Name == pingMetric && !c.cfg.DisableRepinning {
-				c.repinFrom(a.Peer)
-			}
+			down = down || a.Name == pingMetric
+		}
+		// Every down peer, not only the one just gone: it may have
+		// been the peer responsible for the pins of one that went
+		// down before it, which now fall to another.
+		if down && !c.cfg.DisableRepinning {
+			c.repinSweep()
 		}
 	})
 	// The repin sweep, every state_sync_interval and not sooner after

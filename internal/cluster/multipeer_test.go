@@ -254,6 +254,43 @@ func TestEveryPinLeavesADeadPeer(t *testing.T) {
 	}
 }
 
+// When the peer responsible for some of a dead peer's pins dies too, but
+// after the first death was noticed (its own ping still valid then), its
+// share moves once its ping expires, not at the next sweep.
+func TestRepinnerDyingAfterTheDeadPeer(t *testing.T) {
+	const slowPing = 3 * time.Second // the second peer to die: its ping lives 6s
+	peers := daemontest.StartCluster(t, 4, func(i int, c *config.Config) {
+		c.Cluster.DisableRepinning = false
+		c.Cluster.StateSyncInterval = config.Duration(time.Hour) // no sweep
+		if i == 2 {
+			c.Cluster.MonitorPingInterval = config.Duration(slowPing)
+		}
+	})
+	holder, repinner, live := peers[3], peers[2], peers[:2]
+	cs := identityCids(t, "cascade", 24)
+	pinAll(t, peers[:1], cs, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1,
+		UserAllocations: []peer.ID{holder.Identity.ID}}, 4)
+	for _, p := range peers {
+		waitUntil(t, 30*time.Second, "pinset everywhere", func() (bool, string) { return p.DB.Len() == len(cs), "" })
+	}
+	holder.Stop()
+	repinner.Stop()
+	stopped := time.Now()
+	waitUntil(t, 2*2*slowPing+10*time.Second, "every pin allocated to a live peer", func() (bool, string) {
+		for _, c := range cs {
+			pin, err := live[0].Cluster.PinGet(t.Context(), c)
+			if err != nil {
+				return false, err.Error()
+			}
+			if len(pin.Allocations) != 1 || !slices.ContainsFunc(live, func(p *daemontest.Peer) bool { return p.Identity.ID == pin.Allocations[0] }) {
+				return false, fmt.Sprintf("%s allocated to %v", c, pin.Allocations)
+			}
+		}
+		return true, ""
+	})
+	t.Logf("every pin moved %s after both peers stopped", time.Since(stopped).Round(time.Millisecond))
+}
+
 func TestPeerRemoveMovesItsPins(t *testing.T) {
 	peers := daemontest.StartCluster(t, 3, nil) // repinning stays off
 	cs := cids(t, peers[0], 6)

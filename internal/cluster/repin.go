@@ -78,9 +78,9 @@ func (c *Cluster) repinners() []peer.ID {
 }
 
 // repinSweep repins from every peer that holds allocations and is down.
-// The ping alert starts repinning when a peer goes down, but a peer that
-// died before this one started never raises it here, and neither does one
-// whose responsible peer was itself down or restarting at the time.
+// A ping alert runs it at once; it also runs every state_sync_interval,
+// since a peer that died before this one started never raises the alert
+// here.
 func (c *Cluster) repinSweep() {
 	peers, err := c.state.AllocatedPeers(c.ctx)
 	if err != nil {

@@ -198,6 +198,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		StateSyncInterval:       cl.StateSyncInterval.D(),
 		PinRecoverInterval:      cl.PinRecoverInterval.D(),
 		PingInterval:            cl.MonitorPingInterval.D(),
+		CheckInterval:           cfg.Monitor.PubsubMon.CheckInterval.D(),
 		DisableRepinning:        cl.DisableRepinning,
 		PinOnlyOnTrustedPeers:   cl.PinOnlyOnTrustedPeers,
 		PinOnlyOnUntrustedPeers: cl.PinOnlyOnUntrustedPeers,

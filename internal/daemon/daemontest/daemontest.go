@@ -69,6 +69,7 @@ func StartWithIdentity(t testing.TB, k *kubo.Daemon, ident *config.Identity, twe
 	cfg.API.RestAPI.HTTPListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/0"}
 	cfg.Cluster.MonitorPingInterval = config.Duration(500 * time.Millisecond)
+	cfg.Monitor.PubsubMon.CheckInterval = config.Duration(500 * time.Millisecond)
 	cfg.Consensus.CRDT.RebroadcastInterval = config.Duration(300 * time.Millisecond)
 	cfg.IPFSConnector.IPFSHTTP.NodeMultiaddress = k.APIAddr
 	cfg.IPFSConnector.IPFSHTTP.ConnectSwarmsDelay = config.Duration(300 * time.Millisecond)
