@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -327,8 +328,11 @@ func TestPeerRemoveMovesItsPins(t *testing.T) {
 	if err := peers[0].Cluster.PeerRemove(t.Context(), stranger.ID); !errors.Is(err, cluster.ErrUnknownPeer) {
 		t.Fatalf("removing a peer nobody knows: %v, want ErrUnknownPeer", err)
 	}
-	if err := peers[0].Cluster.PeerRemove(t.Context(), gone.Identity.ID); err != nil {
-		t.Fatal(err)
+	// Removed all the same, and told about the pin left behind.
+	err = peers[0].Cluster.PeerRemove(t.Context(), gone.Identity.ID)
+	if !errors.Is(err, cluster.ErrNotEnoughPeers) || !strings.Contains(err.Error(), "removed, but 1 of its") ||
+		!strings.Contains(err.Error(), stuck.String()) {
+		t.Fatalf("removing a peer with a pin that cannot move: %v", err)
 	}
 	for _, c := range cs {
 		pin, err := peers[0].Cluster.PinGet(t.Context(), c)

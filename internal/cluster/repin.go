@@ -162,7 +162,8 @@ func (c *Cluster) Handoff(ctx context.Context, pin api.Pin) error {
 // PeerRemove takes a stopped peer out of the cluster's placement: every
 // pin allocated to it that can be is allocated elsewhere at once (whatever
 // disable_repinning says: the operator asked), and this peer forgets its
-// addresses. A peer that still answers is refused: it would announce itself
+// addresses. When some pins could not move, the peer is removed all the
+// same and the error says how many stay allocated to it. A peer that still answers is refused: it would announce itself
 // again with its next ping, and its pins would have moved for nothing.
 func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	if p == c.cfg.Peer {
@@ -185,15 +186,19 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	}
 	// A pin that cannot move (too few peers left for its minimum) keeps
 	// its allocations and shows under-replicated in status: it must not
-	// keep the peer, and every other pin, in place.
+	// keep the peer, and every other pin, in place. The caller is told,
+	// after the removal.
 	failed := 0
+	var firstErr error
 	live := c.peerset()
 	for _, ci := range pins {
 		if err := c.repin(ctx, ci, p, live, true); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("remove peer %s: repin %s: %w", p, ci, err)
 			}
-			failed++
+			if failed++; firstErr == nil {
+				firstErr = fmt.Errorf("repin %s: %w", ci, err)
+			}
 			c.log.Warn().Err(err).Stringer("cid", ci).Stringer("peer", p).Msg("remove peer: pin not re-allocated")
 		}
 	}
@@ -204,6 +209,10 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 		c.host.Peerstore().ClearAddrs(p)
 	}
 	c.log.Info().Stringer("peer", p).Int("pins", len(pins)).Int("not_reallocated", failed).Msg("peer removed")
+	if failed > 0 {
+		return fmt.Errorf("remove peer %s: removed, but %d of its %d pins could not move and keep it among their allocations until they can (first: %w)",
+			p, failed, len(pins), firstErr)
+	}
 	return nil
 }
 
