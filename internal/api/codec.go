@@ -46,15 +46,23 @@ func (p *Pin) AppendBinary(b []byte) ([]byte, error) {
 	}
 	b = appendBytes(b, p.PinUpdate.Bytes())
 	b = appendAddrs(b, p.Origins)
-	// Optional, so that every other pin encodes as before.
+	// Optional trailers, in this order, so that every other pin encodes
+	// as before.
 	if p.Moved {
 		b = append(b, movedFlag)
+	}
+	if !p.Restored.IsZero() {
+		b = appendTime(append(b, restoredTag), p.Restored)
 	}
 	return b, nil
 }
 
-// movedFlag is the optional last byte of a pin the cluster moved.
-const movedFlag = 1
+// The optional trailers: movedFlag marks a pin the cluster moved,
+// restoredTag precedes the time a state import restored it.
+const (
+	movedFlag   = 1
+	restoredTag = 2
+)
 
 // MarshalBinary encodes p.
 func (p *Pin) MarshalBinary() ([]byte, error) { return p.AppendBinary(make([]byte, 0, 128)) }
@@ -88,8 +96,14 @@ func (p *Pin) UnmarshalBinary(data []byte) error {
 	if d.err != nil {
 		return d.err
 	}
-	if len(d.buf) == 1 && d.buf[0] == movedFlag {
+	if len(d.buf) > 0 && d.buf[0] == movedFlag {
 		out.Moved, d.buf = true, d.buf[1:]
+	}
+	if len(d.buf) > 0 && d.buf[0] == restoredTag {
+		d.buf = d.buf[1:]
+		if out.Restored = d.time(); d.err != nil {
+			return d.err
+		}
 	}
 	if len(d.buf) > 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptPin, len(d.buf))

@@ -120,6 +120,8 @@ func TestPinBinaryRoundTrip(t *testing.T) {
 		"negative values": {Cid: codecCid("neg"), MaxDepth: -1, Type: api.MetaType, PinOptions: api.PinOptions{ReplicationFactorMin: math.MinInt64, ReplicationFactorMax: math.MaxInt64}},
 		"ancient":         {Cid: codecCid("old"), Timestamp: time.Date(1700, 1, 1, 0, 0, 0, 1, time.UTC)},
 		"moved":           {Cid: codecCid("moved"), Allocations: []peer.ID{codecPeer("m")}, Moved: true},
+		"restored":        {Cid: codecCid("restored"), Restored: time.Unix(1700000000, 5).UTC()},
+		"moved, restored": {Cid: codecCid("moved2"), Moved: true, Restored: time.Unix(1700000001, 0).UTC()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := roundTrip(t, p)

@@ -259,6 +259,12 @@ type Pin struct {
 	// keeping the timestamp of the version it moved. Peers only: it is
 	// not part of the JSON.
 	Moved bool `json:"-"`
+	// Restored is when a state import restored this version. It makes
+	// the version distinct from the exported one, which the shared
+	// pinset may have seen removed since: the same bytes would make the
+	// same CRDT delta, and the removal would still apply to it. Peers
+	// only: it is not part of the JSON.
+	Restored time.Time `json:"-"`
 }
 
 // PinWithOpts returns a data pin for c with the given options, its depth

@@ -345,6 +345,47 @@ func TestImporterJournalsPins(t *testing.T) {
 	waitSamePinset(t, 30*time.Second+time.Duration(n)*time.Millisecond, want, b)
 }
 
+// TestImportingAgainRestoresRemovedPins imports one file twice into a peer
+// whose consensus was emptied, with a pin removed by another peer between
+// the two: the second import brings it back on both. Byte for byte the
+// same delta as the first import, the removal would still apply to it.
+func TestImportingAgainRestoresRemovedPins(t *testing.T) {
+	a := newTestPeer(t, "A", testConfig())
+	b := newTestPeer(t, "B", testConfig())
+	connect(t, a, b)
+	pins := []api.Pin{testPin(1, "kept"), testPin(2, "removed then restored"), testPin(3, "kept")}
+	importInto := func() {
+		t.Helper()
+		a.stop()
+		db, err := state.Open(a.dir, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := NewImporter(db, "/c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pins {
+			if err := im.Add(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := errors.Join(im.Close(), db.Close()); err != nil {
+			t.Fatal(err)
+		}
+		a.start()
+		connect(t, a, b)
+	}
+	importInto()
+	waitSamePinset(t, 30*time.Second, lines(pins...), a, b)
+	if err := b.c.LogUnpin(context.Background(), pins[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitSamePinset(t, 30*time.Second, lines(pins[0], pins[2]), a, b)
+	importInto()
+	waitSamePinset(t, 30*time.Second, lines(pins...), a, b)
+}
+
 // TestPebbleJournalOfAnEarlierVersion checks that operations an earlier
 // version left in its pebble journal are committed at start, then dropped.
 func TestPebbleJournalOfAnEarlierVersion(t *testing.T) {

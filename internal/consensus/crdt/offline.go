@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -23,6 +24,7 @@ import (
 type Importer struct {
 	j   *journal
 	ops []op
+	at  time.Time // stamped on every pin as Restored
 }
 
 // NewImporter empties the consensus under namespace in db and returns an
@@ -35,11 +37,14 @@ func NewImporter(db *state.DB, namespace string) (*Importer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crdt import: %w", err)
 	}
-	return &Importer{j: j}, nil
+	return &Importer{j: j, at: time.Now().UTC()}, nil
 }
 
-// Add journals pin.
+// Add journals pin, stamped with the time of the import: the pinset may
+// have seen the same version removed since the export, and committed
+// unchanged it would stay removed (see api.Pin.Restored).
 func (im *Importer) Add(pin api.Pin) error {
+	pin.Restored = im.at
 	value, err := pin.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("crdt import %s: %w", pin.Cid, err)
