@@ -292,6 +292,38 @@ func TestRepinnerDyingAfterTheDeadPeer(t *testing.T) {
 	t.Logf("every pin moved %s after both peers stopped", time.Since(stopped).Round(time.Millisecond))
 }
 
+// A stopped peer with no allocations (every pin is replicated everywhere,
+// the default) can be removed, and every peer stops showing it in status.
+func TestPeerRemoveWithEverywherePinsOnly(t *testing.T) {
+	peers := daemontest.StartCluster(t, 3, nil)
+	c := identityCids(t, "everywhere", 1)[0]
+	pinAll(t, peers[:1], []api.Cid{c}, api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1}, 1)
+	for _, p := range peers {
+		waitUntil(t, 30*time.Second, "the pin everywhere", func() (bool, string) { return p.DB.Len() == 1, "" })
+	}
+	gone := peers[2]
+	gone.Stop()
+	shown := func(p *daemontest.Peer) bool {
+		gpi, err := p.Cluster.Status(t.Context(), c, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := gpi.PeerMap[gone.Identity.ID.String()]
+		return ok
+	}
+	if !shown(peers[1]) {
+		t.Fatal("the stopped peer is missing from status before its removal")
+	}
+	if err := peers[0].Cluster.PeerRemove(t.Context(), gone.Identity.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers[:2] {
+		if shown(p) {
+			t.Fatalf("%s still shows the removed peer in status", p.Config.Cluster.Peername)
+		}
+	}
+}
+
 func TestPeerRemoveMovesItsPins(t *testing.T) {
 	peers := daemontest.StartCluster(t, 3, nil) // repinning stays off
 	cs := cids(t, peers[0], 6)

@@ -26,6 +26,7 @@ const (
 	rpcRecoverAll   = "PinTracker.RecoverAll"
 	rpcRepoGCLocal  = "Cluster.RepoGCLocal"
 	rpcPolicyReload = "Cluster.PolicyReload"
+	rpcForgetPeer   = "Cluster.ForgetPeer"
 	peerCallTimeout = 15 * time.Second
 	// peerAnswerTimeout bounds the check that a peer is running.
 	peerAnswerTimeout = 3 * time.Second
@@ -61,6 +62,10 @@ func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC, isTrusted func(peer.ID) bo
 	})
 	p2p.Handle(r, rpcRepoGCLocal, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}) (api.RepoGC, error) {
 		return c.localRepoGC(ctx), nil
+	})
+	p2p.Handle(r, rpcForgetPeer, p2p.Trusted, func(_ context.Context, _ peer.ID, p peer.ID) (struct{}, error) {
+		c.forget(p)
+		return struct{}{}, nil
 	})
 }
 

@@ -161,8 +161,8 @@ func (c *Cluster) Handoff(ctx context.Context, pin api.Pin) error {
 
 // PeerRemove takes a stopped peer out of the cluster's placement: every
 // pin allocated to it that can be is allocated elsewhere at once (whatever
-// disable_repinning says: the operator asked), and this peer forgets its
-// addresses. When some pins could not move, the peer is removed all the
+// disable_repinning says: the operator asked), and this peer and the
+// others it reaches forget it. When some pins could not move, the peer is removed all the
 // same and the error says how many stay allocated to it. A peer that still answers is refused: it would announce itself
 // again with its next ping, and its pins would have moved for nothing.
 func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
@@ -177,8 +177,10 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	if err != nil {
 		return fmt.Errorf("remove peer %s: %w", p, err)
 	}
-	// A mistyped ID must not look removed.
-	if len(pins) == 0 && !slices.Contains(c.peerset(), p) {
+	// A mistyped ID must not look removed. A peer that ever sent a ping
+	// is known, down or not: with every pin replicated everywhere it has
+	// no allocations, yet shows in every status until removed.
+	if _, known := c.peerNames()[p]; len(pins) == 0 && !known {
 		return fmt.Errorf("remove peer %s: %w", p, ErrUnknownPeer)
 	}
 	if c.answers(ctx, p) {
@@ -202,11 +204,11 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 			c.log.Warn().Err(err).Stringer("cid", ci).Stringer("peer", p).Msg("remove peer: pin not re-allocated")
 		}
 	}
-	// Forgotten, it is neither listed, alerted on, nor dialed again.
-	c.monitor.Forget(p)
-	if c.host != nil {
-		c.host.Network().ClosePeer(p)
-		c.host.Peerstore().ClearAddrs(p)
+	c.forget(p)
+	for _, r := range p2p.CallAll[struct{}](ctx, c.rpc, slices.DeleteFunc(live, func(id peer.ID) bool { return id == c.cfg.Peer }), rpcForgetPeer, p, peerCallTimeout) {
+		if r.Err != nil {
+			c.log.Warn().Err(r.Err).Stringer("peer", r.Peer).Stringer("removed", p).Msg("remove peer: a peer was not told; it lists the removed peer until it restarts")
+		}
 	}
 	c.log.Info().Stringer("peer", p).Int("pins", len(pins)).Int("not_reallocated", failed).Msg("peer removed")
 	if failed > 0 {
@@ -214,6 +216,20 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 			p, failed, len(pins), firstErr)
 	}
 	return nil
+}
+
+// forget drops what this peer knows of a removed peer: it is neither
+// listed, shown in status, alerted on, nor dialed again, until it sends a
+// ping again (restarted, it rejoins).
+func (c *Cluster) forget(p peer.ID) {
+	if p == c.cfg.Peer {
+		return
+	}
+	c.monitor.Forget(p)
+	if c.host != nil {
+		c.host.Network().ClosePeer(p)
+		c.host.Peerstore().ClearAddrs(p)
+	}
 }
 
 // answers reports whether peer p replies to an identity call within
