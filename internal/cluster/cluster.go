@@ -82,6 +82,9 @@ type Config struct {
 	// PingInterval is how often this peer announces it is up; its ping
 	// metric lives twice as long.
 	PingInterval time.Duration
+	// ClusterName is consensus.crdt.cluster_name, announced in the ping
+	// (see AcceptMetric).
+	ClusterName string
 	// CheckInterval is how often expired metrics raise alerts
 	// (monitor.pubsubmon.check_interval); 0 means PingInterval.
 	CheckInterval time.Duration
@@ -148,6 +151,8 @@ type Cluster struct {
 	removeAgain reRemovals
 	// repinMu serialises the moves away from dead peers.
 	repinMu sync.Mutex
+	// foreign holds the peers of another cluster_name already logged.
+	foreign sync.Map
 	// dialing holds the peers connectPeerset is dialing.
 	dialing sync.Map
 

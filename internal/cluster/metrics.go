@@ -44,6 +44,9 @@ type ping struct {
 	// Repinning says the peer moves the pins of peers that go down, so
 	// that the others count on it for its share (see repinners).
 	Repinning bool `json:"repinning,omitempty"`
+	// ClusterName is the peer's consensus.crdt.cluster_name: peers with
+	// another one share the secret but not the pinset.
+	ClusterName string `json:"cluster_name,omitempty"`
 }
 
 func decodePing(v string) (ping, error) {
@@ -121,7 +124,7 @@ func (c *Cluster) publish(inf Informer) time.Duration {
 func (c *Cluster) sendPing() {
 	id := c.kuboID()
 	value, _ := json.Marshal(ping{PeerName: c.cfg.PeerName, IPFSID: id.ID.String(), IPFSAddresses: id.Addresses,
-		ClusterAddresses: c.addrs(), Repinning: !c.cfg.DisableRepinning})
+		ClusterAddresses: c.addrs(), Repinning: !c.cfg.DisableRepinning, ClusterName: c.cfg.ClusterName})
 	m := api.Metric{Name: pingMetric, Peer: c.cfg.Peer, Value: string(value), Valid: true}
 	m.SetTTL(2 * c.cfg.PingInterval)
 	c.monitor.Publish(m)
@@ -158,6 +161,30 @@ func (c *Cluster) republishOnConnect() {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// AcceptMetric says whether a metric of another peer counts: none of a
+// peer whose ping announces another cluster_name (a copied configuration,
+// say), which would otherwise be listed, allocated pins and asked their
+// status, while it never learns the pinset. Its ping decides, and the
+// first one is logged; a ping with this cluster's name (the peer was
+// fixed and restarted) lets it in again. It is safe for concurrent use.
+func (c *Cluster) AcceptMetric(m api.Metric) bool {
+	if m.Name != pingMetric {
+		_, foreign := c.foreign.Load(m.Peer)
+		return !foreign
+	}
+	p, err := decodePing(m.Value)
+	if err != nil || p.ClusterName == "" || p.ClusterName == c.cfg.ClusterName {
+		c.foreign.Delete(m.Peer)
+		return true
+	}
+	if _, told := c.foreign.LoadOrStore(m.Peer, true); !told {
+		c.monitor.Forget(m.Peer) // what came before its ping
+		c.log.Warn().Stringer("peer", m.Peer).Str("its_cluster_name", p.ClusterName).Str("cluster_name", c.cfg.ClusterName).
+			Msg("a peer with the cluster secret has another consensus.crdt.cluster_name: it is not counted as a peer of this cluster")
+	}
+	return false
 }
 
 // PeerJoined schedules a republish of this peer's metrics because a peer

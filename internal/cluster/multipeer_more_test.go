@@ -270,6 +270,50 @@ func TestPeerWithAnotherSecretCannotJoin(t *testing.T) {
 	}
 }
 
+// TestPeerOfAnotherClusterNameIsNoPeer: a peer with the secret but another
+// consensus.crdt.cluster_name connects and gossips metrics, yet it never
+// shares the pinset, so it is neither listed nor allocated nor asked.
+func TestPeerOfAnotherClusterNameIsNoPeer(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, nil)
+	other := daemontest.StartWithKubo(t, kubotest.Start(t), func(c *config.Config) {
+		c.Cluster.Secret = peers[0].Config.Cluster.Secret
+		c.Cluster.Peername = "other"
+		c.Consensus.CRDT.ClusterName = "another-cluster"
+	}, daemon.Options{Bootstrap: []string{peers[0].ClusterAddr()}})
+	oid := other.Identity.ID
+	waitUntil(t, 10*time.Second, "the other peer connected to peer0", func() (bool, string) {
+		return peers[0].Host.Network().Connectedness(oid) == network.Connected, ""
+	})
+	time.Sleep(4 * peers[0].Config.Cluster.MonitorPingInterval.D()) // pings and metrics cross
+	for _, m := range peers[0].Cluster.LatestMetrics("freespace") {
+		if m.Peer == oid {
+			t.Fatal("peer0 keeps a metric of the other peer")
+		}
+	}
+	c := identityCids(t, "cluster-name", 1)[0]
+	pin, err := peers[0].Cluster.Pin(t.Context(), c, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pin.Allocations) != 2 || slices.Contains(pin.Allocations, oid) {
+		t.Fatalf("allocations %v, want the two peers of the cluster", pin.Allocations)
+	}
+	for _, p := range append(peers, other) {
+		for _, q := range append(peers, other) {
+			if p != q && inPeerset(p, q.Identity.ID) != (p != other && q != other) {
+				t.Fatalf("%s lists %s: %v", p.Config.Cluster.Peername, q.Config.Cluster.Peername, inPeerset(p, q.Identity.ID))
+			}
+		}
+	}
+	gpi, err := peers[1].Cluster.Status(t.Context(), c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := gpi.PeerMap[oid.String()]; ok || len(gpi.PeerMap) != 2 {
+		t.Fatalf("status lists %v, want the two peers of the cluster", gpi.PeerMap)
+	}
+}
+
 // TestUntrustedPeerPinStaysLocal trusts peers 0 and 1 only, on every peer
 // and without the bootstrap trust: a pin committed on peer 2 stays there,
 // while peer 2 still merges what the trusted peers commit. Peer 0 pins only

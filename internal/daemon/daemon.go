@@ -199,6 +199,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		PinRecoverInterval:      cl.PinRecoverInterval.D(),
 		PingInterval:            cl.MonitorPingInterval.D(),
 		CheckInterval:           cfg.Monitor.PubsubMon.CheckInterval.D(),
+		ClusterName:             cfg.Consensus.CRDT.ClusterName,
 		DisableRepinning:        cl.DisableRepinning,
 		PinOnlyOnTrustedPeers:   cl.PinOnlyOnTrustedPeers,
 		PinOnlyOnUntrustedPeers: cl.PinOnlyOnUntrustedPeers,
@@ -228,6 +229,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		p.Cluster.SetPolicy(pol)
 	}
 	p.gossip.OnPeerJoin(p.Cluster.PeerJoined)
+	p.gossip.Accept(p.Cluster.AcceptMetric)
 	p.RPC = p2p.NewRPC(p.Host, p2p.Config{IsTrusted: p.Consensus.IsTrusted}, logging.For("rpc"))
 	p.Cluster.SetNetwork(p.Host, p.RPC, p.Consensus.IsTrusted)
 

@@ -31,8 +31,9 @@ type Gossip struct {
 	sub   *pubsub.Subscription
 	log   zerolog.Logger
 
-	joinMu sync.Mutex
+	joinMu sync.Mutex // guards the two callbacks
 	onJoin func(peer.ID)
+	accept func(api.Metric) bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -71,6 +72,14 @@ func StartGossip(ps *pubsub.PubSub, mon *Monitor, self peer.ID, log zerolog.Logg
 func (g *Gossip) OnPeerJoin(fn func(peer.ID)) {
 	g.joinMu.Lock()
 	g.onJoin = fn
+	g.joinMu.Unlock()
+}
+
+// Accept sets which metrics of other peers are stored: those fn accepts.
+// fn runs on the receiving goroutine and must not block.
+func (g *Gossip) Accept(fn func(api.Metric) bool) {
+	g.joinMu.Lock()
+	g.accept = fn
 	g.joinMu.Unlock()
 }
 
@@ -113,7 +122,12 @@ func (g *Gossip) receive(ctx context.Context) {
 		if err := json.Unmarshal(msg.Data, &m); err != nil {
 			continue // the validator already refused these
 		}
-		g.Monitor.Publish(m)
+		g.joinMu.Lock()
+		accept := g.accept
+		g.joinMu.Unlock()
+		if accept == nil || accept(m) {
+			g.Monitor.Publish(m)
+		}
 	}
 }
 
