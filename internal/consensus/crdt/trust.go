@@ -15,6 +15,7 @@ type trustSet struct {
 	mu    sync.RWMutex
 	all   bool
 	peers map[peer.ID]struct{}
+	told  sync.Map // the untrusted peers whose changes were logged as dropped
 }
 
 func newTrustSet() *trustSet { return &trustSet{peers: map[peer.ID]struct{}{}} }
@@ -55,6 +56,10 @@ func (c *Consensus) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) 
 	if c.IsTrusted(from) {
 		return pubsub.ValidationAccept
 	}
-	c.log.Debug().Stringer("signer", from).Msg("dropped head announcement of an untrusted peer")
+	// Said once per peer: an operator whose peer is left out of
+	// trusted_peers by mistake sees why its changes never arrive.
+	if _, told := c.trust.told.LoadOrStore(from, true); !told {
+		c.log.Info().Stringer("signer", from).Msg("ignoring the changes of a peer not in consensus.crdt.trusted_peers")
+	}
 	return pubsub.ValidationReject
 }
