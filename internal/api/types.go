@@ -332,8 +332,10 @@ type ID struct {
 	Commit                string      `json:"commit"`
 	RPCProtocolVersion    string      `json:"rpc_protocol_version"`
 	Error                 string      `json:"error"`
-	IPFS                  *IPFSID     `json:"ipfs,omitempty"`
-	Peername              string      `json:"peername"`
+	// IPFS is always encoded, also for a peer in error, as in the
+	// reference (where omitempty on a struct has no effect).
+	IPFS     IPFSID `json:"ipfs"`
+	Peername string `json:"peername"`
 	// PolicySHA256 is the sha256 of the loaded Lua policy ("" when none).
 	PolicySHA256 string `json:"policy_sha256,omitempty"`
 }

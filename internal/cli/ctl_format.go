@@ -137,10 +137,7 @@ func textID(id api.ID) string {
 	for _, a := range sortedAddrs(id.Addresses) {
 		fmt.Fprintf(&b, "    - %s\n", a)
 	}
-	var ipfs api.IPFSID
-	if id.IPFS != nil {
-		ipfs = *id.IPFS
-	}
+	ipfs := id.IPFS
 	if ipfs.Error != "" {
 		fmt.Fprintf(&b, "  > IPFS ERROR: %s\n", ipfs.Error)
 		return b.String()

@@ -101,7 +101,7 @@ func newCtlFakeAPI(t *testing.T) *ctlFakeAPI {
 	}
 	f.statuses = []api.GlobalPinInfo{gpi(ctlCid1, api.TrackerStatusPinned)}
 	id := func(p peer.ID, name string) api.ID {
-		return api.ID{ID: p, Peername: name, ClusterPeers: []peer.ID{p1, p2}, IPFS: &api.IPFSID{ID: p2}}
+		return api.ID{ID: p, Peername: name, ClusterPeers: []peer.ID{p1, p2}, IPFS: api.IPFSID{ID: p2}}
 	}
 
 	reply := func(w http.ResponseWriter, v any) {
@@ -273,7 +273,7 @@ func TestCtlRequestsAndTextOutput(t *testing.T) {
 		stdout   string
 	}{
 		{[]string{"id"}, []string{"GET /id"}, textID(api.ID{ID: ctlPID(t, ctlPeer1), Peername: "alpha",
-			ClusterPeers: []peer.ID{ctlPID(t, ctlPeer1), ctlPID(t, ctlPeer2)}, IPFS: &api.IPFSID{ID: ctlPID(t, ctlPeer2)}})},
+			ClusterPeers: []peer.ID{ctlPID(t, ctlPeer1), ctlPID(t, ctlPeer2)}, IPFS: api.IPFSID{ID: ctlPID(t, ctlPeer2)}})},
 		{[]string{"version"}, []string{"GET /version"}, "1.1.6\n"},
 		{[]string{"peers", "ls"}, []string{"GET /peers"}, ctlPeer1 + " | alpha | Sees 1 other peers\n  > Addresses:\n  > IPFS: " + ctlPeer2 + "\n" +
 			ctlPeer2 + " | ERROR: dial backoff\n"},

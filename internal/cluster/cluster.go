@@ -275,7 +275,7 @@ func (c *Cluster) localID(context.Context) api.ID {
 		ClusterPeersAddresses: others,
 		Version:               api.Version,
 		RPCProtocolVersion:    api.RPCProtocol,
-		IPFS:                  &ipfsID,
+		IPFS:                  ipfsID,
 		Peername:              c.cfg.PeerName,
 		PolicySHA256:          c.PolicyHash(),
 	}

@@ -648,7 +648,7 @@ func peerTable(L *lua.LState, id *api.ID) *lua.LTable {
 	if id.Error != "" {
 		t.RawSetString("error", lua.LString(id.Error))
 	}
-	if id.IPFS != nil {
+	if id.IPFS.ID != "" || id.IPFS.Error != "" {
 		ipfs := L.CreateTable(0, 3)
 		ipfs.RawSetString("id", lua.LString(id.IPFS.ID.String()))
 		ipfs.RawSetString("addresses", addrArray(L, id.IPFS.Addresses))
