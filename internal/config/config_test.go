@@ -47,6 +47,7 @@ func TestInvalidValueNamesKey(t *testing.T) {
 		`{"informer":{"disk":{"metric_ttl":"0s"}}}`:                                         "informer.disk.metric_ttl",
 		`{"api":{"restapi":{"read_timeout":"-5s"}}}`:                                        "api.restapi.read_timeout",
 		`{"cluster":{"pubsub":{"d_factor":0}}}`:                                             "cluster.pubsub.d_factor",
+		`{"consensus":{"crdt":{"batching":{"max_batch_age":"banana"}}}}`:                    "consensus.crdt.batching.max_batch_age",
 		`{"cluster":{"pubsub":{"history_gossip":4,"history_length":3}}}`:                    "cluster.pubsub.history_length",
 		`{"cluster":{"pubsub":{"heartbeat_interval":"0s"}}}`:                                "cluster.pubsub.heartbeat_interval",
 		`{"cluster":{"resource_manager":{"memory_limit_bytes":-1}}}`:                        "cluster.resource_manager",
@@ -81,12 +82,12 @@ func TestMalformedJSONGivesPosition(t *testing.T) {
 }
 
 func TestUnknownKeysWarn(t *testing.T) {
-	c, err := Parse([]byte(`{"cluster":{"peername":"p","frobnicate":1},"consensus":{"raft":{}},"api":{"restapi":{},"pinsvcapi":{}}}`), noEnv)
+	c, err := Parse([]byte(`{"cluster":{"peername":"p","frobnicate":1},"consensus":{"raft":{},"crdt":{"batching":{"bogus":1}}},"api":{"restapi":{},"pinsvcapi":{}}}`), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	joined := strings.Join(c.Warnings, "\n")
-	for _, want := range []string{"cluster.frobnicate", "consensus.raft", "api.pinsvcapi"} {
+	for _, want := range []string{"cluster.frobnicate", "consensus.raft", "consensus.crdt.batching.bogus", "api.pinsvcapi"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("no warning for %s in %q", want, joined)
 		}

@@ -91,6 +91,17 @@ func decodeSection(path string, raw json.RawMessage, section any) (warnings []st
 			}
 			continue
 		}
+		// A nested section (crdt's batching) is decoded key by key
+		// too, so that an error names the inner key, not the whole
+		// object, and its unknown keys are warned about.
+		if _, custom := f.Addr().Interface().(json.Unmarshaler); f.Kind() == reflect.Struct && !custom {
+			inner, err := decodeSection(path+"."+k, obj[k], f.Addr().Interface())
+			warnings = append(warnings, inner...)
+			if err != nil {
+				return warnings, err
+			}
+			continue
+		}
 		if err := json.Unmarshal(obj[k], f.Addr().Interface()); err != nil {
 			return warnings, fmt.Errorf("%w: %s.%s: invalid value %s: %v", ErrInvalid, path, k, clip(obj[k]), unwrapJSON(err))
 		}
