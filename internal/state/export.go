@@ -167,6 +167,17 @@ func decodePinLine(line []byte) (api.Pin, error) {
 		Type     *string       `json:"type"`
 	}
 	if err := json.Unmarshal(line, &in); err != nil {
+		// Named in JSON's words, not Go's. Only json's own error: the
+		// decoders of CIDs and such say what they want themselves.
+		te, ok := err.(*json.UnmarshalTypeError)
+		switch {
+		case !ok:
+		case te.Field == "":
+			err = fmt.Errorf("want one JSON object per pin, one after the other (as state export writes them), got a JSON %s", te.Value)
+		default:
+			// Field is a Go path through the embedded structs.
+			err = fmt.Errorf("%q: invalid value: a JSON %s", te.Field[strings.LastIndex(te.Field, ".")+1:], te.Value)
+		}
 		return api.Pin{}, err
 	}
 	p := in.Pin

@@ -91,7 +91,8 @@ func TestDecodeExportErrors(t *testing.T) {
 	}{
 		{"truncated json", valid + "\n" + `{"cid":`, "line 2: unexpected end of JSON input"},
 		{"counts blank lines", "\n\n" + `{"cid": 12}`, "line 3: cid: expected a string"},
-		{"not an object", `[1,2]`, "line 1: json: cannot unmarshal array"},
+		{"not an object", `[1,2]`, "line 1: want one JSON object per pin, one after the other (as state export writes them), got a JSON array"},
+		{"wrong field type", `{` + cid + `,"type":"pin","name":5}`, `line 1: "name": invalid value: a JSON number`},
 		{"null", `null`, "line 1: pin has no cid"},
 		{"no cid", `{"type":"pin"}`, "line 1: pin has no cid"},
 		{"empty cid", `{"cid":"","type":"pin"}`, "line 1: pin has no cid"},
