@@ -204,9 +204,20 @@ func (j *journal) readSegment(path string, fn func(op) error) (uint64, error) {
 			err = fmt.Errorf("sequence number %d after %d", o.seq, last)
 		}
 		if err != nil {
-			// Never acknowledged: its write did not complete.
-			j.log.Warn().Str("segment", path).Int64("offset", offset).Err(err).
-				Msg("journal: segment ends with an incomplete record; ignoring the rest")
+			rest := int64(-1)
+			if st, serr := f.Stat(); serr == nil {
+				rest = st.Size() - offset
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				// Never acknowledged: its write did not complete.
+				j.log.Warn().Str("segment", path).Int64("offset", offset).Int64("bytes", rest).Err(err).
+					Msg("journal: segment ends with an incomplete record; ignoring the rest")
+				return last, nil
+			}
+			// A whole record that does not check out is damage, not a
+			// write cut short: what follows it is lost, say so loudly.
+			j.log.Error().Str("segment", path).Int64("offset", offset).Int64("bytes_skipped", rest).Uint64("last_good_seq", last).Err(err).
+				Msg("journal: damaged record; the rest of the segment is skipped and the operations it held are not committed")
 			return last, nil
 		}
 		if err := fn(o); err != nil {
