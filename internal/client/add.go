@@ -165,7 +165,7 @@ func (f countedFile) Read(p []byte) (int, error) {
 // anything is sent, and names the one that cannot be added. A path given
 // twice is added once, and "." is named after the directory it is, as
 // kubo does.
-func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files.Node, error)) (files.Directory, error) {
+func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files.Node, error)) (_ files.Directory, err error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("add: no path given")
 	}
@@ -176,12 +176,20 @@ func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files
 		return nil, fmt.Errorf("add: %w", err)
 	}
 	entries := make([]files.DirEntry, 0, len(paths))
+	defer func() {
+		if err != nil { // the files opened so far, a URL's body
+			for _, e := range entries {
+				e.Node().Close()
+			}
+		}
+	}()
 	seen := make(map[string]bool, len(paths))
 	// Several paths are wrapped in one directory, where two entries
 	// cannot have the same name: kubo refuses this too.
 	named := make(map[string]string, len(paths))
 	add := func(name, p string, node files.Node) error {
 		if prev, ok := named[name]; ok {
+			node.Close()
 			return fmt.Errorf("add: %s and %s would both be named %q in the directory that wraps them", prev, p, name)
 		}
 		named[name] = p
@@ -221,17 +229,33 @@ func uploadTree(paths []string, query url.Values, fetchURL func(*url.URL) (files
 		if st.IsDir() && !recursive {
 			return nil, fmt.Errorf("add: %s is a directory: use -r to add it", p)
 		}
-		if st.IsDir() {
+		var node files.Node
+		switch {
+		case st.Mode()&fs.ModeNamedPipe != 0:
+			// Named on the command line, a pipe is read like a file,
+			// as kubo does (opening waits for its writer). Below a
+			// directory it is refused: a tree's walk must not block.
+			f, err := os.Open(p)
+			if err != nil {
+				return nil, fmt.Errorf("add: %w", err)
+			}
+			node, err = files.NewReaderPathFile(abs, f, st)
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("add %s: %w", p, err)
+			}
+		case st.IsDir():
 			err = checkTree(p, hidden)
-		} else {
+		default:
 			err = checkEntry(p, st.Mode())
 		}
 		if err != nil {
 			return nil, err
 		}
-		node, err := files.NewSerialFileWithFilter(p, filter, st)
-		if err != nil {
-			return nil, fmt.Errorf("add %s: %w", p, err)
+		if node == nil {
+			if node, err = files.NewSerialFileWithFilter(p, filter, st); err != nil {
+				return nil, fmt.Errorf("add %s: %w", p, err)
+			}
 		}
 		if err := add(filepath.Base(abs), p, node); err != nil {
 			return nil, err

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"ipfs-cluster/internal/api"
@@ -93,5 +94,51 @@ func TestAddRefusesTwoEntriesOfOneName(t *testing.T) {
 	err := c.Add(context.Background(), []string{a, b}, url.Values{"wrap-with-directory": {"true"}}, func(api.AddedOutput) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), a+" and "+b+` would both be named "x"`) {
 		t.Fatalf("Add = %v, want the two paths named", err)
+	}
+}
+
+// TestAddReadsANamedPipe: a named pipe given as a path is sent as a file
+// holding what its writer wrote, as kubo adds it.
+func TestAddReadsANamedPipe(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const content = "through a pipe\n"
+	go func() {
+		// Opening blocks until the add opens the other end.
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		f.WriteString(content)
+		f.Close()
+	}()
+	got := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+			name, _ := url.QueryUnescape(params["filename"])
+			b, _ := io.ReadAll(part)
+			got[name] = part.Header.Get("Content-Type") + " " + string(b)
+		}
+		writeStream(w, []string{`{"name":"fifo","cid":"` + testCid1 + `","size":15}`}, "")
+	}))
+	defer srv.Close()
+	c := newClient(t, Config{Hosts: []string{hostOf(t, srv)}})
+	if err := c.Add(context.Background(), []string{fifo}, url.Values{}, func(api.AddedOutput) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := "application/octet-stream " + content; got["fifo"] != want {
+		t.Fatalf("parts sent: %q, want fifo as %q", got, want)
 	}
 }
