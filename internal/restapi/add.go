@@ -148,12 +148,18 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 				return a.AddMultipart(ctx, mr)
 			}
 		}
-		res, err := s.cluster.Add(ctx, params, build)
+		built := false // the DAG is whole: the held line is the root's
+		res, err := s.cluster.Add(ctx, params, func(ctx context.Context, sink adder.BlockSink) (api.Cid, error) {
+			root, err := build(ctx, sink)
+			built = err == nil
+			return root, err
+		})
 		switch {
-		case err != nil:
+		case err != nil && built:
 			// The root's line would say it was added: the error
 			// says what happened instead, failed destinations
-			// included.
+			// included. Failed while building, the held line is
+			// a file done before the failure, shown as kubo does.
 			held = nil
 		case held != nil && held.Cid.Defined() && len(res.Failed) > 0:
 			held.FailedDestinations = res.FailedDestinations()

@@ -414,6 +414,32 @@ func TestAddFailingEverywhereSaysOnlySo(t *testing.T) {
 	}
 }
 
+// TestAddFailingMidwayShowsTheFilesDone: an add that fails on its third
+// file (too large for an identity CID) still lists the two files added
+// before, as kubo does, then the error.
+func TestAddFailingMidwayShowsTheFilesDone(t *testing.T) {
+	p := daemontest.Start(t, nil)
+	dir := files.NewSliceDirectory([]files.DirEntry{files.FileEntry("d", files.NewSliceDirectory([]files.DirEntry{
+		files.FileEntry("a", files.NewBytesFile([]byte("a"))),
+		files.FileEntry("b", files.NewBytesFile([]byte("b"))),
+		files.FileEntry("c", files.NewBytesFile(bytes.Repeat([]byte("c"), 200))),
+	}))})
+	var names []string
+	err := p.Client(t).AddFiles(t.Context(), dir, url.Values{"hash": {"identity"}},
+		func(o api.AddedOutput) error {
+			if o.Cid.Defined() {
+				names = append(names, o.Name)
+			}
+			return nil
+		})
+	if err == nil || !strings.Contains(err.Error(), "200 bytes") {
+		t.Fatalf("add: %v, want the identity block of 200 bytes refused", err)
+	}
+	if strings.Join(names, " ") != "d/a d/b" {
+		t.Fatalf("files listed before the error: %q, want d/a d/b", names)
+	}
+}
+
 // TestCarImportOutput imports CARs that kubo exported, of a file and of a
 // folder: the output line names the root with the reference's fields,
 // the blocks' total in bytes, the file's size (none for a folder) and the
