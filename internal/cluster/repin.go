@@ -162,9 +162,10 @@ func (c *Cluster) Handoff(ctx context.Context, pin api.Pin) error {
 // PeerRemove takes a stopped peer out of the cluster's placement: every
 // pin allocated to it that can be is allocated elsewhere at once (whatever
 // disable_repinning says: the operator asked), and this peer and the
-// others it reaches forget it. When some pins could not move, the peer is removed all the
-// same and the error says how many stay allocated to it. A peer that still answers is refused: it would announce itself
-// again with its next ping, and its pins would have moved for nothing.
+// others it reaches forget it. When some pins could not move, the peer is
+// removed all the same and the error says how many stay allocated to it.
+// A peer that still answers is refused: it would announce itself again
+// with its next ping, and its pins would have moved for nothing.
 func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	if p == c.cfg.Peer {
 		return fmt.Errorf("%w: a peer cannot remove itself: stop it, then remove it from another peer", ErrInvalidRequest)
@@ -205,7 +206,8 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 		}
 	}
 	c.forget(p)
-	for _, r := range p2p.CallAll[struct{}](ctx, c.rpc, slices.DeleteFunc(live, func(id peer.ID) bool { return id == c.cfg.Peer }), rpcForgetPeer, p, peerCallTimeout) {
+	others := slices.DeleteFunc(live, func(id peer.ID) bool { return id == c.cfg.Peer })
+	for _, r := range p2p.CallAll[struct{}](ctx, c.rpc, others, rpcForgetPeer, p, peerCallTimeout) {
 		if r.Err != nil {
 			c.log.Warn().Err(r.Err).Stringer("peer", r.Peer).Stringer("removed", p).Msg("remove peer: a peer was not told; it lists the removed peer until it restarts")
 		}

@@ -31,9 +31,9 @@ type Gossip struct {
 	sub   *pubsub.Subscription
 	log   zerolog.Logger
 
-	joinMu sync.Mutex // guards the two callbacks
-	onJoin func(peer.ID)
-	accept func(api.Metric) bool
+	callbackMu sync.Mutex // guards onJoin and accept
+	onJoin     func(peer.ID)
+	accept     func(api.Metric) bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -70,25 +70,25 @@ func StartGossip(ps *pubsub.PubSub, mon *Monitor, self peer.ID, log zerolog.Logg
 // OnPeerJoin sets what to do when a peer starts listening for metrics: a
 // peer that just joined has none of ours until we send them again.
 func (g *Gossip) OnPeerJoin(fn func(peer.ID)) {
-	g.joinMu.Lock()
+	g.callbackMu.Lock()
 	g.onJoin = fn
-	g.joinMu.Unlock()
+	g.callbackMu.Unlock()
 }
 
 // Accept sets which metrics of other peers are stored: those fn accepts.
 // fn runs on the receiving goroutine and must not block.
 func (g *Gossip) Accept(fn func(api.Metric) bool) {
-	g.joinMu.Lock()
+	g.callbackMu.Lock()
 	g.accept = fn
-	g.joinMu.Unlock()
+	g.callbackMu.Unlock()
 }
 
 func (g *Gossip) watchJoins(ctx context.Context, events *pubsub.TopicEventHandler) {
 	defer g.wg.Done()
 	p2p.WatchJoins(ctx, events, func(p peer.ID) {
-		g.joinMu.Lock()
+		g.callbackMu.Lock()
 		fn := g.onJoin
-		g.joinMu.Unlock()
+		g.callbackMu.Unlock()
 		if fn != nil {
 			fn(p)
 		}
@@ -122,9 +122,9 @@ func (g *Gossip) receive(ctx context.Context) {
 		if err := json.Unmarshal(msg.Data, &m); err != nil {
 			continue // the validator already refused these
 		}
-		g.joinMu.Lock()
+		g.callbackMu.Lock()
 		accept := g.accept
-		g.joinMu.Unlock()
+		g.callbackMu.Unlock()
 		if accept == nil || accept(m) {
 			g.Monitor.Publish(m)
 		}
