@@ -36,30 +36,7 @@ func TestAddCountsFileBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	parts := map[string]string{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mr, err := r.MultipartReader()
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		for {
-			part, err := mr.NextPart()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
-			name, _ := url.QueryUnescape(params["filename"])
-			parts[name] = part.Header.Get("Content-Type")
-			io.Copy(io.Discard, part)
-		}
-		writeStream(w, []string{`{"name":"tree","cid":"` + testCid1 + `","size":70012}`}, "")
-	}))
-	defer srv.Close()
+	srv, parts := addServer(t, `{"name":"tree","cid":"`+testCid1+`","size":70012}`)
 
 	var sent atomic.Int64
 	ctx := WithUploadCounter(context.Background(), &sent)
@@ -71,7 +48,7 @@ func TestAddCountsFileBytes(t *testing.T) {
 	if want := UploadSize([]string{tree}, false); sent.Load() != want || want != 70012 {
 		t.Fatalf("counted %d bytes, UploadSize %d, want 70012 both", sent.Load(), want)
 	}
-	if parts["tree/link"] != "application/symlink" || parts["tree/sub/b"] != "application/octet-stream" {
+	if parts["tree/link"].kind != "application/symlink" || parts["tree/sub/b"].kind != "application/octet-stream" {
 		t.Fatalf("parts sent: %v", parts)
 	}
 }
@@ -114,7 +91,24 @@ func TestAddReadsANamedPipe(t *testing.T) {
 		f.WriteString(content)
 		f.Close()
 	}()
-	got := map[string]string{}
+	srv, got := addServer(t, `{"name":"fifo","cid":"`+testCid1+`","size":15}`)
+	c := newClient(t, Config{Hosts: []string{hostOf(t, srv)}})
+	if err := c.Add(context.Background(), []string{fifo}, url.Values{}, func(api.AddedOutput) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := (sentPart{"application/octet-stream", content}); got["fifo"] != want {
+		t.Fatalf("parts sent: %q, want fifo as %q", got, want)
+	}
+}
+
+// sentPart is one multipart part an add sent.
+type sentPart struct{ kind, body string }
+
+// addServer answers POST /add with reply after reading the whole upload
+// into the returned map, by file name. The map is read once the add
+// returned.
+func addServer(t *testing.T, reply string) (*httptest.Server, map[string]sentPart) {
+	parts := map[string]sentPart{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mr, err := r.MultipartReader()
 		if err != nil {
@@ -123,22 +117,20 @@ func TestAddReadsANamedPipe(t *testing.T) {
 		}
 		for {
 			part, err := mr.NextPart()
-			if err != nil {
+			if err == io.EOF {
 				break
+			}
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
 			}
 			_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
 			name, _ := url.QueryUnescape(params["filename"])
-			b, _ := io.ReadAll(part)
-			got[name] = part.Header.Get("Content-Type") + " " + string(b)
+			body, _ := io.ReadAll(part)
+			parts[name] = sentPart{part.Header.Get("Content-Type"), string(body)}
 		}
-		writeStream(w, []string{`{"name":"fifo","cid":"` + testCid1 + `","size":15}`}, "")
+		writeStream(w, []string{reply}, "")
 	}))
-	defer srv.Close()
-	c := newClient(t, Config{Hosts: []string{hostOf(t, srv)}})
-	if err := c.Add(context.Background(), []string{fifo}, url.Values{}, func(api.AddedOutput) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if want := "application/octet-stream " + content; got["fifo"] != want {
-		t.Fatalf("parts sent: %q, want fifo as %q", got, want)
-	}
+	t.Cleanup(srv.Close)
+	return srv, parts
 }

@@ -296,6 +296,28 @@ func TestJournalReleasedWhileRunning(t *testing.T) {
 	}
 }
 
+// importPins replaces the pinset of the stopped peer p with pins, as state
+// import does.
+func importPins(t *testing.T, p *testPeer, pins []api.Pin) {
+	t.Helper()
+	db, err := state.Open(p.dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := NewImporter(db, "/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pin := range pins {
+		if err := im.Add(pin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(im.Close(), db.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestImporterJournalsPins imports pins into a stopped peer and checks
 // that its next start commits them, a delta per groupCommitSize, and that
 // they reach a peer that joins later.
@@ -310,25 +332,11 @@ func TestImporterJournalsPins(t *testing.T) {
 	a := newTestPeer(t, "A", testConfig())
 	logPins(t, a.c, []api.Pin{testPin(0, "replaced")}, 1)
 	a.stop()
-
-	db, err := state.Open(a.dir, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := NewImporter(db, "/c")
-	if err != nil {
-		t.Fatal(err)
-	}
 	pins := make([]api.Pin, n)
 	for i := range pins {
 		pins[i] = testPin(i+1, "imported")
-		if err := im.Add(pins[i]); err != nil {
-			t.Fatal(err)
-		}
 	}
-	if err := errors.Join(im.Close(), db.Close()); err != nil {
-		t.Fatal(err)
-	}
+	importPins(t, a, pins)
 
 	start := time.Now()
 	a.start()
@@ -357,22 +365,7 @@ func TestImportingAgainRestoresRemovedPins(t *testing.T) {
 	importInto := func() {
 		t.Helper()
 		a.stop()
-		db, err := state.Open(a.dir, zerolog.Nop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		im, err := NewImporter(db, "/c")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range pins {
-			if err := im.Add(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := errors.Join(im.Close(), db.Close()); err != nil {
-			t.Fatal(err)
-		}
+		importPins(t, a, pins)
 		a.start()
 		connect(t, a, b)
 	}
