@@ -208,7 +208,7 @@ func (j *journal) readSegment(path string, fn func(op) error) (uint64, error) {
 			if st, serr := f.Stat(); serr == nil {
 				rest = st.Size() - offset
 			}
-			if errors.Is(err, io.ErrUnexpectedEOF) {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				// Never acknowledged: its write did not complete.
 				j.log.Warn().Str("segment", path).Int64("offset", offset).Int64("bytes", rest).Err(err).
 					Msg("journal: segment ends with an incomplete record; ignoring the rest")
