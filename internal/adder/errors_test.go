@@ -188,6 +188,13 @@ func TestTopLevelFIFO(t *testing.T) {
 		f.Write(data)
 		f.Close()
 	}()
+	// Should the add fail before opening the pipe, the writer would
+	// wait for it forever: a reader opened here releases it.
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
 	got := run(t, adder.Options{}, addPaths(p))
 	want := run(t, adder.Options{}, func(ctx context.Context, a *adder.Adder) (api.Cid, error) {
 		return a.AddReader(ctx, "pipe", bytes.NewReader(data))

@@ -137,13 +137,12 @@ func textID(id api.ID) string {
 	for _, a := range sortedAddrs(id.Addresses) {
 		fmt.Fprintf(&b, "    - %s\n", a)
 	}
-	ipfs := id.IPFS
-	if ipfs.Error != "" {
-		fmt.Fprintf(&b, "  > IPFS ERROR: %s\n", ipfs.Error)
+	if id.IPFS.Error != "" {
+		fmt.Fprintf(&b, "  > IPFS ERROR: %s\n", id.IPFS.Error)
 		return b.String()
 	}
-	fmt.Fprintf(&b, "  > IPFS: %s\n", ipfs.ID)
-	for _, a := range sortedAddrs(ipfs.Addresses) {
+	fmt.Fprintf(&b, "  > IPFS: %s\n", id.IPFS.ID)
+	for _, a := range sortedAddrs(id.IPFS.Addresses) {
 		fmt.Fprintf(&b, "    - %s\n", a)
 	}
 	if id.PolicySHA256 != "" {

@@ -91,6 +91,13 @@ func TestAddReadsANamedPipe(t *testing.T) {
 		f.WriteString(content)
 		f.Close()
 	}()
+	// Should the add fail before opening the pipe, the writer would
+	// wait for it forever: a reader opened here releases it.
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
 	srv, got := addServer(t, `{"name":"fifo","cid":"`+testCid1+`","size":15}`)
 	c := newClient(t, Config{Hosts: []string{hostOf(t, srv)}})
 	if err := c.Add(context.Background(), []string{fifo}, url.Values{}, func(api.AddedOutput) error { return nil }); err != nil {
