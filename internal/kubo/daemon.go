@@ -208,7 +208,62 @@ func (d *Daemon) Freeze() (resume func(), err error) {
 	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		return nil, fmt.Errorf("kubo freeze: %w", err)
 	}
-	return func() { p.cmd.Process.Signal(syscall.SIGCONT) }, nil
+	resume = func() { p.cmd.Process.Signal(syscall.SIGCONT) }
+	if err := waitStopped(p.cmd.Process.Pid, 5*time.Second); err != nil {
+		resume()
+		return nil, fmt.Errorf("kubo freeze: %w", err)
+	}
+	return resume, nil
+}
+
+// waitStopped waits until every thread of the process is stopped. The
+// kernel stops a process lazily: the thread chosen to take SIGSTOP may
+// wait for a CPU while another thread, woken by a request, still answers
+// it. A frozen kubo that answers once makes a test of a hung kubo flaky.
+func waitStopped(pid int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		running, err := runningThreads(pid)
+		if err != nil {
+			return err
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d threads of process %d still run %s after SIGSTOP", running, pid, limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// runningThreads counts the threads of pid not in the stopped state, read
+// from /proc/PID/task/TID/stat: the state is the field after the
+// parenthesised command name.
+func runningThreads(pid int) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	running := 0
+	for _, task := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread exited
+		}
+		if err != nil {
+			return 0, err
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return 0, fmt.Errorf("%s/%s/stat: no state field", dir, task.Name())
+		}
+		if stat[i+2] != 'T' {
+			running++
+		}
+	}
+	return running, nil
 }
 
 // Restart stops the daemon if it runs and starts it again on the same repo
