@@ -228,9 +228,9 @@ func TestFilterStrings(t *testing.T) {
 		if got := TrackerStatusFilterString(tc.f); got != tc.want {
 			t.Errorf("TrackerStatusFilterString(%d) = %q, want %q", tc.f, got, tc.want)
 		}
-		back, err := ParseTrackerStatusFilter(tc.want)
-		if err != nil || back != tc.f {
-			t.Errorf("ParseTrackerStatusFilter(%q) = %d, %v; want %d", tc.want, back, err, tc.f)
+		back, unknown, err := ParseTrackerStatusFilter(tc.want)
+		if err != nil || back != tc.f || unknown != nil {
+			t.Errorf("ParseTrackerStatusFilter(%q) = %d, %q, %v; want %d", tc.want, back, unknown, err, tc.f)
 		}
 	}
 	types := []struct {
@@ -245,6 +245,49 @@ func TestFilterStrings(t *testing.T) {
 		if got := PinTypeFilterString(tc.f); got != tc.want {
 			t.Errorf("PinTypeFilterString(%d) = %q, want %q", tc.f, got, tc.want)
 		}
+	}
+}
+
+// A filter list is taken as the reference takes it: unknown names are
+// ignored (and reported), and only a list without one known name fails.
+func TestFilterListsIgnoreUnknownNames(t *testing.T) {
+	statuses := []struct {
+		in      string
+		want    TrackerStatus
+		unknown []string
+	}{
+		{"bogus,pinned", TrackerStatusPinned, []string{"bogus"}},
+		{" pinned , , error ", TrackerStatusPinned | TrackerStatusError, nil},
+		{"undefined,remote", TrackerStatusRemote, []string{"undefined"}},
+	}
+	for _, tc := range statuses {
+		got, unknown, err := ParseTrackerStatusFilter(tc.in)
+		if err != nil || got != tc.want || !slices.Equal(unknown, tc.unknown) {
+			t.Errorf("ParseTrackerStatusFilter(%q) = %d, %q, %v; want %d, %q", tc.in, got, unknown, err, tc.want, tc.unknown)
+		}
+	}
+	for _, in := range []string{"bogus", "undefined", "bogus,,other"} {
+		if _, _, err := ParseTrackerStatusFilter(in); err == nil || !strings.Contains(err.Error(), "no tracker status named") {
+			t.Errorf("ParseTrackerStatusFilter(%q): %v, want an error saying no status is named", in, err)
+		}
+	}
+	types := []struct {
+		in      string
+		want    PinType
+		unknown []string
+	}{
+		{"", AllType, nil},
+		{"bogus,pin", DataType, []string{"bogus"}},
+		{"meta-pin,all", AllType, nil},
+	}
+	for _, tc := range types {
+		got, unknown, err := ParsePinTypeFilter(tc.in)
+		if err != nil || got != tc.want || !slices.Equal(unknown, tc.unknown) {
+			t.Errorf("ParsePinTypeFilter(%q) = %d, %q, %v; want %d, %q", tc.in, got, unknown, err, tc.want, tc.unknown)
+		}
+	}
+	if _, _, err := ParsePinTypeFilter("pins"); err == nil || !strings.Contains(err.Error(), `"pins"`) {
+		t.Errorf(`ParsePinTypeFilter("pins"): %v, want an error naming the list`, err)
 	}
 }
 

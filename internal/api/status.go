@@ -93,24 +93,41 @@ func TrackerStatusFromString(s string) TrackerStatus {
 }
 
 // ParseTrackerStatusFilter parses a comma list of statuses into a filter.
-// Empty means no filter (undefined). Unknown names are an error naming them.
-func ParseTrackerStatusFilter(s string) (TrackerStatus, error) {
+// Empty means no filter (undefined). As in the reference, names it does
+// not know are ignored, and returned so that a client can say so; only a
+// list without one known name is an error.
+func ParseTrackerStatusFilter(s string) (TrackerStatus, []string, error) {
+	return parseFilter(s, "tracker status", TrackerStatusUndefined, func(name string) (TrackerStatus, bool) {
+		st := TrackerStatusFromString(name)
+		return st, st != TrackerStatusUndefined
+	})
+}
+
+// parseFilter ORs the known names of a comma list, collecting the unknown
+// ones; empty is the given none value.
+func parseFilter[F ~uint64](s, kind string, none F, lookup func(string) (F, bool)) (F, []string, error) {
 	if strings.TrimSpace(s) == "" {
-		return TrackerStatusUndefined, nil
+		return none, nil, nil
 	}
-	var f TrackerStatus
-	for _, part := range strings.Split(s, ",") {
+	var f F
+	var known bool
+	var unknown []string
+	for part := range strings.SplitSeq(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
 		}
-		st := TrackerStatusFromString(part)
-		if st == TrackerStatusUndefined && part != "undefined" {
-			return 0, fmt.Errorf("invalid filter value %q: unknown tracker status", part)
+		v, ok := lookup(part)
+		if !ok {
+			unknown = append(unknown, part)
+			continue
 		}
-		f |= st
+		f, known = f|v, true
 	}
-	return f, nil
+	if !known {
+		return 0, nil, fmt.Errorf("invalid filter value %q: no %s named in it", s, kind)
+	}
+	return f, unknown, nil
 }
 
 // Match reports whether st passes filter (undefined matches everything).

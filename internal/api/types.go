@@ -154,21 +154,14 @@ func PinTypeFromString(s string) PinType {
 	return BadType
 }
 
-// ParsePinTypeFilter parses a comma-separated list of pin types; empty means
-// all. An unknown name is an error naming it.
-func ParsePinTypeFilter(s string) (PinType, error) {
-	if s == "" {
-		return AllType, nil
-	}
-	var f PinType
-	for _, part := range strings.Split(s, ",") {
-		t := PinTypeFromString(strings.TrimSpace(part))
-		if t == BadType {
-			return 0, fmt.Errorf("invalid filter value %q: want pin, meta-pin, clusterdag-pin, shard-pin or all", part)
-		}
-		f |= t
-	}
-	return f, nil
+// ParsePinTypeFilter parses a comma-separated list of pin types; empty
+// means all. Unknown names are ignored and returned, as with
+// ParseTrackerStatusFilter; a list without one known name is an error.
+func ParsePinTypeFilter(s string) (PinType, []string, error) {
+	return parseFilter(s, "pin type (pin, meta-pin, clusterdag-pin, shard-pin or all)", AllType, func(name string) (PinType, bool) {
+		t := PinTypeFromString(name)
+		return t, t != BadType
+	})
 }
 
 // MarshalJSON encodes the type name.

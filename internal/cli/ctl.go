@@ -83,6 +83,14 @@ type ctlSession struct {
 	out    *ctlOutput
 }
 
+// warnIgnored says on stderr which --filter names the peer will ignore,
+// as it does names it does not know: the reference accepts such a list.
+func (s *ctlSession) warnIgnored(kind string, names []string) {
+	for _, n := range names {
+		fmt.Fprintf(s.cmd.Stderr, "ignoring --filter %q: no %s has that name\n", n, kind)
+	}
+}
+
 // ctlAction wraps a command body: it checks the global flags, connects the
 // client, and turns the body's error into the reference's error output and
 // exit code. Usage errors pass through to cli.Run unchanged.

@@ -462,10 +462,11 @@ The filter only takes effect when listing all pins. The possible values are:
 				}
 				return s.out.print(pin)
 			}
-			filter, err := api.ParsePinTypeFilter(s.cmd.String("filter"))
+			filter, unknown, err := api.ParsePinTypeFilter(s.cmd.String("filter"))
 			if err != nil {
 				return Usagef("invalid --filter: %v", err)
 			}
+			s.warnIgnored("pin type", unknown)
 			return s.client.Allocations(s.ctx, filter, printEach[api.Pin](s.out))
 		}),
 	}
@@ -511,10 +512,11 @@ separated list). The following are valid status values:
 			local := s.cmd.Bool("local")
 			switch len(cids) {
 			case 0:
-				filter, err := api.ParseTrackerStatusFilter(s.cmd.String("filter"))
+				filter, unknown, err := api.ParseTrackerStatusFilter(s.cmd.String("filter"))
 				if err != nil {
 					return Usagef("invalid --filter: %v", err)
 				}
+				s.warnIgnored("status", unknown)
 				return s.client.StatusAll(s.ctx, filter, local, printEach[api.GlobalPinInfo](s.out))
 			case 1:
 				gpi, err := s.client.Status(s.ctx, cids[0], local)

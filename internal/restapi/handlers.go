@@ -62,7 +62,7 @@ func (s *Server) peerRemove(w http.ResponseWriter, r *http.Request, ps httproute
 }
 
 func (s *Server) allocations(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	filter, err := api.ParsePinTypeFilter(r.URL.Query().Get("filter"))
+	filter, _, err := api.ParsePinTypeFilter(r.URL.Query().Get("filter"))
 	if err != nil {
 		s.writeError(w, http.StatusBadRequest, err)
 		return
@@ -110,7 +110,7 @@ func (s *Server) statusAll(w http.ResponseWriter, r *http.Request, _ httprouter.
 		})
 		return
 	}
-	filter, err := api.ParseTrackerStatusFilter(q.Get("filter"))
+	filter, _, err := api.ParseTrackerStatusFilter(q.Get("filter"))
 	if err != nil {
 		s.writeError(w, http.StatusBadRequest, err)
 		return

@@ -148,6 +148,12 @@ func TestBadInput(t *testing.T) {
 	wantError(t, do(t, p, "GET", "/nothing/here"), 404, "not found")
 	wantError(t, do(t, p, "GET", "/pins?filter=pinnedd"), 400, "pinnedd")
 	wantError(t, do(t, p, "GET", "/allocations?filter=pins"), 400, "pins")
+	// As in the reference, a list naming one known filter ignores the rest.
+	for _, path := range []string{"/pins?filter=pinnedd,pin_error", "/allocations?filter=pins,pin"} {
+		if r := do(t, p, "GET", path); r.code != http.StatusOK && r.code != http.StatusNoContent {
+			t.Errorf("GET %s: %d %s, want the listing", path, r.code, r.body)
+		}
+	}
 	c := kubotest.AddFiles(t, p.Kubo, 1)[0]
 	wantError(t, do(t, p, "POST", "/pins/"+c+"?replication-min=x"), 400, "replication-min")
 	wantError(t, do(t, p, "POST", "/pins/"+c+"?mode=sideways"), 400, "mode")

@@ -49,9 +49,12 @@ type streamHandle struct{ ps *pinStream }
 func (r *runner) pins(L *lua.LState) int {
 	filter := api.DataType
 	if v := L.Get(1); v != lua.LNil {
-		f, err := api.ParsePinTypeFilter(L.CheckString(1))
+		f, unknown, err := api.ParsePinTypeFilter(L.CheckString(1))
 		if err != nil {
 			L.RaiseError("pins: %v", err)
+		}
+		if len(unknown) > 0 {
+			L.RaiseError("pins: unknown pin type %q", unknown[0])
 		}
 		filter = f
 	}
