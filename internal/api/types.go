@@ -270,6 +270,10 @@ func PinWithOpts(c Cid, opts PinOptions) Pin {
 	return p
 }
 
+// IsDirect reports whether kubo pins p directly: mode direct, or depth 0
+// (kubo has no depth-limited pins).
+func (p *Pin) IsDirect() bool { return p.MaxDepth == 0 || p.Mode == PinModeDirect }
+
 // IsRemote reports whether pin p is allocated to peers other than self.
 // A pin with no allocations is pinned everywhere.
 func (p *Pin) IsRemote(self peer.ID) bool {

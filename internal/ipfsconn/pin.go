@@ -35,10 +35,9 @@ const (
 	swarmConnectTimeout = 30 * time.Second
 )
 
-// kuboMode is the kubo pin type a cluster pin asks for: direct for depth 0
-// or mode direct, recursive otherwise (kubo has no depth-limited pins).
+// kuboMode is the kubo pin type a cluster pin asks for.
 func kuboMode(pin api.Pin) api.IPFSPinStatus {
-	if pin.MaxDepth == 0 || pin.Mode == api.PinModeDirect {
+	if pin.IsDirect() {
 		return api.IPFSPinStatusDirect
 	}
 	return api.IPFSPinStatusRecursive
@@ -46,8 +45,9 @@ func kuboMode(pin api.Pin) api.IPFSPinStatus {
 
 // Pin makes kubo pin pin.Cid, recursively or directly as the pin's mode
 // says, and returns once kubo holds the pin. A pin kubo already holds in that
-// mode returns at once; a direct pin of a CID kubo pins recursively fails, as
-// kubo refuses to weaken a pin. When the pin has origins, kubo is connected to up to
+// mode returns at once, and so does a direct pin of a CID kubo pins
+// recursively: kubo refuses to weaken a pin, and its recursive pin holds
+// the block the direct pin asks for. When the pin has origins, kubo is connected to up to
 // ten of them while it pins, best effort. When the pin replaces
 // pin.PinUpdate and kubo holds that recursively, pin/update fetches only the
 // difference (bounded by pin_timeout; on failure Pin falls back to pin/add).
@@ -68,11 +68,11 @@ func (c *Connector) Pin(ctx context.Context, pin api.Pin, progress func(blocks u
 // pin is Pin without the counting.
 func (c *Connector) pin(ctx context.Context, pin api.Pin, progress func(blocks uint64)) error {
 	mode := kuboMode(pin)
-	have, err := c.pinLsCid(ctx, pin.Cid, mode)
+	have, err := c.holds(ctx, pin.Cid, mode)
 	if err != nil {
 		return fmt.Errorf("pin %s: %w", pin.Cid, err)
 	}
-	if have == mode {
+	if have.IsPinned() {
 		return nil
 	}
 	if len(pin.Origins) > 0 {
@@ -118,7 +118,8 @@ const pinManyFanout = 8
 // unheld, when not nil, marks the pins the caller knows kubo does not hold
 // (unheld[i] for pins[i]): they skip the pin/ls check, a request that costs
 // kubo about as much CPU as pinning a small DAG. A pin marked by mistake is
-// still pinned right; kubo only walks its DAG again.
+// still pinned right; kubo only walks its DAG again. Direct pins are
+// checked whatever unheld says.
 func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool, done func(i int, err error)) {
 	c.metrics.pinAdd.Add(float64(len(pins)))
 	report := func(i int, err error) {
@@ -133,7 +134,9 @@ func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool, 
 		case len(p.Origins) > 0 || p.PinUpdate.Defined() || p.MaxDepth > 0:
 			alone = append(alone, i)
 			continue
-		case unheld == nil || !unheld[i]:
+		case unheld == nil || !unheld[i] || p.IsDirect():
+			// A direct pin is checked even so: kubo refuses one for a
+			// CID it pins recursively, which holds it already.
 			check = append(check, i)
 		}
 		together = append(together, i)
@@ -141,7 +144,7 @@ func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool, 
 	have := make([]api.IPFSPinStatus, len(pins))
 	failed := make([]bool, len(pins))
 	fanOut(check, pinManyFanout, func(i int) {
-		st, err := c.pinLsCid(ctx, pins[i].Cid, kuboMode(pins[i]))
+		st, err := c.holds(ctx, pins[i].Cid, kuboMode(pins[i]))
 		if err != nil {
 			failed[i] = true
 			report(i, fmt.Errorf("pin %s: %w", pins[i].Cid, err))
@@ -154,7 +157,7 @@ func (c *Connector) PinMany(ctx context.Context, pins []api.Pin, unheld []bool, 
 		for _, i := range together {
 			switch {
 			case failed[i] || kuboMode(pins[i]) != mode:
-			case have[i] == mode:
+			case have[i].IsPinned():
 				report(i, nil)
 			default:
 				group = append(group, pins[i])
@@ -404,16 +407,26 @@ func pinStatus(t string) api.IPFSPinStatus {
 	return api.IPFSPinStatus(t)
 }
 
-// PinLsCid reports how kubo pins pin.Cid, checking only the pin's own mode
-// (recursive or direct): checking for indirect pins would make kubo walk
-// every recursive DAG. A CID not pinned in that mode is
-// IPFSPinStatusUnpinned, without error.
+// PinLsCid reports how kubo holds pin.Cid for the pin's mode: recursive
+// for a recursive pin; direct or recursive for a direct one. Indirect pins
+// are not checked: that would make kubo walk every recursive DAG. A CID
+// kubo does not hold so is IPFSPinStatusUnpinned, without error.
 func (c *Connector) PinLsCid(ctx context.Context, pin api.Pin) (api.IPFSPinStatus, error) {
-	st, err := c.pinLsCid(ctx, pin.Cid, kuboMode(pin))
+	st, err := c.holds(ctx, pin.Cid, kuboMode(pin))
 	if err != nil {
 		return api.IPFSPinStatusUnpinned, fmt.Errorf("pin ls %s: %w", pin.Cid, err)
 	}
 	return st, nil
+}
+
+// holds is pinLsCid in mode, then, for a direct mode kubo does not hold,
+// recursive: a recursive pin holds the block as well.
+func (c *Connector) holds(ctx context.Context, cid api.Cid, mode api.IPFSPinStatus) (api.IPFSPinStatus, error) {
+	st, err := c.pinLsCid(ctx, cid, mode)
+	if err != nil || st.IsPinned() || mode != api.IPFSPinStatusDirect {
+		return st, err
+	}
+	return c.pinLsCid(ctx, cid, api.IPFSPinStatusRecursive)
 }
 
 func (c *Connector) pinLsCid(ctx context.Context, cid api.Cid, mode api.IPFSPinStatus) (api.IPFSPinStatus, error) {

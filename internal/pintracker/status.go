@@ -109,9 +109,18 @@ func (t *Tracker) findLost(ctx context.Context) error {
 	// newer than kubo's list alone.
 	var lost []api.Cid
 	err = t.records.ListByStatus(ctx, api.TrackerStatusPinned, func(c api.Cid, _ state.LocalStatus) error {
-		if _, ok := held[maphash.String(t.seed, c.KeyString())]; !ok {
-			lost = append(lost, c)
+		h := maphash.String(t.seed, c.KeyString())
+		if _, ok := held.recursive[h]; ok {
+			return nil
 		}
+		if _, ok := held.direct[h]; ok {
+			// Few pins are direct: only these need the pin's mode.
+			pin, err := t.pinset.Get(c)
+			if err != nil || held.holds(h, &pin) {
+				return nil // gone from the pinset: not lost
+			}
+		}
+		lost = append(lost, c)
 		return nil
 	})
 	if err != nil {
@@ -123,18 +132,36 @@ func (t *Tracker) findLost(ctx context.Context) error {
 	return nil
 }
 
-// kuboPins is the set of the CIDs kubo pins, recursively or directly, as
-// 8-byte hashes.
-func (t *Tracker) kuboPins(ctx context.Context) (map[uint64]struct{}, error) {
-	held := make(map[uint64]struct{})
+// kuboHeld is kubo's pin list: the CIDs it pins recursively and those it
+// pins directly, as 8-byte hashes.
+type kuboHeld struct{ recursive, direct map[uint64]struct{} }
+
+// holds says whether kubo holds pin, whose CID hashes to h, as the
+// connector's PinLsCid would: recursively, or for a direct pin directly
+// or recursively. A recursive pin that kubo pins only directly is not
+// held: its DAG is not.
+func (k kuboHeld) holds(h uint64, pin *api.Pin) bool {
+	if _, ok := k.recursive[h]; ok {
+		return true
+	}
+	_, ok := k.direct[h]
+	return ok && pin.IsDirect()
+}
+
+// kuboPins reads kubo's recursive and direct pins.
+func (t *Tracker) kuboPins(ctx context.Context) (kuboHeld, error) {
+	held := kuboHeld{recursive: make(map[uint64]struct{}), direct: make(map[uint64]struct{})}
 	err := t.ipfs.PinLs(ctx, "recursive,direct", func(p api.IPFSPinInfo) error {
-		if p.Type.IsPinned() {
-			held[maphash.String(t.seed, p.Cid.KeyString())] = struct{}{}
+		switch p.Type {
+		case api.IPFSPinStatusRecursive:
+			held.recursive[maphash.String(t.seed, p.Cid.KeyString())] = struct{}{}
+		case api.IPFSPinStatusDirect:
+			held.direct[maphash.String(t.seed, p.Cid.KeyString())] = struct{}{}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list kubo pins: %w", err)
+		return kuboHeld{}, fmt.Errorf("list kubo pins: %w", err)
 	}
 	return held, nil
 }
@@ -299,7 +326,7 @@ func (t *Tracker) Reconcile(ctx context.Context, queued func(api.Cid) error) (in
 	n := 0
 	err = t.records.ListWithStatus(ctx, func(pin api.Pin, rec state.LocalStatus, ok bool) error {
 		n++
-		_, inIPFS := held[maphash.String(t.seed, pin.Cid.KeyString())]
+		inIPFS := held.holds(maphash.String(t.seed, pin.Cid.KeyString()), &pin)
 		if ok && (rec.Status == t.settledStatus(&pin, inIPFS) || rec.TS.After(since)) {
 			return nil
 		}

@@ -661,6 +661,52 @@ func TestStatusAndRecoverCheckKubo(t *testing.T) {
 	}
 }
 
+// TestPinModesKuboHoldsOtherwise: every check agrees on what kubo holds
+// when its pin's mode differs from the cluster pin's. A direct pin of a
+// CID kubo pins recursively is held (kubo will not weaken a pin, and the
+// block is kept), and stays pinned through status, the listing of lost
+// pins and recover. A recursive pin that kubo holds only directly is not
+// held: its DAG is not, and recover pins it recursively.
+func TestPinModesKuboHoldsOtherwise(t *testing.T) {
+	f := newFixture(t, nil)
+	cids := f.addContent(2)
+	above, below := cids[0], cids[1]
+	if _, err := f.kubo.Run(t.Context(), "pin", "add", above.String()); err != nil {
+		t.Fatal(err)
+	}
+	f.pin(above, func(p *api.Pin) { p.Mode, p.MaxDepth = api.PinModeDirect, 0 })
+	f.pinAllAndWait([]api.Cid{below})
+	if _, err := f.kubo.Run(t.Context(), "pin", "rm", below.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.kubo.Run(t.Context(), "pin", "add", "--recursive=false", below.String()); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(above, api.TrackerStatusPinned, 30*time.Second)
+
+	for range 2 { // the second time after recover
+		if pi, err := f.tracker.Status(t.Context(), above); err != nil || pi.Status != api.TrackerStatusPinned {
+			t.Fatalf("status of a direct pin kubo holds recursively: %s %q (%v), want pinned", pi.Status, pi.Error, err)
+		}
+		var lost []string
+		err := f.tracker.StatusAll(t.Context(), api.TrackerStatusUnexpectedlyUnpinned, func(pi api.PinInfo) error {
+			lost = append(lost, pi.Cid.String())
+			return nil
+		})
+		if err != nil || len(lost) > 1 || len(lost) == 1 && lost[0] != below.String() {
+			t.Fatalf("lost pins: %v (%v), want at most the recursive pin kubo holds directly", lost, err)
+		}
+		if err := f.tracker.RecoverAll(t.Context(), false, func(api.PinInfo) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !f.kuboPins("recursive")[above.String()] {
+		t.Fatal("kubo's own recursive pin was weakened")
+	}
+	f.waitStatus(below, api.TrackerStatusPinned, 30*time.Second)
+	f.requireHeld([]api.Cid{below})
+}
+
 // TestHungKuboBoundsStatusAndRecover: with kubo hung (it keeps its
 // connections but answers nothing), the status of a pinned CID and a
 // recover of everything answer within kuboCheckTimeout, saying kubo is
