@@ -16,15 +16,23 @@ const maxAlerts = 1000
 
 // Monitor stores metrics by name and peer. It is safe for concurrent use.
 type Monitor struct {
-	mu      sync.RWMutex
-	latest  map[string]map[peer.ID]api.Metric
-	alerted map[string]map[peer.ID]bool
-	alerts  []api.Alert
+	mu     sync.RWMutex
+	latest map[string]map[peer.ID]api.Metric
+	// lastValid holds, while a peer's informer fails, the last valid
+	// metric it sent: the one its alert names, as the reference's does
+	// (its peers never publish an invalid metric).
+	lastValid map[string]map[peer.ID]api.Metric
+	alerted   map[string]map[peer.ID]bool
+	alerts    []api.Alert
 }
 
 // New returns an empty monitor.
 func New() *Monitor {
-	return &Monitor{latest: map[string]map[peer.ID]api.Metric{}, alerted: map[string]map[peer.ID]bool{}}
+	return &Monitor{
+		latest:    map[string]map[peer.ID]api.Metric{},
+		lastValid: map[string]map[peer.ID]api.Metric{},
+		alerted:   map[string]map[peer.ID]bool{},
+	}
 }
 
 // Publish records a metric as the latest of its peer and name.
@@ -41,12 +49,19 @@ func (m *Monitor) Publish(metric api.Metric) {
 	// down, say). It replaces the entry, so that allocation stops using
 	// the peer at once, but keeps the entry's expiry: a failing informer
 	// must let it expire and raise an alert, as a silent one would.
-	if prev, ok := byPeer[metric.Peer]; ok && !metric.Valid && prev.Expire < metric.Expire {
-		metric.Expire = prev.Expire
+	if prev, ok := byPeer[metric.Peer]; ok && !metric.Valid {
+		metric.Expire = min(metric.Expire, prev.Expire)
+		if prev.Valid {
+			if m.lastValid[metric.Name] == nil {
+				m.lastValid[metric.Name] = map[peer.ID]api.Metric{}
+			}
+			m.lastValid[metric.Name][metric.Peer] = prev
+		}
 	}
 	byPeer[metric.Peer] = metric
-	if a := m.alerted[metric.Name]; a != nil && metric.Valid {
-		delete(a, metric.Peer)
+	if metric.Valid {
+		delete(m.alerted[metric.Name], metric.Peer)
+		delete(m.lastValid[metric.Name], metric.Peer)
 	}
 }
 
@@ -84,6 +99,9 @@ func (m *Monitor) Forget(p peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, byPeer := range m.latest {
+		delete(byPeer, p)
+	}
+	for _, byPeer := range m.lastValid {
 		delete(byPeer, p)
 	}
 	for _, a := range m.alerted {
@@ -124,6 +142,9 @@ func (m *Monitor) CheckExpired() []api.Alert {
 				continue
 			}
 			a[p] = true
+			if last, ok := m.lastValid[name][p]; ok {
+				metric = last
+			}
 			alert := api.Alert{Metric: metric, TriggeredAt: now}
 			raised = append(raised, alert)
 			if len(m.alerts) >= maxAlerts {

@@ -55,10 +55,13 @@ func TestExpiredMetricAlertsOnce(t *testing.T) {
 
 // TestFailingInformerAlerts publishes invalid metrics over a valid one,
 // as a peer whose kubo went down does: they do not keep the entry alive,
-// so it expires and raises its alert, and a valid metric clears it.
+// so it expires and raises its alert, which names the last valid metric,
+// and a valid metric clears it.
 func TestFailingInformerAlerts(t *testing.T) {
 	m := New()
-	m.Publish(metric("freespace", "a", 50*time.Millisecond, true))
+	last := metric("freespace", "a", 50*time.Millisecond, true)
+	last.Value = "1234"
+	m.Publish(last)
 	deadline := time.Now().Add(5 * time.Second)
 	var alerts []api.Alert
 	for len(alerts) == 0 && time.Now().Before(deadline) {
@@ -66,8 +69,8 @@ func TestFailingInformerAlerts(t *testing.T) {
 		alerts = m.CheckExpired()
 		time.Sleep(10 * time.Millisecond)
 	}
-	if len(alerts) != 1 || alerts[0].Peer != "a" || alerts[0].Valid {
-		t.Fatalf("alerts while the informer fails: %+v", alerts)
+	if len(alerts) != 1 || alerts[0].Peer != "a" || !alerts[0].Valid || alerts[0].Value != "1234" || alerts[0].Expire != last.Expire {
+		t.Fatalf("alerts while the informer fails: %+v, want the last valid metric", alerts)
 	}
 	if got := m.LatestMetrics("freespace"); len(got) != 0 {
 		t.Fatalf("an invalid metric is listed: %+v", got)
