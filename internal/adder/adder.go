@@ -261,6 +261,9 @@ func (b *build) addFile(parent, name string, f files.File) (entry, error) {
 	} else {
 		nd, err = balanced.Layout(db)
 	}
+	if err == nil && r.err != nil {
+		err = r.err
+	}
 	if err != nil {
 		return entry{}, b.nodeErr(path, err)
 	}
@@ -470,17 +473,25 @@ func (e *readError) Error() string { return e.err.Error() }
 func (e *readError) Unwrap() error { return e.err }
 
 // fileReader reads a file for the chunker: it stops at cancellation, marks
-// read errors, and reports progress.
+// read errors, and reports progress. It keeps the first error, which the
+// file's add then fails with: boxo's size chunker takes any error that is
+// io.ErrUnexpectedEOF, wrapped or not, for the short last chunk of a
+// whole file. A multipart body cut inside a file fails so: the cut file
+// would be added, and reported, before anything said the body was cut.
 type fileReader struct {
 	ctx      context.Context
 	r        io.Reader
 	n        uint64
 	last     uint64
 	progress func(uint64)
+	err      error
 }
 
 func (r *fileReader) Read(p []byte) (int, error) {
 	if err := context.Cause(r.ctx); err != nil {
+		if r.err == nil {
+			r.err = err
+		}
 		return 0, err
 	}
 	n, err := r.r.Read(p)
@@ -489,8 +500,11 @@ func (r *fileReader) Read(p []byte) (int, error) {
 		r.last = r.n
 		r.progress(r.n)
 	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return n, &readError{err: err}
+	if err != nil && err != io.EOF {
+		if r.err == nil {
+			r.err = &readError{err: err}
+		}
+		return n, r.err
 	}
 	return n, err
 }

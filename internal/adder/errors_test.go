@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"mime/multipart"
 	"os"
 	"os/exec"
@@ -259,6 +260,29 @@ func TestBadMultipart(t *testing.T) {
 			return a.AddMultipart(ctx, multipart.NewReader(strings.NewReader(body), "b"))
 		}, false, adder.ErrInvalidInput, "closing boundary")
 	})
+	t.Run("cut inside a file", func(t *testing.T) {
+		// Cut in its first chunk and in a later one: neither file may
+		// be reported added.
+		for _, size := range []int{100, 700_000} {
+			body := "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut\"\r\nContent-Type: application/octet-stream\r\n\r\n" + strings.Repeat("x", size)
+			var named []string
+			a, err := adder.New(adder.Options{}, &countingSink{}, func(o api.AddedOutput) {
+				if o.Cid.Defined() {
+					named = append(named, o.Name)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = a.AddMultipart(ctxTimeout(t, time.Minute), multipart.NewReader(strings.NewReader(body), "b"))
+			if !errors.Is(err, adder.ErrInvalidInput) || !strings.Contains(err.Error(), "cut: the upload ended before the multipart body's closing boundary") {
+				t.Errorf("%d bytes cut: %v, want an error naming the cut file", size, err)
+			}
+			if len(named) > 0 {
+				t.Errorf("%d bytes cut: the cut file was reported added as %v", size, named)
+			}
+		}
+	})
 	t.Run("a part below a file", func(t *testing.T) {
 		// boxo's parser drops such a part without a word: its content
 		// would be in nothing.
@@ -298,6 +322,36 @@ func TestBadMultipart(t *testing.T) {
 			t.Fatalf("a hidden top-level part was not added: %+v", top)
 		}
 	})
+}
+
+// failingReader gives n bytes, then err.
+type failingReader struct {
+	n   int
+	err error
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, r.err
+	}
+	k := min(len(p), r.n)
+	clear(p[:k])
+	r.n -= k
+	return k, nil
+}
+
+// TestReadErrorFailsTheFile: a read that fails, at a chunk's boundary or
+// inside one, fails the add naming the file and the error, also when the
+// error is io.ErrUnexpectedEOF, which boxo's size chunker would take for
+// the end of the file.
+func TestReadErrorFailsTheFile(t *testing.T) {
+	for _, broken := range []error{errors.New("disk on fire"), io.ErrUnexpectedEOF} {
+		for _, n := range []int{0, 1000, 256 << 10, 3 * 256 << 10} {
+			mustFail(t, adder.Options{}, func(ctx context.Context, a *adder.Adder) (api.Cid, error) {
+				return a.AddReader(ctx, "f", &failingReader{n: n, err: broken})
+			}, false, adder.ErrInvalidInput, "f: ", broken.Error())
+		}
+	}
 }
 
 func TestAdderOnce(t *testing.T) {
