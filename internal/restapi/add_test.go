@@ -228,6 +228,12 @@ func TestAddsReuseTheConnection(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK || resp.Trailer.Get("X-Stream-Error") != "" {
 			t.Fatalf("add %d: %d %s %q (%v)", i, resp.StatusCode, reply, resp.Trailer.Get("X-Stream-Error"), err)
 		}
+		// The reference's headers, but Connection: close.
+		for k, v := range map[string]string{"Content-Type": "application/json", "Cache-Control": "no-cache", "X-Chunked-Output": "1"} {
+			if got := resp.Header.Get(k); got != v {
+				t.Errorf("add %d: %s: %q, want %q", i, k, got, v)
+			}
+		}
 	}
 }
 

@@ -45,6 +45,7 @@ func streamEach[T any](s *Server, w http.ResponseWriter, r *http.Request, produc
 			started = true
 			h := w.Header()
 			h.Set("Content-Type", "application/json")
+			h.Set("Cache-Control", "no-cache") // a listing is of now
 			h.Set("Trailer", "X-Stream-Error")
 			h.Set("X-Chunked-Output", "1")
 			w.WriteHeader(http.StatusOK)
