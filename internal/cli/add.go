@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,17 +142,24 @@ at fault and nothing is pinned.`,
 			if err := carFiles("import", s.cmd.Args); err != nil {
 				return err
 			}
-			for _, path := range s.cmd.Args {
-				if err := s.importOne(query, path); err != nil {
-					// Which file failed matters once some were
-					// imported: the API's errors get its name too.
-					var apiErr api.Error
-					if errors.As(err, &apiErr) {
-						apiErr.Message = "import " + path + ": " + apiErr.Message
-						return apiErr
-					}
-					return fmt.Errorf("import %s: %w", path, err)
+			for i, path := range s.cmd.Args {
+				err := s.importOne(query, path)
+				if err == nil {
+					continue
 				}
+				// Which file failed matters once some were imported,
+				// and so do the ones not tried: the API's errors get
+				// their names too.
+				prefix, suffix := "import "+path+": ", ""
+				if rest := s.cmd.Args[i+1:]; len(rest) > 0 {
+					suffix = fmt.Sprintf(" (not imported: %s)", strings.Join(rest, ", "))
+				}
+				var apiErr api.Error
+				if errors.As(err, &apiErr) {
+					apiErr.Message = prefix + apiErr.Message + suffix
+					return apiErr
+				}
+				return fmt.Errorf("%s%w%s", prefix, err, suffix)
 			}
 			return nil
 		}),
