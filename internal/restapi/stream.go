@@ -74,7 +74,13 @@ func streamEach[T any](s *Server, w http.ResponseWriter, r *http.Request, produc
 	}
 	switch {
 	case !started && err != nil:
-		s.writeError(w, statusOf(err), err)
+		code := statusOf(err)
+		if code < 500 { // writeError logs the others
+			// An add cut off by its client or by add_idle_timeout
+			// ends here: the operator sees why it left no pin.
+			s.log.Info().Err(err).Int("code", code).Str("path", r.URL.Path).Msg("stream refused before its first item")
+		}
+		s.writeError(w, code, err)
 	case !started:
 		w.WriteHeader(http.StatusNoContent)
 	default:
