@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -91,9 +92,14 @@ var forbiddenModules = map[string]bool{
 // Libraries that are open in the sandbox; require() returns them.
 var openLibs = map[string]bool{"string": true, "table": true, "math": true}
 
-// Global name the compiler's rewrite of `..` calls (see concatGuard). It
-// contains a NUL byte so no Lua source can name it as an identifier.
-const concatGlobal = "\x00concat"
+// Global names the compiler's rewrites call: `..` (see state.concat), and
+// table stores whose key is not a constant (state.store, state.fill). They
+// contain a NUL byte so no Lua source can name them as identifiers.
+const (
+	concatGlobal = "\x00concat"
+	storeGlobal  = "\x00store"
+	fillGlobal   = "\x00fill"
+)
 
 var moduleName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$`)
 
@@ -349,7 +355,7 @@ func (c *checker) block(stmts []ast.Stmt, names ...string) {
 }
 
 // stmts checks a statement list, rewriting in place the statements the
-// compiler gets wrong.
+// compiler gets wrong and the table stores the sandbox checks.
 func (c *checker) stmts(stmts []ast.Stmt) {
 	for i, s := range stmts {
 		if f, ok := s.(*ast.GenericForStmt); ok {
@@ -357,7 +363,130 @@ func (c *checker) stmts(stmts []ast.Stmt) {
 			stmts[i] = s
 		}
 		c.stmt(s)
+		if a, ok := s.(*ast.AssignStmt); ok {
+			stmts[i] = rewriteAssign(a)
+		}
 	}
+}
+
+// padFree is how far past the end of a table's array an integer key may
+// land unchecked: gopher-lua (v1.1.2) stores an integer key below
+// lua.MaxArrayIndex (2^26) in the array, appending nils one by one up to
+// it, in one Go loop that neither the time budget nor a memory check can
+// interrupt. `t[50000000] = x` costs gigabytes and half a minute. A gap
+// of padFree slots costs 16 KiB.
+const padFree = 1024
+
+// staticKey reports whether a store with key k cannot pad a table: a
+// constant string, or a constant number within padFree.
+func staticKey(k ast.Expr) bool {
+	switch k := k.(type) {
+	case *ast.StringExpr:
+		return true
+	case *ast.NumberExpr:
+		n, err := strconv.ParseFloat(k.Value, 64)
+		return err == nil && n <= padFree
+	}
+	return false
+}
+
+// dynamicStore reports whether e is an assignment target t[k] with a key
+// the sandbox checks.
+func dynamicStore(e ast.Expr) (*ast.AttrGetExpr, bool) {
+	g, ok := e.(*ast.AttrGetExpr)
+	return g, ok && !staticKey(g.Key)
+}
+
+// rewriteAssign rewrites two kinds of assignment. One with a target t[k]
+// whose key is not a constant: `t[k] = v` becomes `store(t, k, v)`. And
+// every one with several targets, which gopher-lua (v1.1.2) compiles
+// wrong when a value reads a local that an earlier target assigns: `a, b
+// = b, a` leaves both at the old b. `a, t[k] = x, y` becomes `do local
+// v1, v2 = x, y; a = v1; store(t, k, v2) end`, which computes every value
+// before assigning any, as Lua says.
+func rewriteAssign(a *ast.AssignStmt) ast.Stmt {
+	if len(a.Lhs) == 1 {
+		g, dynamic := dynamicStore(a.Lhs[0])
+		switch {
+		case !dynamic:
+			return a
+		case len(a.Rhs) == 1:
+			return storeStmt(g, a.Rhs[0], a)
+		}
+	}
+	names := make([]string, len(a.Lhs))
+	for i := range names {
+		names[i] = fmt.Sprintf("\x00value%d", i)
+	}
+	values := positioned(&ast.LocalAssignStmt{Names: names, Exprs: a.Rhs}, a)
+	stmts := []ast.Stmt{values}
+	for i, target := range a.Lhs {
+		v := positioned(&ast.IdentExpr{Value: names[i]}, a)
+		if g, ok := dynamicStore(target); ok {
+			stmts = append(stmts, storeStmt(g, v, a))
+			continue
+		}
+		stmts = append(stmts, positioned(&ast.AssignStmt{Lhs: []ast.Expr{target}, Rhs: []ast.Expr{v}}, a))
+	}
+	return positioned(&ast.DoBlockStmt{Stmts: stmts}, a)
+}
+
+// storeStmt is the call store(t, k, v) in place of `t[k] = v`.
+func storeStmt(g *ast.AttrGetExpr, v ast.Expr, at ast.Stmt) ast.Stmt {
+	call := positioned(&ast.FuncCallExpr{Func: positioned(&ast.IdentExpr{Value: storeGlobal}, at),
+		Args: []ast.Expr{g.Object, g.Key, oneValue(v)}}, at)
+	return positioned(&ast.FuncCallStmt{Expr: call}, at)
+}
+
+// oneValue keeps a call or `...` to its first value, as it is in an
+// assignment or in a table field that is not the last.
+func oneValue(e ast.Expr) ast.Expr {
+	switch e := e.(type) {
+	case *ast.FuncCallExpr:
+		e.AdjustRet = true
+	case *ast.Comma3Expr:
+		e.AdjustRet = true
+	}
+	return e
+}
+
+// positioned gives a node the source lines of the node it replaces, so
+// that errors name the policy's line.
+func positioned[N interface {
+	SetLine(int)
+	SetLastLine(int)
+}](n N, at interface {
+	Line() int
+	LastLine() int
+}) N {
+	n.SetLine(at.Line())
+	n.SetLastLine(at.LastLine())
+	return n
+}
+
+// guardFields rewrites a table constructor with fields [k] = v whose key
+// is not a constant into fill({other fields}, k1, v1, k2, v2, ...), which
+// stores them, checked, into the table the other fields built.
+func guardFields(e *ast.TableExpr) ast.Expr {
+	var kept []*ast.Field
+	var args []ast.Expr
+	for _, f := range e.Fields {
+		if f.Key != nil && !staticKey(f.Key) {
+			args = append(args, f.Key, oneValue(f.Value))
+			continue
+		}
+		kept = append(kept, f)
+	}
+	if args == nil {
+		return e
+	}
+	if n := len(kept); n > 0 && kept[n-1] != e.Fields[len(e.Fields)-1] && kept[n-1].Key == nil {
+		// It was not the last field, so it gave one value.
+		kept[n-1].Value = oneValue(kept[n-1].Value)
+	}
+	e.Fields = kept
+	fn := positioned(&ast.IdentExpr{Value: fillGlobal}, e)
+	return positioned(&ast.FuncCallExpr{Func: fn, Args: append([]ast.Expr{e}, args...), AdjustRet: true}, e)
 }
 
 func (c *checker) stmt(s ast.Stmt) {
@@ -525,6 +654,7 @@ func (c *checker) expr(e ast.Expr) ast.Expr {
 			}
 			f.Value = c.expr(f.Value)
 		}
+		return guardFields(e)
 	case *ast.FuncCallExpr:
 		if id, ok := e.Func.(*ast.IdentExpr); ok && id.Value == "require" && c.isGlobal("require") && len(e.Args) > 0 {
 			if s, ok := e.Args[0].(*ast.StringExpr); ok {

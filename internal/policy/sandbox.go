@@ -137,6 +137,13 @@ func (st *state) sandbox() error {
 	G.RawSetString("require", L.NewFunction(st.require))
 	G.RawSetString("print", L.NewFunction(st.print))
 	G.RawSetString(concatGlobal, L.NewFunction(st.concat))
+	G.RawSetString(storeGlobal, L.NewFunction(st.store))
+	G.RawSetString(fillGlobal, L.NewFunction(st.fill))
+	rawset, ok := G.RawGetString("rawset").(*lua.LFunction)
+	if !ok || !rawset.IsG {
+		return errors.New("rawset missing")
+	}
+	G.RawSetString("rawset", L.NewFunction(st.guardedStore(rawset.GFunction, 2)))
 
 	str, ok := G.RawGetString("string").(*lua.LTable)
 	if !ok {
@@ -176,6 +183,16 @@ func (st *state) sandbox() error {
 		return errors.New("table library missing")
 	}
 	tbl.RawSetString("concat", L.NewFunction(st.tableConcat))
+	if err := wrap(tbl, "insert", func(orig lua.LGFunction) lua.LGFunction {
+		return func(L *lua.LState) int {
+			if L.GetTop() < 3 { // table.insert(t, v) appends
+				return orig(L)
+			}
+			return st.guardedStore(orig, 2)(L)
+		}
+	}); err != nil {
+		return err
+	}
 
 	// Reading a forbidden global raises a clear error instead of yielding
 	// nil, which would only fail later as "attempt to index a nil value".
@@ -312,6 +329,81 @@ func (st *state) precharge(L *lua.LState, what string, n int64) {
 	if n > st.budget || n < 0 {
 		L.RaiseError("%s: result of %d bytes would exceed the string memory limit (%d bytes per call, %d left)",
 			what, n, st.p.opts.MemoryLimit, max(st.budget, 0))
+	}
+}
+
+// slotBytes is the size of one slot of a table's array: a Go interface.
+const slotBytes = 16
+
+// store implements `t[k] = v` after the compiler's rewrite of a store
+// whose key is not a constant (see padFree): the key is checked, then the
+// store goes through the VM's rules, metamethods included.
+func (st *state) store(L *lua.LState) int {
+	obj, k := L.Get(1), L.Get(2)
+	if t, ok := obj.(*lua.LTable); ok {
+		st.checkKey(L, t, k)
+	}
+	L.SetTable(obj, k, L.Get(3))
+	return 0
+}
+
+// fill stores the fields [k] = v of a table constructor whose keys are
+// not constants, given as pairs after the table the other fields built.
+func (st *state) fill(L *lua.LState) int {
+	t := L.CheckTable(1)
+	for i := 2; i <= L.GetTop(); i += 2 {
+		k := L.Get(i)
+		if k == lua.LNil {
+			L.RaiseError("table index is nil")
+		}
+		st.checkKey(L, t, k)
+		t.RawSet(k, L.Get(i+1))
+	}
+	L.Push(t)
+	return 1
+}
+
+// guardedStore wraps a library function that stores into the table of
+// argument 1 at the key of argument arg (rawset, table.insert).
+func (st *state) guardedStore(orig lua.LGFunction, arg int) lua.LGFunction {
+	return func(L *lua.LState) int {
+		st.checkKey(L, L.CheckTable(1), L.Get(arg))
+		return orig(L)
+	}
+}
+
+// checkKey charges the nils gopher-lua would append to t's array to store
+// integer key k past its end (see padFree) against the call's memory
+// budget, and refuses the store when they do not fit. A table whose
+// __newindex is a table passes the store on: that table is checked too.
+func (st *state) checkKey(L *lua.LState, t *lua.LTable, k lua.LValue) {
+	n, ok := k.(lua.LNumber)
+	if !ok {
+		return
+	}
+	f := float64(n)
+	if f != math.Trunc(f) || f <= padFree || f >= float64(lua.MaxArrayIndex) {
+		return
+	}
+	i := int(f)
+	for range 100 { // a chain of __newindex tables, bounded
+		if t.RawGetInt(i-1) != lua.LNil || t.RawGetInt(i) != lua.LNil {
+			return // in the array already, or right after its end
+		}
+		if gap := int64(i - 1 - t.MaxN()); gap > padFree {
+			bytes := gap * slotBytes
+			if bytes > st.budget {
+				L.RaiseError("table index %d lies %d slots past the end of the table's array: gopher-lua would fill them with nil, %d bytes, "+
+					"more than the %d left of the %d bytes one call may use; use a string key, or fill the table in order",
+					i, gap, bytes, max(st.budget, 0), st.p.opts.MemoryLimit)
+			}
+			st.budget -= bytes
+		}
+		next, ok := L.GetMetaField(t, "__newindex").(*lua.LTable)
+		if !ok {
+			return
+		}
+		t = next
 	}
 }
 

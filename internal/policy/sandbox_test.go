@@ -346,6 +346,83 @@ end`, Options{MemoryLimit: 8 << 20, Timeout: 10 * time.Second})
 	}
 }
 
+// TestFarIntegerKeys: gopher-lua fills a table's array with nils up to an
+// integer key, in one loop nothing interrupts; a key far past the end is
+// refused quickly through every way of storing one, and stores that only
+// look alike still behave as Lua says.
+func TestFarIntegerKeys(t *testing.T) {
+	p := mustLoad(t, `
+local far = 67108000
+function admit(pin)
+  local kind = pin.name
+  if kind == "assign" then local t = {} t[far] = true end
+  if kind == "multi" then local t, x = {}, nil x, t[far] = 1, 2 end
+  if kind == "field" then local t = {[far] = true} end
+  if kind == "rawset" then rawset({}, far, true) end
+  if kind == "insert" then table.insert({}, far, true) end
+  if kind == "newindex" then
+    local t = setmetatable({}, {__newindex = {}})
+    t[far] = true
+  end
+  if kind == "nil" then local t = {} t[far] = nil end
+  if kind == "ok" then
+    local t = {}
+    for i = 1, 5000 do t[i] = i end          -- in order
+    t[6000] = 1                               -- a small gap
+    local k = "k" .. far
+    t[k], t[far + 0.5], t[2^26] = 1, 2, 3     -- not array keys
+    local a, b, c = 1, 2, 3
+    a, b, c = c, a, b                         -- every value before any store
+    t[1], t[2] = t[2], t[1]
+    local function two() return "x", "y" end
+    local u = {two(), [far - far + 7] = two(), two()}
+    local v = {[k] = 1, two()}
+    local w = setmetatable({}, {__newindex = function(t, k, v) rawset(t, k, v * 2) end})
+    w[5000] = 21
+    return t[5000] == 5000 and t[1] == 2 and t[2] == 1 and t[6000] == 1 and t[k] == 1
+      and t[far + 0.5] == 2 and t[2^26] == 3 and a == 3 and b == 1 and c == 2
+      and u[1] == "x" and u[2] == "x" and u[3] == "y" and u[7] == "x"
+      and v[1] == "x" and v[2] == "y" and v[k] == 1 and w[5000] == 42
+  end
+  return true
+end`, Options{Timeout: 10 * time.Second})
+	for _, kind := range []string{"assign", "multi", "field", "rawset", "insert", "newindex", "nil"} {
+		pin := testPin(t)
+		pin.Name = kind
+		start := time.Now()
+		_, _, err := p.Admit(context.Background(), pin)
+		if !errors.Is(err, ErrRuntime) || !strings.Contains(err.Error(), "table index 67108000 lies 67107999 slots past the end") {
+			t.Errorf("%s: err = %v, want the far key refused", kind, err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s: refused after %s", kind, took)
+		}
+	}
+	pin := testPin(t)
+	pin.Name = "ok"
+	if ok, _, err := p.Admit(context.Background(), pin); !ok || err != nil {
+		t.Errorf("ok: Admit = %v, %v", ok, err)
+	}
+}
+
+// TestMultipleAssignment: gopher-lua compiles `a, b = b, a` among locals
+// into a = b then b = a; the rewrite computes every value first.
+func TestMultipleAssignment(t *testing.T) {
+	p := mustLoad(t, `
+function admit(pin)
+  local a, b, c = 1, 2, 3
+  a, b = b, a
+  local swapped = a == 2 and b == 1
+  a, b, c = c, a, b
+  local x, y = 1
+  x, y = y
+  return swapped and a == 3 and b == 2 and c == 1 and x == nil and y == nil
+end`, Options{})
+	if ok, _, err := p.Admit(context.Background(), testPin(t)); !ok || err != nil {
+		t.Errorf("Admit = %v, %v", ok, err)
+	}
+}
+
 func TestMemoryLimitIsPerCall(t *testing.T) {
 	// Each call may create up to the limit; calls do not add up.
 	p := mustLoad(t, `function admit(pin) return #string.rep("x", 600000) == 600000 end`,
