@@ -575,7 +575,7 @@ func (t *Tracker) failLocked(op *operation, cause error) {
 	if op.typ == opPin && t.cfg.Retry != nil {
 		if r, ok := t.cfg.Retry(op.pin, op.attempts, cause); ok {
 			if r.Delay > 0 {
-				delay = r.Delay
+				delay, rec.RetryDelay = r.Delay, r.Delay
 			}
 			rec.PolicyQueue, rec.Priority = true, r.Class == RetryPriority
 			if r.Class == RetryFailed {
@@ -764,7 +764,11 @@ func (t *Tracker) resume() error {
 	errs := api.TrackerStatusPinError | api.TrackerStatusUnpinError
 	err = t.records.ListByStatus(t.ctx, errs, func(c api.Cid, rec state.LocalStatus) error {
 		if !rec.Terminal {
-			t.retries.Schedule(c, rec.TS.Add(t.backoff(rec.Attempts)))
+			delay := rec.RetryDelay // the retry policy's choice
+			if delay == 0 {
+				delay = t.backoff(rec.Attempts)
+			}
+			t.retries.Schedule(c, rec.TS.Add(delay))
 		}
 		return nil
 	})

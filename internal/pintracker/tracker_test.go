@@ -553,6 +553,37 @@ func TestRetryPolicyDecides(t *testing.T) {
 	}
 }
 
+// TestRetryPolicyDelaySurvivesRestart: the delay the retry policy chose
+// still holds after the tracker restarts, instead of the tracker's own
+// backoff (here 100 ms).
+func TestRetryPolicyDelaySurvivesRestart(t *testing.T) {
+	f := newFixture(t, func(c *Config, _ *ipfsconn.Config) {
+		c.RetryMinDelay, c.RetryMaxDelay = 100*time.Millisecond, 100*time.Millisecond
+		c.Retry = func(api.Pin, int, error) (Retry, bool) {
+			return Retry{Class: RetryNormal, Delay: time.Hour}, true
+		}
+	})
+	c := f.addContent(1)[0]
+	if err := f.kubo.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	f.pin(c, nil)
+	f.waitStatus(c, api.TrackerStatusPinError, 20*time.Second)
+	f.tracker.Close()
+	if err := f.kubo.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	time.Sleep(2 * time.Second) // twenty built-in backoffs
+	if pi, err := f.tracker.Status(t.Context(), c); err != nil || pi.Status != api.TrackerStatusPinError || pi.AttemptCount != 1 {
+		t.Fatalf("after a restart: %s, %d attempts (%v); want pin_error, 1 attempt, the retry an hour away", pi.Status, pi.AttemptCount, err)
+	}
+	if _, err := f.tracker.Recover(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(c, api.TrackerStatusPinned, 20*time.Second)
+}
+
 // TestNewVersionOfAPinnedPin checks that a new version of a pin kubo
 // already holds in the same mode (a new name, other allocations) leaves
 // the status pinned without going through the queue, while a direct pin

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 //	status   uvarint (one status bit)
 //	attempts varint
 //	flags    byte: 1 priority, 2 has a timestamp, 4 terminal, 8 queue chosen
-//	         by policy, 16 pinned direct
+//	         by policy, 16 pinned direct, 32 retry delay chosen by policy
 //	[seconds varint, nanoseconds uvarint] when it has a timestamp
+//	[retry delay uvarint nanoseconds, positive] with flag 32
 //	error    uvarint length + bytes
 //
 // Timestamps come back in UTC with nanosecond precision, whatever the year.
@@ -29,7 +31,8 @@ const (
 	flagTerminal    byte = 1 << 2
 	flagPolicyQueue byte = 1 << 3
 	flagDirect      byte = 1 << 4
-	knownFlags           = flagPriority | flagTS | flagTerminal | flagPolicyQueue | flagDirect
+	flagRetryDelay  byte = 1 << 5
+	knownFlags           = flagPriority | flagTS | flagTerminal | flagPolicyQueue | flagDirect | flagRetryDelay
 )
 
 // errCorruptRecord is returned when bytes do not decode as a tracker record.
@@ -55,10 +58,16 @@ func (s *LocalStatus) appendBinary(b []byte) []byte {
 	if s.Direct {
 		flags |= flagDirect
 	}
+	if s.RetryDelay > 0 {
+		flags |= flagRetryDelay
+	}
 	b = append(b, flags)
 	if flags&flagTS != 0 {
 		b = binary.AppendVarint(b, s.TS.Unix())
 		b = binary.AppendUvarint(b, uint64(s.TS.Nanosecond()))
+	}
+	if flags&flagRetryDelay != 0 {
+		b = binary.AppendUvarint(b, uint64(s.RetryDelay))
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Error)))
 	return append(b, s.Error...)
@@ -83,6 +92,13 @@ func (s *LocalStatus) unmarshalBinary(v []byte) error {
 			r.fail("nanoseconds")
 		}
 		out.TS = time.Unix(sec, int64(nsec)).UTC()
+	}
+	if flags&flagRetryDelay != 0 {
+		d := r.uvarint()
+		if d == 0 || d > math.MaxInt64 {
+			r.fail("retry delay")
+		}
+		out.RetryDelay = time.Duration(d)
 	}
 	out.Error = string(r.bytes())
 	switch {

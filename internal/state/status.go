@@ -28,6 +28,9 @@ type LocalStatus struct {
 	// attempt (Priority holds the choice), so the tracker's own rule of
 	// age and attempts does not apply.
 	PolicyQueue bool
+	// RetryDelay is the delay the retry policy chose before the next
+	// attempt, from TS; 0 means the tracker's own backoff.
+	RetryDelay time.Duration
 	// Direct, on a pinned record, says kubo holds the CID as a direct pin
 	// (else recursive): a new version of the pin with the same mode needs
 	// nothing from kubo.

@@ -220,6 +220,8 @@ func TestLocalStatusEncoding(t *testing.T) {
 		{Status: api.TrackerStatusPinError, Attempts: 5, Error: "policy", Terminal: true},
 		{Status: api.TrackerStatusPinError, Attempts: 2, PolicyQueue: true, Priority: true},
 		{Status: api.TrackerStatusPinned, Direct: true},
+		{Status: api.TrackerStatusPinError, Attempts: 1, PolicyQueue: true, RetryDelay: 6 * time.Hour, TS: time.Unix(1_700_000_000, 0).UTC()},
+		{Status: api.TrackerStatusPinError, RetryDelay: math.MaxInt64},
 		{Status: api.TrackerStatus(1) << 63, TS: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
 	} {
 		var got LocalStatus
@@ -236,11 +238,13 @@ func TestLocalStatusEncoding(t *testing.T) {
 		"version":      {2, 16, 0, 0, 0},
 		"no status":    {1, 0, 0, 0, 0},
 		"two statuses": {1, 48, 0, 0, 0},
-		"flags":        {1, 16, 0, 32, 0},
+		"flags":        {1, 16, 0, 64, 0},
 		"nanoseconds":  append(binary.AppendUvarint([]byte{1, 16, 0, 2, 0}, uint64(time.Second)), 0),
 		"truncated":    valid[:len(valid)-1],
 		"trailing":     append(slices.Clone(valid), 0),
 		"error length": {1, 16, 0, 0, 5, 'a'},
+		"zero delay":   {1, 16, 0, 32, 0, 0},
+		"huge delay":   {1, 16, 0, 32, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0},
 	} {
 		var s LocalStatus
 		if err := s.unmarshalBinary(v); !errors.Is(err, errCorruptRecord) {
@@ -256,6 +260,7 @@ func FuzzLocalStatus(f *testing.F) {
 		{Status: api.TrackerStatusPinned},
 		{Status: api.TrackerStatusPinError, Attempts: 7, Error: "timeout", TS: time.Unix(1_700_000_000, 5), Priority: true},
 		{Status: api.TrackerStatusPinError, Attempts: 3, Error: "failed by policy", Terminal: true, PolicyQueue: true},
+		{Status: api.TrackerStatusPinError, Attempts: 1, PolicyQueue: true, RetryDelay: time.Hour},
 	} {
 		f.Add(s.appendBinary(nil))
 	}
