@@ -106,10 +106,11 @@ func (a *Allocator) allocateBy() []string {
 //
 // With current = the qualifying current allocations, needed = min − current
 // and wanted = max − current: when wanted < 0 the current allocations are
-// trimmed to max, keeping the best-ranked spread; when needed ≤ 0 every
-// current allocation that is neither excluded nor barred is returned,
-// those of peers that are down included (a re-pin that changes only a
-// name must not drop a replica that comes back with its peer); otherwise
+// trimmed to max, keeping the best-ranked spread; when needed ≤ 0 the
+// current allocations that are neither excluded nor barred are returned,
+// up to max, the qualifying ones first, those of peers that are down
+// after them (a re-pin that changes only a name must not drop a replica
+// that comes back with its peer); otherwise
 // up to wanted new peers are added, and fewer than needed available is an
 // error wrapping ErrNotEnoughPeers.
 func (a *Allocator) Allocate(req Request) ([]peer.ID, error) {
@@ -128,7 +129,13 @@ func (a *Allocator) Allocate(req Request) ([]peer.ID, error) {
 		}
 		return newTree(s.kept, levels).take(make([]peer.ID, 0, rmax), rmax), nil
 	case needed <= 0:
-		return held(req), nil
+		out := s.keptIDs(rmax - len(s.kept))
+		for _, id := range held(req) {
+			if len(out) < rmax && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+		return out, nil
 	case len(s.fresh) < needed:
 		return nil, s.notEnough(needed, wanted, a.MinFreeSpace)
 	}

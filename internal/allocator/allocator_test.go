@@ -103,6 +103,7 @@ func TestAllocate(t *testing.T) {
 		},
 		{name: "current allocation without metrics dropped", peers: aab, pin: pinOf(2, 2), current: []string{"gone", "b1"}, want: []string{"b1", "a1"}},
 		{name: "current allocation without metrics kept when min is met", peers: aab, pin: pinOf(1, 3), current: []string{"b1", "down", "b1"}, want: []string{"b1", "down"}},
+		{name: "lowered factor keeps live allocations first, then down ones, up to max", peers: aab, pin: pinOf(1, 2), current: []string{"down", "gone", "b1"}, want: []string{"b1", "down"}},
 		{
 			name: "excluded and barred current allocations dropped when min is met", pin: pinOf(1, 3), peers: aab,
 			current: []string{"a1", "a2", "b1"}, excluded: []string{"a1"}, barred: []string{"b1"}, want: []string{"a2"},

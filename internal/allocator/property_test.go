@@ -143,16 +143,16 @@ func (w world) judge(got []peer.ID, err error) (outcome, msg string) {
 		}
 		return "trim", w.judgePicks(nil, kept, got)
 	case needed <= 0:
-		// Unchanged: down peers (no metrics) stay, only the excluded
-		// and barred ones leave.
-		var held []peer.ID
+		// Unchanged: down peers (no metrics) stay after the qualifying
+		// ones, up to max; only the excluded and barred ones leave.
+		held := slices.Clone(kept)
 		for _, id := range w.req.Current {
-			if !w.excluded[id] && !w.barred[id] && !slices.Contains(held, id) {
+			if len(held) < rmax && !w.excluded[id] && !w.barred[id] && !slices.Contains(held, id) {
 				held = append(held, id)
 			}
 		}
 		if !slices.Equal(got, held) {
-			return "unchanged", "want current allocations unchanged"
+			return "unchanged", "want current allocations unchanged, up to max"
 		}
 		return "unchanged", ""
 	}
