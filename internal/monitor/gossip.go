@@ -61,9 +61,13 @@ func StartGossip(ps *pubsub.PubSub, mon *Monitor, self peer.ID, log zerolog.Logg
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gossip{Monitor: mon, self: self, topic: topic, sub: sub, log: log, cancel: cancel}
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go g.receive(ctx)
 	go g.watchJoins(ctx, events)
+	go func() {
+		defer g.wg.Done()
+		mon.heartbeats(ctx, log)
+	}()
 	return g, nil
 }
 

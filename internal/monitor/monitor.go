@@ -3,11 +3,13 @@
 package monitor
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/rs/zerolog"
 
 	"ipfs-cluster/internal/api"
 )
@@ -24,6 +26,72 @@ type Monitor struct {
 	lastValid map[string]map[peer.ID]api.Metric
 	alerted   map[string]map[peer.ID]bool
 	alerts    []api.Alert
+
+	// lastBeat is when heartbeats last ran; zero until they start.
+	lastBeat time.Time
+	log      zerolog.Logger
+}
+
+// A gap of pauseAfter between two heartbeats means this process did not
+// run: stopped (SIGSTOP, a suspended machine) or starved of CPU. The
+// metrics it holds could not be refreshed meanwhile, and judging them
+// now would find every other peer down: the peer would move their pins
+// and refuse allocations until fresh pings came. Their expiry moves by
+// the gap instead, so each peer gets the time to ping it had left.
+const (
+	heartbeat  = 250 * time.Millisecond
+	pauseAfter = 2 * time.Second
+)
+
+// heartbeats notes that this process runs, every heartbeat, until ctx
+// ends; a long gap between two moves the metrics' expiry (see pauseAfter).
+func (m *Monitor) heartbeats(ctx context.Context, log zerolog.Logger) {
+	m.mu.Lock()
+	m.log = log
+	m.catchUp(time.Now())
+	m.mu.Unlock()
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			m.mu.Lock()
+			m.catchUp(now)
+			m.mu.Unlock()
+		}
+	}
+}
+
+// catchUp moves every metric's expiry by the time this process did not
+// run, when the last heartbeat is more than pauseAfter old, and notes a
+// heartbeat at now. m.mu must be held for writing.
+func (m *Monitor) catchUp(now time.Time) {
+	if gap := now.Sub(m.lastBeat); !m.lastBeat.IsZero() && gap > pauseAfter {
+		shift := (gap - heartbeat).Nanoseconds()
+		for _, byPeer := range m.latest {
+			for p, metric := range byPeer {
+				metric.Expire += shift
+				byPeer[p] = metric
+			}
+		}
+		m.log.Warn().Dur("paused", gap).Msg("this process did not run for a while: the metrics of other peers expire that much later")
+	}
+	m.lastBeat = now
+}
+
+// awake runs catchUp before metrics are judged, when the heartbeats have
+// not run for pauseAfter: right after a pause, a reader may come first.
+func (m *Monitor) awake() {
+	m.mu.RLock()
+	late := !m.lastBeat.IsZero() && time.Since(m.lastBeat) > pauseAfter
+	m.mu.RUnlock()
+	if late {
+		m.mu.Lock()
+		m.catchUp(time.Now())
+		m.mu.Unlock()
+	}
 }
 
 // New returns an empty monitor.
@@ -32,6 +100,7 @@ func New() *Monitor {
 		latest:    map[string]map[peer.ID]api.Metric{},
 		lastValid: map[string]map[peer.ID]api.Metric{},
 		alerted:   map[string]map[peer.ID]bool{},
+		log:       zerolog.Nop(),
 	}
 }
 
@@ -68,6 +137,7 @@ func (m *Monitor) Publish(metric api.Metric) {
 // LatestMetrics returns the latest valid, unexpired metric of each peer,
 // sorted by peer.
 func (m *Monitor) LatestMetrics(name string) []api.Metric {
+	m.awake()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	out := []api.Metric{}
@@ -127,6 +197,9 @@ func (m *Monitor) CheckExpired() []api.Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
+	if !m.lastBeat.IsZero() && now.Sub(m.lastBeat) > pauseAfter {
+		m.catchUp(now)
+	}
 	var raised []api.Alert
 	for name, byPeer := range m.latest {
 		for p, metric := range byPeer {

@@ -100,3 +100,34 @@ func TestForgetDropsAPeer(t *testing.T) {
 		t.Fatalf("alerts after Forget: %+v", alerts)
 	}
 }
+
+// TestPauseMovesExpiry: after a gap in the heartbeats (the process was
+// stopped), metrics that expired meanwhile count as fresh for the time
+// they had left, so readers and the expiry check find no peer down; a
+// metric that expires after the pause still raises its alert.
+func TestPauseMovesExpiry(t *testing.T) {
+	m := New()
+	m.Publish(metric("ping", "a", time.Second, true))
+	m.mu.Lock()
+	m.lastBeat = time.Now().Add(-10 * time.Second) // stopped for 10 s
+	for p, mt := range m.latest["ping"] {
+		mt.Expire = time.Now().Add(-9 * time.Second).UnixNano() // expired during the pause, with 1 s left
+		m.latest["ping"][p] = mt
+	}
+	m.mu.Unlock()
+	if got := m.LatestMetrics("ping"); len(got) != 1 {
+		t.Fatalf("after a pause: %d live metrics, want the one that had time left", len(got))
+	}
+	if alerts := m.CheckExpired(); len(alerts) != 0 {
+		t.Fatalf("after a pause: alerts %+v", alerts)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var alerts []api.Alert
+	for len(alerts) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		alerts = m.CheckExpired()
+	}
+	if len(alerts) != 1 {
+		t.Fatalf("the metric never expired after the pause: %+v", alerts)
+	}
+}
