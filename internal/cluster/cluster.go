@@ -22,6 +22,7 @@ import (
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/p2p"
 	"ipfs-cluster/internal/state"
+	"ipfs-cluster/internal/stripe"
 )
 
 // Consensus commits changes to the shared pinset. Implementations apply
@@ -147,8 +148,13 @@ type Cluster struct {
 	// peerJoined wakes the republishing of metrics (capacity 1).
 	peerJoined chan struct{}
 	expiry     expiry
-	// removeAgain holds the removed pins that came back moved.
-	removeAgain reRemovals
+	// pinLocks serialise the changes of one CID on this peer: pins,
+	// unpins and repins (see stale.go).
+	pinLocks stripe.Locks
+	// recent holds the unpins and updates this peer committed lately,
+	// fixes the corrections of stale repins (see stale.go).
+	recent recentOps
+	fixes  corrections
 	// repinMu serialises the moves away from dead peers.
 	repinMu sync.Mutex
 	// foreign holds the peers of another cluster_name already logged.
@@ -172,7 +178,7 @@ func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, i
 	c.ipfsID = api.IPFSID{Error: "kubo not contacted yet"}
 	c.peerJoined = make(chan struct{}, 1)
 	c.expiry.wake = make(chan struct{}, 1)
-	c.removeAgain.wake = make(chan struct{}, 1)
+	c.fixes.wake = make(chan struct{}, 1)
 	return c
 }
 
@@ -195,7 +201,7 @@ func (c *Cluster) Start() {
 		c.every(c.cfg.ConnectSwarmsDelay, func() { c.connectKubos(unreachable) })
 	}
 	c.wg.Go(c.expiryLoop)
-	c.wg.Go(c.removeAgainLoop)
+	c.wg.Go(c.correctLoop)
 	c.every(c.cfg.PinRecoverInterval, func() {
 		n := 0
 		err := c.tracker.RecoverAll(c.ctx, false, func(api.PinInfo) error { n++; return nil })

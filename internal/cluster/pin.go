@@ -69,7 +69,9 @@ func (c *Cluster) admitPin(ctx context.Context, pin *api.Pin) error {
 // (unless allocate is false: the allocations are set already), stamps and
 // commits the pin through consensus.
 func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.Pin, error) {
+	defer c.pinLocks.LockKey(pin.Cid.KeyString())()
 	existing, err := c.state.Get(pin.Cid)
+	update := err == nil
 	switch {
 	case errors.Is(err, ErrNotFound):
 		existing = api.Pin{}
@@ -89,7 +91,11 @@ func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.P
 	}
 	pin.UserAllocations = nil
 	pin.Timestamp, pin.Moved = time.Now().UTC(), false
+	if update { // a repin of the version it replaces would undo it
+		c.recent.note(pin.Cid, existing.Timestamp, pin.Timestamp)
+	}
 	if err := c.consensus.LogPin(ctx, pin); err != nil {
+		c.recent.forget(pin.Cid)
 		return api.Pin{}, fmt.Errorf("pin %s: commit: %w", pin.Cid, err)
 	}
 	return pin, nil
@@ -161,6 +167,7 @@ func checkRepin(existing, pin api.Pin) error {
 
 // Unpin removes c from the pinset and returns the pin as it was.
 func (c *Cluster) Unpin(ctx context.Context, ci api.Cid) (api.Pin, error) {
+	defer c.pinLocks.LockKey(ci.KeyString())()
 	pin, err := c.state.Get(ci)
 	if err != nil {
 		return api.Pin{}, fmt.Errorf("unpin %s: %w", ci, err)
@@ -169,7 +176,9 @@ func (c *Cluster) Unpin(ctx context.Context, ci api.Cid) (api.Pin, error) {
 	case api.ShardType, api.ClusterDAGType:
 		return api.Pin{}, fmt.Errorf("%w: %s is a %s: unpin the sharded content's root instead", ErrInvalidRequest, ci, pin.Type)
 	}
+	c.recent.note(ci, pin.Timestamp, time.Time{})
 	if err := c.consensus.LogUnpin(ctx, pin); err != nil {
+		c.recent.forget(ci)
 		return api.Pin{}, fmt.Errorf("unpin %s: commit: %w", ci, err)
 	}
 	return pin, nil
@@ -198,10 +207,18 @@ func (c *Cluster) resolve(ctx context.Context, path string) (api.Cid, error) {
 // ApplyPin writes a committed pin to the local state and hands it to the
 // tracker. Every consensus implementation calls it.
 func (c *Cluster) ApplyPin(pin api.Pin) error {
+	var current api.Pin
+	var had bool
+	if pin.Moved { // checkStale compares it with the version it replaces
+		var err error
+		current, err = c.state.Get(pin.Cid)
+		had = err == nil
+	}
 	if err := c.state.PutApplied(pin); err != nil {
 		return fmt.Errorf("apply pin %s: %w", pin.Cid, err)
 	}
-	c.checkRemoved(pin)
+	c.recent.applied(pin.Cid, pin.Timestamp, false)
+	c.checkStale(pin, current, had)
 	if !pin.ExpireAt.IsZero() {
 		c.expiry.note(pin.Cid, pin.ExpireAt)
 	}
@@ -219,6 +236,7 @@ func (c *Cluster) ApplyUnpin(pin api.Pin) error {
 	if err := c.state.DeleteApplied(pin); err != nil {
 		return fmt.Errorf("apply unpin %s: %w", pin.Cid, err)
 	}
+	c.recent.applied(pin.Cid, time.Time{}, true)
 	if err := c.tracker.Untrack(pin); err != nil {
 		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("untrack")
 	}

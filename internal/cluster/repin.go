@@ -103,6 +103,13 @@ func (c *Cluster) repinSweep() {
 // are down included (they may come back), unless removed is set: a peer
 // removed from the cluster leaves the allocations either way.
 func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []peer.ID, removed bool) error {
+	defer c.pinLocks.LockKey(ci.KeyString())()
+	if c.recent.pending(ci) {
+		// This peer's own change of the pin is not applied yet: the
+		// state holds the version before it (see stale.go). The next
+		// sweep moves the new version.
+		return nil
+	}
 	pin, err := c.state.Get(ci)
 	if errors.Is(err, ErrNotFound) {
 		return nil // unpinned meanwhile
@@ -123,7 +130,7 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []pe
 			return err
 		}
 	}
-	// The timestamp stays: see removed.go.
+	// The timestamp stays: see stale.go.
 	pin.Moved = true
 	return c.consensus.LogPin(ctx, pin)
 }

@@ -1,0 +1,194 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+
+	"ipfs-cluster/internal/api"
+)
+
+// A repin reads a pin, re-allocates it and commits it back. When the pin
+// changed meanwhile, unpinned or updated here or on another peer, the
+// repin is computed from a stale version, and the shared pinset may keep
+// it: it keeps concurrent additions over removals, and the later of two
+// concurrent writes. The acknowledged unpin or update would be undone.
+//
+// A repin keeps the pin's timestamp and marks the version moved, so a
+// moved version names the version it came from. Three guards use that:
+//
+//   - On this peer, pin changes and repins of one CID take turns
+//     (pinLocks), and a repin waits for the apply of a change this peer
+//     committed: until then, with batching, the state still holds the
+//     version before it (recentOps.pending).
+//   - A peer that committed an unpin or an update remembers for a while
+//     which version it replaced (recentOps). A moved version of that
+//     version or an older one arriving later is stale: the peer removes
+//     the pin again, or commits its update again. (A moved version with
+//     an older timestamp that is not older, from a peer whose clock is
+//     behind, is concurrent with this peer's change: keeping the change
+//     is as right.)
+//   - A peer that applied a removal keeps its record (state.RemovedAt):
+//     a moved version of the removed version that comes back is removed
+//     again, on whichever peer sees it. A new pin or an update carries
+//     another timestamp, and a restore from an export is not marked moved:
+//     they stay.
+
+// recentWindow is how long a peer remembers the versions its unpins and
+// updates replaced: longer than a repin takes to reach every peer.
+const recentWindow = 10 * time.Minute
+
+// recentOp is an unpin or an update this peer committed.
+type recentOp struct {
+	replaced time.Time // timestamp of the version it replaced
+	version  time.Time // timestamp of the update; zero for an unpin
+	at       time.Time // when it was committed
+	applied  bool      // applied here
+}
+
+// recentOps remembers them by CID key. It is safe for concurrent use.
+type recentOps struct {
+	mu        sync.Mutex
+	ops       map[string]recentOp
+	lastPrune time.Time
+}
+
+// note records an unpin (version zero) or an update of ci about to be
+// committed; forget undoes it when the commit failed.
+func (r *recentOps) note(ci api.Cid, replaced, version time.Time) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ops == nil {
+		r.ops = map[string]recentOp{}
+	}
+	if now.Sub(r.lastPrune) > recentWindow/4 {
+		r.lastPrune = now
+		for k, op := range r.ops {
+			if now.Sub(op.at) > recentWindow {
+				delete(r.ops, k)
+			}
+		}
+	}
+	r.ops[ci.KeyString()] = recentOp{replaced: replaced, version: version, at: now}
+}
+
+func (r *recentOps) forget(ci api.Cid) {
+	r.mu.Lock()
+	delete(r.ops, ci.KeyString())
+	r.mu.Unlock()
+}
+
+// get returns the op on ci this peer committed within recentWindow.
+func (r *recentOps) get(ci api.Cid) (recentOp, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	op, ok := r.ops[ci.KeyString()]
+	if ok && time.Since(op.at) > recentWindow {
+		delete(r.ops, ci.KeyString())
+		return recentOp{}, false
+	}
+	return op, ok
+}
+
+// applied marks the op on ci applied, when the applied change is it: the
+// update's version, or a removal for an unpin.
+func (r *recentOps) applied(ci api.Cid, version time.Time, removal bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	op, ok := r.ops[ci.KeyString()]
+	if ok && !op.applied && (removal && op.version.IsZero() || !removal && op.version.Equal(version)) {
+		op.applied = true
+		r.ops[ci.KeyString()] = op
+	}
+}
+
+// pending says whether this peer committed a change of ci that it has not
+// applied yet: the state still holds the version before it.
+func (r *recentOps) pending(ci api.Cid) bool {
+	op, ok := r.get(ci)
+	return ok && !op.applied
+}
+
+// correction is a change to commit again: the removal of a pin that came
+// back, or an update a stale repin undid.
+type correction struct {
+	pin    api.Pin
+	remove bool
+}
+
+// corrections queues them for one worker. It is safe for concurrent use.
+type corrections struct {
+	mu    sync.Mutex
+	queue []correction
+	wake  chan struct{} // capacity 1
+}
+
+func (c *Cluster) correct(fix correction) {
+	c.fixes.mu.Lock()
+	c.fixes.queue = append(c.fixes.queue, fix)
+	c.fixes.mu.Unlock()
+	select {
+	case c.fixes.wake <- struct{}{}:
+	default: // a wake-up is pending
+	}
+}
+
+// checkStale is called with every pin applied here, and current, the
+// version it replaced (ok false: none): it queues a correction when the
+// pin is a moved version older than a change that removed or updated it,
+// and drops the removal record when the pin is pinned again.
+func (c *Cluster) checkStale(pin api.Pin, current api.Pin, ok bool) {
+	if pin.Moved {
+		if op, known := c.recent.get(pin.Cid); known && !pin.Timestamp.After(op.replaced) {
+			switch {
+			case op.version.IsZero():
+				c.log.Info().Stringer("cid", pin.Cid).Msg("a repin undid an unpin of this peer: removing the pin again")
+				c.correct(correction{pin: pin, remove: true})
+				return
+			case ok && current.Timestamp.Equal(op.version):
+				c.log.Info().Stringer("cid", pin.Cid).Msg("a repin undid an update of this peer: committing the update again")
+				c.correct(correction{pin: current})
+				return
+			}
+		}
+	}
+	removedAt, removed, err := c.state.RemovedAt(pin.Cid)
+	switch {
+	case err != nil:
+		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("read removal record")
+	case !removed:
+	case pin.Moved && pin.Timestamp.Equal(removedAt):
+		c.log.Info().Stringer("cid", pin.Cid).Msg("a removed pin came back re-allocated: removing it again")
+		c.correct(correction{pin: pin, remove: true})
+	default:
+		if err := c.state.ForgetRemoved(pin.Cid); err != nil {
+			c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("forget removal record")
+		}
+	}
+}
+
+// correctLoop commits the corrections checkStale queued.
+func (c *Cluster) correctLoop() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.fixes.wake:
+		}
+		c.fixes.mu.Lock()
+		fixes := c.fixes.queue
+		c.fixes.queue = nil
+		c.fixes.mu.Unlock()
+		for _, fix := range fixes {
+			var err error
+			if fix.remove {
+				err = c.consensus.LogUnpin(c.ctx, fix.pin)
+			} else {
+				err = c.consensus.LogPin(c.ctx, fix.pin)
+			}
+			if err != nil && c.ctx.Err() == nil {
+				c.log.Warn().Err(err).Stringer("cid", fix.pin.Cid).Bool("remove", fix.remove).Msg("commit a correction")
+			}
+		}
+	}
+}
