@@ -378,7 +378,9 @@ func (p *Policy) callError(st *state, h Hook, err, parentErr, ctxErr error) *Hoo
 	if st.refused != nil && !strings.Contains(msg, "policy sandbox") {
 		msg = st.refused.Message
 	}
-	return &HookError{Hook: h, Kind: ErrRuntime, Msg: fmt.Sprintf("%s: %s", h, msg)}
+	// The message reaches API replies and logs: error() may raise a
+	// string of megabytes.
+	return &HookError{Hook: h, Kind: ErrRuntime, Msg: fmt.Sprintf("%s: %s", h, truncate(msg, maxReason))}
 }
 
 // clarify adds a hint to gopher-lua's terse message for calling a missing

@@ -131,6 +131,11 @@ func TestAdmitLongReasonIsTruncated(t *testing.T) {
 	if err != nil || len(reason) != maxReason+3 {
 		t.Errorf("reason of %d bytes, %v", len(reason), err)
 	}
+	// So is the message of an error the hook raises.
+	p = mustLoad(t, `function admit(pin) error(string.rep("E", 200000)) end`)
+	if _, _, err = p.Admit(context.Background(), testPin(t)); err == nil || len(err.Error()) > maxReason+100 {
+		t.Errorf("error of %d bytes", len(errString(err)))
+	}
 }
 
 func TestPinTable(t *testing.T) {
