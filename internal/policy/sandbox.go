@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -183,6 +184,9 @@ func (st *state) sandbox() error {
 		return errors.New("table library missing")
 	}
 	tbl.RawSetString("concat", L.NewFunction(st.tableConcat))
+	if err := wrap(G, "tonumber", exponentNumbers); err != nil {
+		return err
+	}
 	if err := wrap(tbl, "insert", func(orig lua.LGFunction) lua.LGFunction {
 		return func(L *lua.LState) int {
 			if L.GetTop() < 3 { // table.insert(t, v) appends
@@ -329,6 +333,32 @@ func (st *state) precharge(L *lua.LState, what string, n int64) {
 	if n > st.budget || n < 0 {
 		L.RaiseError("%s: result of %d bytes would exceed the string memory limit (%d bytes per call, %d left)",
 			what, n, st.p.opts.MemoryLimit, max(st.budget, 0))
+	}
+}
+
+// exponent is a decimal number with an exponent, as Lua 5.1 reads one.
+var exponent = regexp.MustCompile(`^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+$`)
+
+// exponentNumbers wraps tonumber, which in gopher-lua (v1.1.2) gives nil
+// for "1e2" while the same string converts in arithmetic: a policy
+// reading "1e3" from metadata would refuse it as not a number.
+func exponentNumbers(orig lua.LGFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		s, ok := L.Get(1).(lua.LString)
+		if !ok || L.GetTop() > 1 && L.Get(2) != lua.LNil && L.Get(2) != lua.LNumber(10) {
+			return orig(L)
+		}
+		t := strings.TrimSpace(string(s))
+		if !exponent.MatchString(t) {
+			return orig(L)
+		}
+		// Out of range gives ±inf or 0, as strtod does for Lua.
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return orig(L)
+		}
+		L.Push(lua.LNumber(f))
+		return 1
 	}
 }
 

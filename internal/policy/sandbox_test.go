@@ -500,3 +500,18 @@ end`)
 		t.Fatal(err)
 	}
 }
+
+// TestToNumberReadsExponents: gopher-lua's tonumber gives nil for "1e2";
+// the sandbox's reads it as Lua 5.1 does, and leaves the rest as it was.
+func TestToNumberReadsExponents(t *testing.T) {
+	p := mustLoad(t, `
+function admit(pin)
+  return tonumber("1e2") == 100 and tonumber(" -1.5E3 ") == -1500 and tonumber(".5e1") == 5
+    and tonumber("1e400") == 1/0 and tonumber("12") == 12 and tonumber("0x10") == 16
+    and tonumber("1e") == nil and tonumber("e5") == nil and tonumber("1e2", 16) == 482
+    and tonumber("ff", 16) == 255 and tonumber(7) == 7 and tonumber({}) == nil
+end`, Options{})
+	if ok, _, err := p.Admit(context.Background(), testPin(t)); !ok || err != nil {
+		t.Errorf("Admit = %v, %v", ok, err)
+	}
+}
