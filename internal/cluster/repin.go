@@ -106,8 +106,9 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []pe
 	defer c.pinLocks.LockKey(ci.KeyString())()
 	if c.recent.pending(ci) {
 		// This peer's own change of the pin is not applied yet: the
-		// state holds the version before it (see stale.go). The next
-		// sweep moves the new version.
+		// state holds the version before it (see stale.go). A later
+		// sweep moves the new version (a change that another peer's
+		// concurrent one overrode stays pending for recentWindow).
 		return nil
 	}
 	pin, err := c.state.Get(ci)
