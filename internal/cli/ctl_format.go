@@ -154,11 +154,14 @@ func textID(id api.ID) string {
 // textPolicyReload is one peer's line of policy reload.
 func textPolicyReload(r api.PolicyReload) string {
 	if r.Error != "" {
-		active := "no policy active"
-		if r.PolicySHA256 != "" {
-			active = "still running sha256 " + r.PolicySHA256
+		active := ""
+		switch {
+		case r.PolicySHA256 == "":
+			active = " (no policy active)"
+		case !strings.Contains(r.Error, r.PolicySHA256): // else the error names it
+			active = " (still running sha256 " + r.PolicySHA256 + ")"
 		}
-		return fmt.Sprintf("%s | %s | ERROR: %s (%s)\n", r.Peer, r.Peername, r.Error, active)
+		return fmt.Sprintf("%s | %s | ERROR: %s%s\n", r.Peer, r.Peername, r.Error, active)
 	}
 	if r.PolicySHA256 == "" {
 		return fmt.Sprintf("%s | %s | no policy: cluster.policy_file is empty\n", r.Peer, r.Peername)
