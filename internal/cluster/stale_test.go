@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -43,7 +44,7 @@ func TestStaleRepinIsUndone(t *testing.T) {
 		got, err := p.Cluster.PinGet(t.Context(), updated)
 		_, gone := p.Cluster.PinGet(t.Context(), unpinned)
 		return err == nil && got.Name == "v2" && got.ReplicationFactorMin == -1 && gone != nil,
-			"updated: " + got.Name + ", unpinned still there: " + boolString(gone == nil)
+			fmt.Sprintf("updated: %s, unpinned still there: %t", got.Name, gone == nil)
 	})
 }
 
@@ -80,11 +81,4 @@ func TestRepinWaitsForThisPeersUnpin(t *testing.T) {
 	if _, err := a.Cluster.PinGet(t.Context(), ci); err == nil {
 		t.Fatal("the repin brought the unpinned pin back")
 	}
-}
-
-func boolString(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

@@ -48,7 +48,7 @@ const (
 func (m *Monitor) heartbeats(ctx context.Context, log zerolog.Logger) {
 	m.mu.Lock()
 	m.log = log
-	m.catchUp(time.Now())
+	m.lastBeat = time.Now()
 	m.mu.Unlock()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
@@ -64,11 +64,21 @@ func (m *Monitor) heartbeats(ctx context.Context, log zerolog.Logger) {
 	}
 }
 
+// paused reports whether the heartbeats, once started, have not run for
+// pauseAfter. m.mu must be held.
+func (m *Monitor) paused(now time.Time) bool {
+	return !m.lastBeat.IsZero() && now.Sub(m.lastBeat) > pauseAfter
+}
+
 // catchUp moves every metric's expiry by the time this process did not
-// run, when the last heartbeat is more than pauseAfter old, and notes a
-// heartbeat at now. m.mu must be held for writing.
+// run, when it was paused, and notes a heartbeat at now; it does nothing
+// before heartbeats start. m.mu must be held for writing.
 func (m *Monitor) catchUp(now time.Time) {
-	if gap := now.Sub(m.lastBeat); !m.lastBeat.IsZero() && gap > pauseAfter {
+	if m.lastBeat.IsZero() {
+		return
+	}
+	if m.paused(now) {
+		gap := now.Sub(m.lastBeat)
 		shift := (gap - heartbeat).Nanoseconds()
 		for _, byPeer := range m.latest {
 			for p, metric := range byPeer {
@@ -85,7 +95,7 @@ func (m *Monitor) catchUp(now time.Time) {
 // not run for pauseAfter: right after a pause, a reader may come first.
 func (m *Monitor) awake() {
 	m.mu.RLock()
-	late := !m.lastBeat.IsZero() && time.Since(m.lastBeat) > pauseAfter
+	late := m.paused(time.Now())
 	m.mu.RUnlock()
 	if late {
 		m.mu.Lock()
@@ -197,9 +207,7 @@ func (m *Monitor) CheckExpired() []api.Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
-	if !m.lastBeat.IsZero() && now.Sub(m.lastBeat) > pauseAfter {
-		m.catchUp(now)
-	}
+	m.catchUp(now)
 	var raised []api.Alert
 	for name, byPeer := range m.latest {
 		for p, metric := range byPeer {
