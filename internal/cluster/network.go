@@ -27,6 +27,7 @@ const (
 	rpcRepoGCLocal  = "Cluster.RepoGCLocal"
 	rpcPolicyReload = "Cluster.PolicyReload"
 	rpcForgetPeer   = "Cluster.ForgetPeer"
+	rpcPinVersions  = "Cluster.PinVersions"
 	peerCallTimeout = 15 * time.Second
 	// peerAnswerTimeout bounds the check that a peer is running.
 	peerAnswerTimeout = 3 * time.Second
@@ -63,10 +64,21 @@ func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC, isTrusted func(peer.ID) bo
 	p2p.Handle(r, rpcRepoGCLocal, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}) (api.RepoGC, error) {
 		return c.localRepoGC(ctx), nil
 	})
+	p2p.Handle(r, rpcPinVersions, p2p.Trusted, func(_ context.Context, _ peer.ID, cids []api.Cid) ([]pinVersion, error) {
+		if len(cids) > versionBatch {
+			return nil, fmt.Errorf("%w: %d pins asked, at most %d", ErrInvalidRequest, len(cids), versionBatch)
+		}
+		return c.localVersions(cids)
+	})
 	p2p.Handle(r, rpcForgetPeer, p2p.Trusted, func(_ context.Context, _ peer.ID, p peer.ID) (struct{}, error) {
 		c.forget(p)
 		return struct{}{}, nil
 	})
+}
+
+// others returns peers without this one, in a new slice.
+func (c *Cluster) others(peers []peer.ID) []peer.ID {
+	return slices.DeleteFunc(slices.Clone(peers), func(p peer.ID) bool { return p == c.cfg.Peer })
 }
 
 // peerset is this peer and every peer whose ping metric is valid: the

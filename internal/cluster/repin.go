@@ -37,25 +37,40 @@ func (c *Cluster) repinFrom(dead peer.ID) {
 		c.log.Warn().Err(err).Stringer("peer", dead).Msg("repin: list allocations")
 		return
 	}
+	if len(mine) == 0 {
+		return
+	}
 	live := c.peerset()
+	seen := c.peerVersions(c.ctx, mine, c.others(live))
 	// The sweep retries the pins that cannot move (too few peers, say)
 	// every state_sync_interval: one line per run, naming the first.
-	failed := 0
+	failed, behind := 0, 0
 	var firstErr error
 	for _, ci := range mine {
-		if err := c.repin(c.ctx, ci, dead, live, false); err != nil {
+		err := c.repin(c.ctx, ci, dead, live, seen[ci.KeyString()], false)
+		switch {
+		case errors.Is(err, errBehind):
+			behind++
+		case err != nil:
 			if failed++; firstErr == nil {
 				firstErr = fmt.Errorf("repin %s: %w", ci, err)
 			}
 		}
 	}
+	if behind > 0 {
+		c.log.Info().Stringer("peer", dead).Int("pins", behind).Msg("repin: another peer knows newer changes of some pins of a peer that is down; they move once merged here")
+	}
 	switch {
 	case failed > 0:
 		c.log.Warn().Err(firstErr).Stringer("peer", dead).Int("pins", len(mine)).Int("failed", failed).Msg("some pins of a peer that is down could not move")
-	case len(mine) > 0:
-		c.log.Info().Stringer("peer", dead).Int("pins", len(mine)).Msg("repinned the pins of a peer that is down")
+	case behind < len(mine):
+		c.log.Info().Stringer("peer", dead).Int("pins", len(mine)-behind).Msg("repinned the pins of a peer that is down")
 	}
 }
+
+// errBehind: another peer knows a change of the pin this peer has not
+// merged yet (see stale.go).
+var errBehind = errors.New("a newer change of the pin is not merged here yet")
 
 // repinners are the live peers that repin: their pings say repinning is
 // on, and this peer merges their changes. Trusted peers share their
@@ -101,8 +116,10 @@ func (c *Cluster) repinSweep() {
 // live peers count: those kept, and the pin is re-allocated when fewer
 // than its minimum are left. Otherwise it is left as it is, the peers that
 // are down included (they may come back), unless removed is set: a peer
-// removed from the cluster leaves the allocations either way.
-func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []peer.ID, removed bool) error {
+// removed from the cluster leaves the allocations either way. seen is
+// what other peers know of the pin: when it is newer than the version
+// here, the pin is left and errBehind returned.
+func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []peer.ID, seen pinVersion, removed bool) error {
 	defer c.pinLocks.LockKey(ci.KeyString())()
 	if c.recent.pending(ci) {
 		// This peer's own change of the pin is not applied yet: the
@@ -117,6 +134,9 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []pe
 	}
 	if err != nil {
 		return err
+	}
+	if seen.newer(pin.Timestamp) {
+		return errBehind
 	}
 	current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(p peer.ID) bool {
 		return p == gone || !slices.Contains(live, p)
@@ -203,7 +223,7 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 	var firstErr error
 	live := c.peerset()
 	for _, ci := range pins {
-		if err := c.repin(ctx, ci, p, live, true); err != nil {
+		if err := c.repin(ctx, ci, p, live, pinVersion{}, true); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("remove peer %s: repin %s: %w", p, ci, err)
 			}
@@ -214,8 +234,7 @@ func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
 		}
 	}
 	c.forget(p)
-	others := slices.DeleteFunc(live, func(id peer.ID) bool { return id == c.cfg.Peer })
-	for _, r := range p2p.CallAll[struct{}](ctx, c.rpc, others, rpcForgetPeer, p, peerCallTimeout) {
+	for _, r := range p2p.CallAll[struct{}](ctx, c.rpc, c.others(live), rpcForgetPeer, p, peerCallTimeout) {
 		if r.Err != nil {
 			c.log.Warn().Err(r.Err).Stringer("peer", r.Peer).Stringer("removed", p).Msg("remove peer: a peer was not told; it lists the removed peer until it restarts")
 		}

@@ -1,10 +1,16 @@
 package cluster
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/p2p"
 )
 
 // A repin reads a pin, re-allocates it and commits it back. When the pin
@@ -191,4 +197,94 @@ func (c *Cluster) correctLoop() {
 			}
 		}
 	}
+}
+
+// A peer that resumes after a pause or restarts may hold an old version of
+// a pin for a while, until it merges the changes it missed; repinning from
+// it would commit that old version back (the guards above then undo it,
+// seconds later). Before a sweep repins, it asks the other live peers
+// what they hold of the pins (pinVersion) and leaves the pins one of them
+// knows a newer change of: a later sweep moves the version it merged by
+// then.
+
+// pinVersion is what a peer knows of a pin: the timestamp of the version
+// in its state (zero: none), the timestamp of the version it last removed
+// (zero: none), and whether a change it committed is not applied yet.
+type pinVersion struct {
+	Held    time.Time `json:"held,omitzero"`
+	Removed time.Time `json:"removed,omitzero"`
+	Pending bool      `json:"pending,omitempty"`
+}
+
+// newer reports whether v knows of a change later than the version with
+// timestamp ts: a newer version, its removal, or a change still pending.
+func (v pinVersion) newer(ts time.Time) bool {
+	return v.Pending || v.Held.After(ts) || !v.Removed.IsZero() && !v.Removed.Before(ts)
+}
+
+// merge keeps the latest of what two peers know.
+func (v pinVersion) merge(o pinVersion) pinVersion {
+	if o.Held.After(v.Held) {
+		v.Held = o.Held
+	}
+	if o.Removed.After(v.Removed) {
+		v.Removed = o.Removed
+	}
+	v.Pending = v.Pending || o.Pending
+	return v
+}
+
+// localVersions answers another peer's pinVersion request, one per CID.
+func (c *Cluster) localVersions(cids []api.Cid) ([]pinVersion, error) {
+	out := make([]pinVersion, len(cids))
+	for i, ci := range cids {
+		pin, err := c.state.Get(ci)
+		switch {
+		case err == nil:
+			out[i].Held = pin.Timestamp
+		case !errors.Is(err, ErrNotFound):
+			return nil, fmt.Errorf("pin version %s: %w", ci, err)
+		}
+		removed, ok, err := c.state.RemovedAt(ci)
+		if err != nil {
+			return nil, fmt.Errorf("pin version %s: %w", ci, err)
+		}
+		if ok {
+			out[i].Removed = removed
+		}
+		out[i].Pending = c.recent.pending(ci)
+	}
+	return out, nil
+}
+
+// versionBatch bounds the CIDs of one pinVersion request (about 80 bytes
+// each in the request and the reply).
+const versionBatch = 4096
+
+// peerVersions asks peers, in parallel, what they know of cids, and
+// merges their answers by CID key. A peer that does not answer in time
+// is left out: the sweep then acts on what the others know, as it would
+// without asking.
+func (c *Cluster) peerVersions(ctx context.Context, cids []api.Cid, peers []peer.ID) map[string]pinVersion {
+	seen := make(map[string]pinVersion, len(cids))
+	if c.rpc == nil || len(peers) == 0 {
+		return seen
+	}
+	for start := 0; start < len(cids); start += versionBatch {
+		batch := cids[start:min(start+versionBatch, len(cids))]
+		for _, r := range p2p.CallAll[[]pinVersion](ctx, c.rpc, peers, rpcPinVersions, batch, peerCallTimeout) {
+			if r.Err == nil && len(r.Value) != len(batch) {
+				r.Err = fmt.Errorf("%d answers for %d pins", len(r.Value), len(batch))
+			}
+			if r.Err != nil {
+				c.log.Info().Err(r.Err).Stringer("peer", r.Peer).Msg("repin: a peer did not say which versions of the pins it holds")
+				continue
+			}
+			for i, ci := range batch {
+				k := ci.KeyString()
+				seen[k] = seen[k].merge(r.Value[i])
+			}
+		}
+	}
+	return seen
 }

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/daemon/daemontest"
 )
@@ -80,5 +82,74 @@ func TestRepinWaitsForThisPeersUnpin(t *testing.T) {
 	time.Sleep(3 * time.Second) // a batch more
 	if _, err := a.Cluster.PinGet(t.Context(), ci); err == nil {
 		t.Fatal("the repin brought the unpinned pin back")
+	}
+}
+
+// A sweep on a peer that has not merged another peer's update or unpin
+// yet (its state still holds the version before) leaves the pin: the
+// other peer says it knows a newer change, applied or still pending in
+// its batch.
+func TestRepinLeavesWhatAnotherPeerChanged(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, func(i int, cfg *config.Config) {
+		if i == 1 {
+			cfg.Consensus.CRDT.Batching.MaxBatchSize = 1000
+			cfg.Consensus.CRDT.Batching.MaxBatchAge = config.Duration(2 * time.Second)
+		}
+	})
+	a, b := peers[0], peers[1]
+	cs := identityCids(t, "behind", 4)
+	updated, unpinned, pendingUpdate, pendingUnpin := cs[0], cs[1], cs[2], cs[3]
+	old := map[api.Cid]api.Pin{}
+	for _, ci := range cs {
+		pin, err := a.Cluster.Pin(t.Context(), ci, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1,
+			UserAllocations: []peer.ID{b.Identity.ID}, Name: "v1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old[ci] = pin
+	}
+	waitPinset(t, 10*time.Second, b, cs)
+	v2 := api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1, UserAllocations: []peer.ID{b.Identity.ID}, Name: "v2"}
+	if _, err := b.Cluster.Pin(t.Context(), updated, v2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Cluster.Unpin(t.Context(), unpinned); err != nil {
+		t.Fatal(err)
+	}
+	waitPinset(t, 10*time.Second, a, []api.Cid{updated, pendingUpdate, pendingUnpin})
+	// a's state falls behind, as a peer's does that missed the changes.
+	for _, ci := range []api.Cid{updated, unpinned} {
+		if err := a.DB.PutApplied(old[ci]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ci := range []api.Cid{updated, unpinned} {
+		if err := a.Cluster.RepinAway(t.Context(), ci, b.Identity.ID); !errors.Is(err, cluster.ErrBehind) {
+			t.Fatalf("repin of %s, changed on b: %v, want %v", ci, err, cluster.ErrBehind)
+		}
+	}
+	// Changes still in b's batch count as well.
+	if _, err := b.Cluster.Pin(t.Context(), pendingUpdate, v2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Cluster.Unpin(t.Context(), pendingUnpin); err != nil {
+		t.Fatal(err)
+	}
+	for _, ci := range []api.Cid{pendingUpdate, pendingUnpin} {
+		if err := a.Cluster.RepinAway(t.Context(), ci, b.Identity.ID); !errors.Is(err, cluster.ErrBehind) {
+			t.Fatalf("repin of %s, changed in b's batch: %v, want %v", ci, err, cluster.ErrBehind)
+		}
+	}
+	waitUntil(t, 10*time.Second, "b's batch applied on a", func() (bool, string) {
+		pin, err := a.Cluster.PinGet(t.Context(), pendingUpdate)
+		_, gone := a.Cluster.PinGet(t.Context(), pendingUnpin)
+		return err == nil && pin.Name == "v2" && gone != nil, fmt.Sprintf("name %q, unpinned still there: %t", pin.Name, gone == nil)
+	})
+	// Nothing was moved: every pin b holds is still allocated to b alone.
+	for _, ci := range []api.Cid{updated, pendingUpdate} {
+		pin, err := b.Cluster.PinGet(t.Context(), ci)
+		if err != nil || pin.Moved || len(pin.Allocations) != 1 || pin.Allocations[0] != b.Identity.ID {
+			t.Fatalf("%s on b: %+v (%v), want v2 allocated to b", ci, pin, err)
+		}
 	}
 }
