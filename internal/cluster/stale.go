@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -257,22 +258,31 @@ func (c *Cluster) localVersions(cids []api.Cid) ([]pinVersion, error) {
 	return out, nil
 }
 
-// versionBatch bounds the CIDs of one pinVersion request (about 80 bytes
-// each in the request and the reply).
-const versionBatch = 4096
+const (
+	// versionBatch bounds the CIDs of one pinVersion request (about 80
+	// bytes each in the request and the reply).
+	versionBatch = 4096
+	// versionTimeout bounds a peer's answer: two reads per pin. A peer
+	// that is hung but not yet counted down must not hold the sweep.
+	versionTimeout = 5 * time.Second
+)
 
 // peerVersions asks peers, in parallel, what they know of cids, and
-// merges their answers by CID key. A peer that does not answer in time
-// is left out: the sweep then acts on what the others know, as it would
-// without asking.
+// merges their answers by CID key. Only trusted peers are asked: their
+// changes are the ones merged here, and an untrusted peer could hold every
+// repin back. A peer that does not answer in time is left out: the sweep
+// then acts on what the others know, as it would without asking.
 func (c *Cluster) peerVersions(ctx context.Context, cids []api.Cid, peers []peer.ID) map[string]pinVersion {
 	seen := make(map[string]pinVersion, len(cids))
+	if c.isTrusted != nil {
+		peers = slices.DeleteFunc(slices.Clone(peers), func(p peer.ID) bool { return !c.isTrusted(p) })
+	}
 	if c.rpc == nil || len(peers) == 0 {
 		return seen
 	}
 	for start := 0; start < len(cids); start += versionBatch {
 		batch := cids[start:min(start+versionBatch, len(cids))]
-		for _, r := range p2p.CallAll[[]pinVersion](ctx, c.rpc, peers, rpcPinVersions, batch, peerCallTimeout) {
+		for _, r := range p2p.CallAll[[]pinVersion](ctx, c.rpc, peers, rpcPinVersions, batch, versionTimeout) {
 			if r.Err == nil && len(r.Value) != len(batch) {
 				r.Err = fmt.Errorf("%d answers for %d pins", len(r.Value), len(batch))
 			}
