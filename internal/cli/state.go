@@ -22,7 +22,7 @@ import (
 func stateCommand() *Command {
 	return &Command{
 		Name:  "state",
-		Usage: "export, import or delete the pinset (the daemon must be stopped)",
+		Usage: "export, import, delete or inspect the pinset (the daemon must be stopped)",
 		Subcommands: []*Command{
 			{
 				Name:  "export",
@@ -100,8 +100,111 @@ func stateCommand() *Command {
 					})
 				},
 			},
+			crdtStateCommand(),
 		},
 	}
+}
+
+// crdtStateCommand inspects the CRDT store of a stopped peer, as the
+// reference's `state crdt` does.
+func crdtStateCommand() *Command {
+	return &Command{
+		Name:  "crdt",
+		Usage: "inspect the CRDT store: heads, dirty flag, DAG (the daemon must be stopped)",
+		Subcommands: []*Command{
+			{
+				Name:  "info",
+				Usage: "print the number of heads, the max height, the dirty flag and the heads",
+				Action: func(c *Context) error {
+					return withInspector(c, func(ctx context.Context, in *crdt.Inspector) error {
+						info, err := in.Info(ctx)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(c.Stdout, "Number of heads: %d. Current max-height: %d. Dirty: %t\nHeads: %s\n",
+							len(info.Heads), info.MaxHeight, info.Dirty, info.Heads)
+						if info.Unclean {
+							fmt.Fprintln(c.Stdout, "The last run did not shut down cleanly: the next start repairs the DAG.")
+						}
+						return nil
+					})
+				},
+			},
+			{
+				Name:  "dot",
+				Usage: "write the CRDT DAG in the DOT language (large DAGs make large files)",
+				Flags: []Flag{{Name: "file", Aliases: []string{"f"}, Kind: StringFlag, Usage: "write to this file instead of stdout"}},
+				Action: func(c *Context) error {
+					return withInspector(c, func(ctx context.Context, in *crdt.Inspector) error {
+						path := c.String("file")
+						if path == "" {
+							bw := bufio.NewWriterSize(c.Stdout, 1<<18)
+							if err := in.WriteDOT(ctx, bw); err != nil {
+								return err
+							}
+							return bw.Flush()
+						}
+						f, err := os.Create(path)
+						if err != nil {
+							return fmt.Errorf("crdt dot: %w", err)
+						}
+						bw := bufio.NewWriterSize(f, 1<<18)
+						err = in.WriteDOT(ctx, bw)
+						if err == nil {
+							err = bw.Flush()
+						}
+						if cerr := f.Close(); err == nil {
+							err = cerr
+						}
+						return err
+					})
+				},
+			},
+			{
+				Name:  "mark-dirty",
+				Usage: "make the next start repair the DAG",
+				Action: func(c *Context) error {
+					return withInspector(c, func(ctx context.Context, in *crdt.Inspector) error {
+						in.MarkDirty(ctx)
+						fmt.Fprintln(c.Stdout, "Datastore marked 'dirty'")
+						return nil
+					})
+				},
+			},
+			{
+				Name:  "mark-clean",
+				Usage: "spare the next start a repair of the DAG",
+				Action: func(c *Context) error {
+					return withInspector(c, func(ctx context.Context, in *crdt.Inspector) error {
+						if err := in.MarkClean(ctx); err != nil {
+							return err
+						}
+						fmt.Fprintln(c.Stdout, "Datastore marked 'clean'")
+						return nil
+					})
+				},
+			},
+		},
+	}
+}
+
+// withInspector opens the peer's CRDT store offline, under the folder lock.
+func withInspector(c *Context, fn func(context.Context, *crdt.Inspector) error) error {
+	ns, err := crdtNamespace(c)
+	if err != nil {
+		return err
+	}
+	return withState(c, func(db *state.DB) error {
+		in, err := crdt.Inspect(db, ns, logging.For("crdt"))
+		if err != nil {
+			return err
+		}
+		err = fn(context.Background(), in)
+		if cerr := in.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
 }
 
 // crdtNamespace is the datastore namespace of the peer's CRDT consensus,

@@ -227,16 +227,28 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 
 // openKey marks a database a Consensus runs on; finding it at start means
 // the last run did not shut down cleanly.
-func (c *Consensus) openKey() []byte { return []byte(c.cfg.DatastoreNamespace + "/o") }
+func (c *Consensus) openKey() []byte { return openKey(c.cfg.DatastoreNamespace) }
 
-func (c *Consensus) markOpen() (unclean bool, err error) {
-	_, closer, err := c.db.Get(c.openKey())
+func openKey(namespace string) []byte { return []byte(namespace + "/o") }
+
+// leftOpen reports whether the open marker is set: a Consensus runs on db,
+// or the last one did not shut down cleanly.
+func leftOpen(db *pebble.DB, namespace string) (bool, error) {
+	_, closer, err := db.Get(openKey(namespace))
 	switch {
 	case err == nil:
-		unclean = true
 		_ = closer.Close()
-	case !errors.Is(err, pebble.ErrNotFound):
+		return true, nil
+	case errors.Is(err, pebble.ErrNotFound):
+		return false, nil
+	default:
 		return false, fmt.Errorf("read open marker: %w", err)
+	}
+}
+
+func (c *Consensus) markOpen() (unclean bool, err error) {
+	if unclean, err = leftOpen(c.db, c.cfg.DatastoreNamespace); err != nil {
+		return false, err
 	}
 	// Synced: a crash soon after the start must still be seen as one.
 	if err := c.db.Set(c.openKey(), nil, pebble.Sync); err != nil {
