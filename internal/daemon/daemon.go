@@ -224,6 +224,9 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	}, p.Host, ps, p.DB, p.Cluster, logging.For("crdt")); err != nil {
 		return nil, err
 	}
+	if err := p.Metrics.Register(newCrdtCollector(p.Consensus.Stats)); err != nil {
+		return nil, fmt.Errorf("crdt metrics: %w", err)
+	}
 	p.Cluster.SetConsensus(p.Consensus)
 	if policyPath != "" {
 		p.Cluster.SetPolicy(pol)

@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"ipfs-cluster/internal/api"
+	"ipfs-cluster/internal/consensus/crdt"
 	"ipfs-cluster/internal/state"
 )
 
@@ -45,4 +48,53 @@ func (c *pinsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.pinning, counts[api.TrackerStatusPinning])
 	gauge(c.errors, counts[api.TrackerStatusPinError])
 	gauge(c.pinned, counts[api.TrackerStatusPinned])
+}
+
+// crdtCollector exports how far the peer is in merging the shared pinset,
+// so that a lagging peer shows: a max height behind the others', merges
+// queued, changes not applied yet, a dirty store awaiting repair.
+type crdtCollector struct {
+	stats                                            func(context.Context) (crdt.Stats, error)
+	heads, height, queued, unapplied, batched, dirty *prometheus.Desc
+}
+
+func newCrdtCollector(stats func(context.Context) (crdt.Stats, error)) *crdtCollector {
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName("ipfscluster", "crdt", name), help, nil, nil)
+	}
+	return &crdtCollector{
+		stats:     stats,
+		heads:     desc("heads", "Current heads of the CRDT DAG"),
+		height:    desc("max_height", "Height of the highest head of the CRDT DAG: behind the other peers' while merging"),
+		queued:    desc("queued_jobs", "DAG nodes fetched and not merged yet"),
+		unapplied: desc("unapplied", "Merged changes not applied to the pinset yet"),
+		batched:   desc("batched", "Operations waiting for a batch commit"),
+		dirty:     desc("dirty", "1 when a branch failed to merge and a repair is due"),
+	}
+}
+
+func (c *crdtCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.heads, c.height, c.queued, c.unapplied, c.batched, c.dirty} {
+		ch <- d
+	}
+}
+
+func (c *crdtCollector) Collect(ch chan<- prometheus.Metric) {
+	s, err := c.stats(context.Background())
+	if err != nil {
+		return // shut down: nothing to report
+	}
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+	dirty := 0.0
+	if s.Dirty {
+		dirty = 1
+	}
+	gauge(c.heads, float64(s.Heads))
+	gauge(c.height, float64(s.MaxHeight))
+	gauge(c.queued, float64(s.QueuedJobs))
+	gauge(c.unapplied, float64(s.Unapplied))
+	gauge(c.batched, float64(s.Batched))
+	gauge(c.dirty, dirty)
 }

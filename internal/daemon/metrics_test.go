@@ -53,6 +53,12 @@ func TestClusterMetrics(t *testing.T) {
 		"ipfscluster_blocks_put_error":    func(v float64) bool { return v == 0 },
 		"ipfscluster_blocks_added":        func(v float64) bool { return v >= 1 },
 		"ipfscluster_blocks_added_size":   func(v float64) bool { return v >= float64(len(content)) },
+		"ipfscluster_crdt_heads":          func(v float64) bool { return v == 1 },
+		"ipfscluster_crdt_max_height":     func(v float64) bool { return v >= 1 },
+		"ipfscluster_crdt_queued_jobs":    func(v float64) bool { return v == 0 },
+		"ipfscluster_crdt_unapplied":      func(v float64) bool { return v == 0 },
+		"ipfscluster_crdt_batched":        func(v float64) bool { return v == 0 },
+		"ipfscluster_crdt_dirty":          func(v float64) bool { return v == 0 },
 	} {
 		v, present := got[name]
 		if !present || !ok(v) {
