@@ -37,10 +37,16 @@ func (c *Cluster) repinFrom(dead peer.ID) {
 		c.log.Warn().Err(err).Stringer("peer", dead).Msg("repin: list allocations")
 		return
 	}
+	live := c.peerset()
+	// Most pins of a peer long down have moved, or keep enough live
+	// allocations: only the others are worth asking other peers about.
+	mine = slices.DeleteFunc(mine, func(ci api.Cid) bool {
+		pin, err := c.state.Get(ci)
+		return errors.Is(err, ErrNotFound) || err == nil && len(liveAllocations(pin, dead, live)) >= pin.ReplicationFactorMin
+	})
 	if len(mine) == 0 {
 		return
 	}
-	live := c.peerset()
 	seen := c.peerVersions(c.ctx, mine, c.others(live))
 	// The sweep retries the pins that cannot move (too few peers, say)
 	// every state_sync_interval: one line per run, naming the first.
@@ -138,9 +144,7 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []pe
 	if seen.newer(pin.Timestamp) {
 		return errBehind
 	}
-	current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(p peer.ID) bool {
-		return p == gone || !slices.Contains(live, p)
-	})
+	current := liveAllocations(pin, gone, live)
 	if len(current) >= pin.ReplicationFactorMin {
 		if !removed {
 			return nil
@@ -154,6 +158,14 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []pe
 	// The timestamp stays: see stale.go.
 	pin.Moved = true
 	return c.consensus.LogPin(ctx, pin)
+}
+
+// liveAllocations returns the allocations of pin to live peers other than
+// gone, in a new slice.
+func liveAllocations(pin api.Pin, gone peer.ID, live []peer.ID) []peer.ID {
+	return slices.DeleteFunc(slices.Clone(pin.Allocations), func(p peer.ID) bool {
+		return p == gone || !slices.Contains(live, p)
+	})
 }
 
 // Handoff returns nil once this peer may drop its copy of pin, which is now
