@@ -438,15 +438,25 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.Warnings = append(c.Warnings, unknownSections(top, known)...)
-	for _, s := range c.sections() {
-		if err := applyEnv(s.path, s.envPrefix, s.ptr, getenv); err != nil {
-			return nil, err
-		}
+	if err := c.ApplyEnv(getenv); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// ApplyEnv overrides settings from the environment, as the reference's
+// envconfig does: CLUSTER_<SECTION>_<KEY> (CLUSTER_<KEY> for the cluster
+// section), KEY being the JSON key upper-cased without underscores.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	for _, s := range c.sections() {
+		if err := applyEnv(s.path, s.envPrefix, s.ptr, getenv); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lookup follows a dotted path through nested objects.

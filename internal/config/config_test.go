@@ -114,6 +114,9 @@ func TestEnvOverrides(t *testing.T) {
 		"CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS": "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2",
 		"CLUSTER_STATELESS_CONCURRENTPINS":       "3",
 		"CLUSTER_IPFSHTTP_PINTIMEOUT":            "5s",
+		// Maps as the reference's envconfig reads them, or JSON.
+		"CLUSTER_RESTAPI_BASICAUTHCREDENTIALS": "u1:pw1, u2:p:w2",
+		"CLUSTER_TAGS_TAGS":                    `{"group":"east"}`,
 		// As $(cat secretfile) gives it.
 		"CLUSTER_SECRET": strings.Repeat("ab", 32) + "\n",
 	}
@@ -126,6 +129,18 @@ func TestEnvOverrides(t *testing.T) {
 		c.IPFSConnector.IPFSHTTP.PinTimeout.D() != 5*time.Second || c.Cluster.Secret != strings.Repeat("ab", 32) {
 		t.Fatalf("env not applied: %+v", c)
 	}
+	if creds := c.API.RestAPI.BasicAuthCredentials; len(creds) != 2 || creds["u1"] != "pw1" || creds["u2"] != "p:w2" {
+		t.Fatalf("basic_auth_credentials from key:value pairs: %v", creds)
+	}
+	if tags := c.Informer.Tags.Tags; len(tags) != 1 || tags["group"] != "east" {
+		t.Fatalf("tags from JSON: %v", tags)
+	}
+	env["CLUSTER_TAGS_TAGS"] = "group"
+	_, err = Parse([]byte(`{"cluster":{}}`), func(k string) string { return env[k] })
+	if err == nil || !strings.Contains(err.Error(), "CLUSTER_TAGS_TAGS") || !strings.Contains(err.Error(), "key:value") {
+		t.Fatalf("bad map value not reported: %v", err)
+	}
+	env["CLUSTER_TAGS_TAGS"] = "group:east"
 	env["CLUSTER_STATELESS_CONCURRENTPINS"] = "many"
 	_, err = Parse([]byte(`{"cluster":{}}`), func(k string) string { return env[k] })
 	if err == nil || !strings.Contains(err.Error(), "CLUSTER_STATELESS_CONCURRENTPINS") {

@@ -190,10 +190,41 @@ func setFromString(f reflect.Value, s string) error {
 			return nil
 		}
 		return json.Unmarshal([]byte(s), f.Addr().Interface())
+	case reflect.Map:
+		if f.Type().Key().Kind() == reflect.String && f.Type().Elem().Kind() == reflect.String && !strings.HasPrefix(strings.TrimSpace(s), "{") {
+			m, err := parsePairs(s)
+			if err != nil {
+				return err
+			}
+			mv := reflect.MakeMapWithSize(f.Type(), len(m))
+			for k, v := range m {
+				mv.SetMapIndex(reflect.ValueOf(k).Convert(f.Type().Key()), reflect.ValueOf(v).Convert(f.Type().Elem()))
+			}
+			f.Set(mv)
+			return nil
+		}
+		return json.Unmarshal([]byte(s), f.Addr().Interface())
 	default:
 		return json.Unmarshal([]byte(s), f.Addr().Interface())
 	}
 	return nil
+}
+
+// parsePairs reads "key:value,key2:value2", the reference's format for a
+// map in an environment variable (a value may hold ':'; none may hold ',').
+func parsePairs(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for pair := range strings.SplitSeq(s, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(pair, ":")
+		if k = strings.TrimSpace(k); !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key:value (want key:value pairs separated by commas, or a JSON object)", pair)
+		}
+		out[k] = strings.TrimSpace(v)
+	}
+	return out, nil
 }
 
 func clip(raw json.RawMessage) string {
