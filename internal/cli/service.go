@@ -1,17 +1,23 @@
 package cli
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/logging"
+	"ipfs-cluster/internal/p2p"
 )
 
 // BuildVersion is the version of this build, stamped by the Makefile.
@@ -122,13 +128,20 @@ func initCommand() *Command {
 		Name:  "init",
 		Usage: "create a configuration folder with service.json, identity.json and a secret",
 		Description: `
-Writes service.json (with a new random 32-byte cluster secret, or
-$CLUSTER_SECRET) and identity.json (a new Ed25519 key, kept if one exists)
-into the configuration folder. An existing service.json is only replaced
-with --force.`,
+Writes service.json (with a new random 32-byte cluster secret, the one
+typed after --custom-secret, or $CLUSTER_SECRET) and identity.json (a new
+Ed25519 key, kept if one exists) into the configuration folder. Other
+CLUSTER_* variables set their keys, as they do for the daemon. An existing
+service.json is only replaced with --force, and never while a peer runs on
+the folder.
+
+--peers writes the given multiaddresses (each ending in /p2p/<peer ID>) to
+the peerstore file, and trusts only those peers (consensus.crdt.trusted_peers).`,
 		Flags: []Flag{
 			{Name: "consensus", Kind: StringFlag, Default: "crdt", Usage: "consensus component: crdt"},
 			{Name: "datastore", Kind: StringFlag, Default: "pebble", Usage: "datastore: pebble"},
+			{Name: "custom-secret", Aliases: []string{"s"}, Kind: BoolFlag, Usage: "prompt for the cluster secret (64 hex characters)"},
+			{Name: "peers", Kind: StringFlag, Usage: "comma-separated multiaddresses of the cluster's peers: the peerstore file and trusted_peers"},
 			{Name: "randomports", Kind: BoolFlag, Usage: "listen on random free ports instead of the defaults"},
 		},
 		Action: runInit,
@@ -153,16 +166,40 @@ func runInit(c *Context) error {
 	if _, err := os.Stat(servicePath); err == nil && !c.Bool("force") {
 		return fmt.Errorf("%s already exists: run with --force to overwrite it", servicePath)
 	}
+	var peers []peer.AddrInfo
+	if s := c.String("peers"); s != "" {
+		var addrs []string
+		for _, a := range strings.Split(s, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+		if peers, err = p2p.ParsePeerAddrs(addrs); err != nil {
+			return Usagef("--peers: %v", err)
+		}
+	}
+	var secret string
+	if c.Bool("custom-secret") {
+		fmt.Fprint(c.Stderr, "Enter cluster secret (32-byte hex string): ")
+		line, err := bufio.NewReader(c.Stdin).ReadString('\n')
+		if err != nil && (!errors.Is(err, io.EOF) || line == "") {
+			return fmt.Errorf("--custom-secret: read the secret from stdin: %w", err)
+		}
+		if secret = strings.TrimSpace(line); secret == "" {
+			return Usagef("--custom-secret: no secret given")
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	cfg := config.Default()
-	cfg.Cluster.Secret = c.Getenv("CLUSTER_SECRET")
-	if cfg.Cluster.Secret == "" {
-		if cfg.Cluster.Secret, err = config.NewSecret(); err != nil {
-			return err
-		}
+	// A peer running on the folder would keep the old secret and ports
+	// and fail at its next start.
+	lock, err := lockFolder(dir)
+	if err != nil {
+		return err
 	}
+	defer lock.release()
+	cfg := config.Default()
 	if c.Bool("randomports") {
 		apiPort, err := freePort()
 		if err != nil {
@@ -175,8 +212,38 @@ func runInit(c *Context) error {
 		cfg.API.RestAPI.HTTPListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/" + strconv.Itoa(apiPort)}
 		cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/0.0.0.0/tcp/" + strconv.Itoa(swarmPort)}
 	}
+	if err := cfg.ApplyEnv(c.Getenv); err != nil {
+		return err
+	}
+	if secret != "" {
+		cfg.Cluster.Secret = secret
+	}
+	if cfg.Cluster.Secret == "" {
+		if cfg.Cluster.Secret, err = config.NewSecret(); err != nil {
+			return err
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if len(peers) > 0 {
+		path := cfg.Cluster.PeerstoreFile
+		if path == "" {
+			path = p2p.PeerstoreFile
+		}
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		if err := p2p.WritePeerFile(path, peers); err != nil {
+			return err
+		}
+		cfg.Consensus.CRDT.TrustedPeers = []string{}
+		for _, ai := range peers {
+			if id := ai.ID.String(); !slices.Contains(cfg.Consensus.CRDT.TrustedPeers, id) {
+				cfg.Consensus.CRDT.TrustedPeers = append(cfg.Consensus.CRDT.TrustedPeers, id)
+			}
+		}
+		fmt.Fprintf(c.Stdout, "peerstore written to %s\n", path)
 	}
 	if err := cfg.Save(dir); err != nil {
 		return err

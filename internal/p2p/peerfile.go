@@ -58,7 +58,7 @@ func OpenPeerFile(h host.Host, path string, permanent []string, delay time.Durat
 		delay = DefaultSaveDelay
 	}
 	f := &PeerFile{h: h, path: path, log: log, done: make(chan struct{})}
-	perm, err := parseP2PAddrs(permanent)
+	perm, err := ParsePeerAddrs(permanent)
 	if err != nil {
 		return nil, fmt.Errorf("peer_addresses: %w", err)
 	}
@@ -215,7 +215,8 @@ func (f *PeerFile) parseFile(data []byte) []peer.AddrInfo {
 	return out
 }
 
-func parseP2PAddrs(addrs []string) ([]peer.AddrInfo, error) {
+// ParsePeerAddrs parses multiaddresses that each end in /p2p/<peer ID>.
+func ParsePeerAddrs(addrs []string) ([]peer.AddrInfo, error) {
 	out := make([]peer.AddrInfo, 0, len(addrs))
 	for _, s := range addrs {
 		ai, err := parseP2PAddr(s)
@@ -263,4 +264,25 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// WritePeerFile writes a peerstore file holding the addresses of peers,
+// each as a multiaddress ending in /p2p/<peer ID>, once each.
+func WritePeerFile(path string, peers []peer.AddrInfo) error {
+	var lines []string
+	for _, ai := range peers {
+		addrs, err := peer.AddrInfoToP2pAddrs(&ai)
+		if err != nil {
+			return fmt.Errorf("write peerstore file: %w", err)
+		}
+		for _, a := range addrs {
+			if l := a.String(); !slices.Contains(lines, l) {
+				lines = append(lines, l)
+			}
+		}
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write peerstore file: %w", err)
+	}
+	return nil
 }
