@@ -206,6 +206,13 @@ func (c *Context) dispatch(args []string) error {
 		}
 	}
 	if c.Command.Action == nil {
+		// A group of commands given none shows its help, as the
+		// reference's do ("ipfs-cluster-ctl pin"); the program given
+		// none fails.
+		if c.Parent != nil {
+			c.printHelp(c.Stdout)
+			return nil
+		}
 		c.printHelp(c.Stderr)
 		return Exit(1, errors.New(""))
 	}

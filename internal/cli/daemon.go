@@ -26,6 +26,13 @@ third exits at once.`,
 		Flags: []Flag{
 			{Name: "bootstrap", Aliases: []string{"j"}, Kind: StringFlag, Usage: "comma-separated multiaddrs (with /p2p/<peer ID>) of cluster peers to join"},
 			{Name: "no-trust", Kind: BoolFlag, Usage: "do not add the bootstrap peers to trusted_peers"},
+			{Name: "stats", Kind: BoolFlag, Usage: "serve /metrics and /debug/pprof/ (observations.metrics.enable_stats)"},
+			// The reference's: --upgrade has done nothing since 0.x,
+			// --leave (leave_on_shutdown) is for raft, and tracing is
+			// not built in. Accepted so that their scripts run.
+			{Name: "upgrade", Aliases: []string{"u"}, Kind: BoolFlag, Usage: "does nothing (kept for the reference's scripts)"},
+			{Name: "leave", Aliases: []string{"x"}, Kind: BoolFlag, Hidden: true},
+			{Name: "tracing", Kind: BoolFlag, Usage: "not supported: ignored with a warning"},
 		},
 		Action: runDaemon,
 	}
@@ -47,6 +54,18 @@ func runDaemon(c *Context) error {
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn().Msg(w)
+	}
+	if c.Bool("stats") {
+		cfg.Observations.Metrics.EnableStats = true
+		if err := cfg.Validate(); err != nil { // its endpoint counts now
+			return err
+		}
+	}
+	if c.Bool("leave") {
+		log.Warn().Msg("--leave ignored: leaving the peerset on shutdown is for raft consensus")
+	}
+	if c.Bool("tracing") {
+		log.Warn().Msg("--tracing ignored: this version has no tracing")
 	}
 	ident, err := config.LoadIdentity(dir, c.Getenv)
 	if err != nil {

@@ -35,8 +35,27 @@ func Root() *Command {
 	return &Command{
 		Name:        "ipfs-cluster",
 		Usage:       "an IPFS Cluster peer, its client and its tools in one binary",
-		Flags:       serviceFlags,
+		Flags:       append(serviceFlags, versionFlag),
 		Subcommands: append(serviceCommands(), ctlSubcommand(), addCommand(true), importCommand(), policyCommand(), scriptCommand(), versionCommand()),
+		Action:      topAction("ipfs-cluster"),
+	}
+}
+
+var versionFlag = Flag{Name: "version", Aliases: []string{"v"}, Kind: BoolFlag, Usage: "print the version"}
+
+// topAction runs a program given no command: --version prints the
+// version; otherwise the help goes to stderr and the program fails.
+func topAction(program string) func(*Context) error {
+	return func(c *Context) error {
+		if c.Bool("version") {
+			fmt.Fprintf(c.Stdout, "%s version %s\n", program, api.Version)
+			return nil
+		}
+		if len(c.Args) > 0 {
+			return unknownCommand(c.Args[0])
+		}
+		c.printHelp(c.Stderr)
+		return Exit(1, errors.New(""))
 	}
 }
 
@@ -45,19 +64,9 @@ func Service() *Command {
 	return &Command{
 		Name:        "ipfs-cluster-service",
 		Usage:       "runs an IPFS Cluster peer",
-		Flags:       append(serviceFlags, Flag{Name: "version", Aliases: []string{"v"}, Kind: BoolFlag, Usage: "print the version"}),
+		Flags:       append(serviceFlags, versionFlag),
 		Subcommands: append(serviceCommands(), versionCommand()),
-		Action: func(c *Context) error {
-			if c.Bool("version") {
-				fmt.Fprintf(c.Stdout, "ipfs-cluster-service version %s\n", api.Version)
-				return nil
-			}
-			if len(c.Args) > 0 {
-				return unknownCommand(c.Args[0])
-			}
-			c.printHelp(c.Stderr)
-			return Exit(1, errors.New(""))
-		},
+		Action:      topAction("ipfs-cluster-service"),
 	}
 }
 
