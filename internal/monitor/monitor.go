@@ -4,6 +4,7 @@ package monitor
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -187,6 +188,7 @@ func (m *Monitor) Forget(p peer.ID) {
 	for _, a := range m.alerted {
 		delete(a, p)
 	}
+	m.alerts = slices.DeleteFunc(m.alerts, func(a api.Alert) bool { return a.Peer == p })
 }
 
 // MetricNames lists the names of the metrics received, sorted.

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -86,6 +87,18 @@ func TestFailingInformerAlerts(t *testing.T) {
 
 func TestForgetDropsAPeer(t *testing.T) {
 	m := New()
+	m.Publish(metric("ping", "a", -time.Second, true))
+	m.Publish(metric("ping", "b", -time.Second, true))
+	m.Publish(metric("freespace", "a", time.Minute, true))
+	m.Publish(metric("ping", "c", -time.Second, true))
+	if alerts := m.CheckExpired(); len(alerts) != 3 {
+		t.Fatalf("alerts before Forget: %+v", alerts)
+	}
+	m.Forget("c")
+	if alerts := m.Alerts(); len(alerts) != 2 || slices.ContainsFunc(alerts, func(a api.Alert) bool { return a.Peer == "c" }) {
+		t.Fatalf("the alert of a forgotten peer is listed: %+v", alerts)
+	}
+	m = New()
 	m.Publish(metric("ping", "a", -time.Second, true))
 	m.Publish(metric("ping", "b", -time.Second, true))
 	m.Publish(metric("freespace", "a", time.Minute, true))
