@@ -418,6 +418,9 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %s: expected a JSON object with the configuration's sections", ErrInvalid, ServiceFile)
 	}
 	if _, ok := top["cluster"]; !ok {
+		if src, ok := top["source"]; ok {
+			return nil, fmt.Errorf("%w: %s: \"source\": %s: remote configuration sources are not supported; put the configuration itself in the file", ErrInvalid, ServiceFile, clip(src))
+		}
 		return nil, fmt.Errorf("%w: %s: no cluster section (the peer's name, secret and addresses)", ErrInvalid, ServiceFile)
 	}
 	if _, ok := top["api"]; !ok || !hasKey(top["api"], "restapi") {
