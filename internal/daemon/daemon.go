@@ -147,7 +147,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	if err := conn.RegisterMetrics(p.Metrics); err != nil {
 		return nil, err
 	}
-	if err := p.Metrics.Register(newPinsCollector(p.DB)); err != nil {
+	if err := p.Metrics.Register(pinGauges(p.DB)); err != nil {
 		return nil, fmt.Errorf("pin metrics: %w", err)
 	}
 	policyPath := cl.PolicyFile
@@ -224,7 +224,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 	}, p.Host, ps, p.DB, p.Cluster, logging.For("crdt")); err != nil {
 		return nil, err
 	}
-	if err := p.Metrics.Register(newCrdtCollector(p.Consensus.Stats)); err != nil {
+	if err := p.Metrics.Register(crdtGauges(p.Consensus.Stats)); err != nil {
 		return nil, fmt.Errorf("crdt metrics: %w", err)
 	}
 	p.Cluster.SetConsensus(p.Consensus)

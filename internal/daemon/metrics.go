@@ -10,91 +10,83 @@ import (
 	"ipfs-cluster/internal/state"
 )
 
-// pinsCollector exports the size of the pinset and the tracker's counts
-// per status, under the names the reference IPFS Cluster uses. Each scrape
+// gauge names one figure of a gaugeSet.
+type gauge struct{ name, help string }
+
+// gaugeSet is a collector of gauges computed at each scrape: read returns
+// their values in the order of the gauges, from one look at the
+// component, or false when it has nothing to report (it is shutting down).
+type gaugeSet struct {
+	descs []*prometheus.Desc
+	read  func() ([]float64, bool)
+}
+
+func newGaugeSet(subsystem string, gauges []gauge, read func() ([]float64, bool)) *gaugeSet {
+	s := &gaugeSet{read: read}
+	for _, g := range gauges {
+		s.descs = append(s.descs, prometheus.NewDesc(prometheus.BuildFQName("ipfscluster", subsystem, g.name), g.help, nil, nil))
+	}
+	return s
+}
+
+func (s *gaugeSet) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range s.descs {
+		ch <- d
+	}
+}
+
+func (s *gaugeSet) Collect(ch chan<- prometheus.Metric) {
+	values, ok := s.read()
+	if !ok {
+		return
+	}
+	for i, d := range s.descs {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, values[i])
+	}
+}
+
+// pinGauges exports the size of the pinset and the tracker's counts per
+// status, under the names the reference IPFS Cluster uses. Each scrape
 // reads counters the state keeps, never the pins themselves.
-type pinsCollector struct {
-	db                                    *state.DB
-	pins, queued, pinning, errors, pinned *prometheus.Desc
+func pinGauges(db *state.DB) *gaugeSet {
+	return newGaugeSet("", []gauge{
+		{"pins", "Total number of cluster pins"},
+		{"pins_pin_queued", "Current number of pins queued for pinning"},
+		{"pins_pinning", "Current number of pins currently pinning"},
+		{"pins_pin_error", "Current number of pins in pin_error state"},
+		{"pins_ipfs_pins", "Current number of items this peer holds pinned in kubo"},
+	}, func() ([]float64, bool) {
+		counts := db.CountStatus()
+		return []float64{
+			float64(db.Len()),
+			float64(counts[api.TrackerStatusPinQueued]),
+			float64(counts[api.TrackerStatusPinning]),
+			float64(counts[api.TrackerStatusPinError]),
+			float64(counts[api.TrackerStatusPinned]),
+		}, true
+	})
 }
 
-func newPinsCollector(db *state.DB) *pinsCollector {
-	desc := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName("ipfscluster", "", name), help, nil, nil)
-	}
-	return &pinsCollector{
-		db:      db,
-		pins:    desc("pins", "Total number of cluster pins"),
-		queued:  desc("pins_pin_queued", "Current number of pins queued for pinning"),
-		pinning: desc("pins_pinning", "Current number of pins currently pinning"),
-		errors:  desc("pins_pin_error", "Current number of pins in pin_error state"),
-		pinned:  desc("pins_ipfs_pins", "Current number of items this peer holds pinned in kubo"),
-	}
-}
-
-func (c *pinsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.pins, c.queued, c.pinning, c.errors, c.pinned} {
-		ch <- d
-	}
-}
-
-func (c *pinsCollector) Collect(ch chan<- prometheus.Metric) {
-	counts := c.db.CountStatus()
-	gauge := func(d *prometheus.Desc, n int) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n))
-	}
-	gauge(c.pins, c.db.Len())
-	gauge(c.queued, counts[api.TrackerStatusPinQueued])
-	gauge(c.pinning, counts[api.TrackerStatusPinning])
-	gauge(c.errors, counts[api.TrackerStatusPinError])
-	gauge(c.pinned, counts[api.TrackerStatusPinned])
-}
-
-// crdtCollector exports how far the peer is in merging the shared pinset,
-// so that a lagging peer shows: a max height behind the others', merges
+// crdtGauges exports how far the peer is in merging the shared pinset, so
+// that a lagging peer shows: a max height behind the others', merges
 // queued, changes not applied yet, a dirty store awaiting repair.
-type crdtCollector struct {
-	stats                                            func(context.Context) (crdt.Stats, error)
-	heads, height, queued, unapplied, batched, dirty *prometheus.Desc
-}
-
-func newCrdtCollector(stats func(context.Context) (crdt.Stats, error)) *crdtCollector {
-	desc := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName("ipfscluster", "crdt", name), help, nil, nil)
-	}
-	return &crdtCollector{
-		stats:     stats,
-		heads:     desc("heads", "Current heads of the CRDT DAG"),
-		height:    desc("max_height", "Height of the highest head of the CRDT DAG: behind the other peers' while merging"),
-		queued:    desc("queued_jobs", "DAG nodes fetched and not merged yet"),
-		unapplied: desc("unapplied", "Merged changes not applied to the pinset yet"),
-		batched:   desc("batched", "Operations waiting for a batch commit"),
-		dirty:     desc("dirty", "1 when a branch failed to merge and a repair is due"),
-	}
-}
-
-func (c *crdtCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.heads, c.height, c.queued, c.unapplied, c.batched, c.dirty} {
-		ch <- d
-	}
-}
-
-func (c *crdtCollector) Collect(ch chan<- prometheus.Metric) {
-	s, err := c.stats(context.Background())
-	if err != nil {
-		return // shut down: nothing to report
-	}
-	gauge := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
-	}
-	dirty := 0.0
-	if s.Dirty {
-		dirty = 1
-	}
-	gauge(c.heads, float64(s.Heads))
-	gauge(c.height, float64(s.MaxHeight))
-	gauge(c.queued, float64(s.QueuedJobs))
-	gauge(c.unapplied, float64(s.Unapplied))
-	gauge(c.batched, float64(s.Batched))
-	gauge(c.dirty, dirty)
+func crdtGauges(stats func(context.Context) (crdt.Stats, error)) *gaugeSet {
+	return newGaugeSet("crdt", []gauge{
+		{"heads", "Current heads of the CRDT DAG"},
+		{"max_height", "Height of the highest head of the CRDT DAG: behind the other peers' while merging"},
+		{"queued_jobs", "DAG nodes fetched and not merged yet"},
+		{"unapplied", "Merged changes not applied to the pinset yet"},
+		{"batched", "Operations waiting for a batch commit"},
+		{"dirty", "1 when a branch failed to merge and a repair is due"},
+	}, func() ([]float64, bool) {
+		s, err := stats(context.Background())
+		if err != nil {
+			return nil, false
+		}
+		dirty := 0.0
+		if s.Dirty {
+			dirty = 1
+		}
+		return []float64{float64(s.Heads), float64(s.MaxHeight), float64(s.QueuedJobs), float64(s.Unapplied), float64(s.Batched), dirty}, true
+	})
 }
