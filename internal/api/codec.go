@@ -54,14 +54,19 @@ func (p *Pin) AppendBinary(b []byte) ([]byte, error) {
 	if !p.Restored.IsZero() {
 		b = appendTime(append(b, restoredTag), p.Restored)
 	}
+	if !p.Replaced.IsZero() {
+		b = appendTime(append(b, replacedTag), p.Replaced)
+	}
 	return b, nil
 }
 
 // The optional trailers: movedFlag marks a pin the cluster moved,
-// restoredTag precedes the time a state import restored it.
+// restoredTag precedes the time a state import restored it, replacedTag
+// the timestamp of the version it updated.
 const (
 	movedFlag   = 1
 	restoredTag = 2
+	replacedTag = 3
 )
 
 // MarshalBinary encodes p.
@@ -102,6 +107,12 @@ func (p *Pin) UnmarshalBinary(data []byte) error {
 	if len(d.buf) > 0 && d.buf[0] == restoredTag {
 		d.buf = d.buf[1:]
 		if out.Restored = d.time(); d.err != nil {
+			return d.err
+		}
+	}
+	if len(d.buf) > 0 && d.buf[0] == replacedTag {
+		d.buf = d.buf[1:]
+		if out.Replaced = d.time(); d.err != nil {
 			return d.err
 		}
 	}

@@ -122,6 +122,8 @@ func TestPinBinaryRoundTrip(t *testing.T) {
 		"moved":           {Cid: codecCid("moved"), Allocations: []peer.ID{codecPeer("m")}, Moved: true},
 		"restored":        {Cid: codecCid("restored"), Restored: time.Unix(1700000000, 5).UTC()},
 		"moved, restored": {Cid: codecCid("moved2"), Moved: true, Restored: time.Unix(1700000001, 0).UTC()},
+		"replaced":        {Cid: codecCid("replaced"), Timestamp: time.Unix(1700000003, 0).UTC(), Replaced: time.Unix(1700000002, 7).UTC()},
+		"all trailers":    {Cid: codecCid("trailers"), Moved: true, Restored: time.Unix(1700000001, 0).UTC(), Replaced: time.Unix(1700000000, 0).UTC()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := roundTrip(t, p)
@@ -171,7 +173,8 @@ func TestPinBinaryCorrupt(t *testing.T) {
 // to bytes that decode to the same pin and re-encode identically.
 func FuzzPinUnmarshalBinary(f *testing.F) {
 	full := fullPin()
-	for _, p := range []api.Pin{full, {Cid: codecCid("seed")}, api.PinWithOpts(codecCid("d"), api.PinOptions{Mode: api.PinModeDirect})} {
+	trailers := api.Pin{Cid: codecCid("trailers"), Moved: true, Restored: time.Unix(1700000001, 0).UTC(), Replaced: time.Unix(1700000000, 0).UTC()}
+	for _, p := range []api.Pin{full, {Cid: codecCid("seed")}, api.PinWithOpts(codecCid("d"), api.PinOptions{Mode: api.PinModeDirect}), trailers} {
 		b, err := p.MarshalBinary()
 		if err != nil {
 			f.Fatal(err)

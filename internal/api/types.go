@@ -258,6 +258,11 @@ type Pin struct {
 	// same CRDT delta, and the removal would still apply to it. Peers
 	// only: it is not part of the JSON.
 	Restored time.Time `json:"-"`
+	// Replaced is the timestamp of the version this one updated (zero for
+	// a new pin): a peer that changed the pin meanwhile tells a change
+	// made without knowing its own from one made after it. Peers only:
+	// it is not part of the JSON.
+	Replaced time.Time `json:"-"`
 }
 
 // PinWithOpts returns a data pin for c with the given options, its depth

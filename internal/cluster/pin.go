@@ -91,7 +91,8 @@ func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.P
 	}
 	pin.UserAllocations = nil
 	pin.Timestamp, pin.Moved = time.Now().UTC(), false
-	if update { // a repin of the version it replaces would undo it
+	if update { // see stale.go
+		pin.Replaced = existing.Timestamp
 		c.recent.note(pin.Cid, existing.Timestamp, pin.Timestamp)
 	}
 	if err := c.consensus.LogPin(ctx, pin); err != nil {
@@ -209,7 +210,7 @@ func (c *Cluster) resolve(ctx context.Context, path string) (api.Cid, error) {
 func (c *Cluster) ApplyPin(pin api.Pin) error {
 	var current api.Pin
 	var had bool
-	if pin.Moved { // checkStale compares it with the version it replaces
+	if c.recent.has(pin.Cid) { // checkStale may commit this peer's change again
 		var err error
 		current, err = c.state.Get(pin.Cid)
 		had = err == nil

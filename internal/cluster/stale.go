@@ -14,31 +14,42 @@ import (
 	"ipfs-cluster/internal/p2p"
 )
 
-// A repin reads a pin, re-allocates it and commits it back. When the pin
-// changed meanwhile, unpinned or updated here or on another peer, the
-// repin is computed from a stale version, and the shared pinset may keep
-// it: it keeps concurrent additions over removals, and the later of two
-// concurrent writes. The acknowledged unpin or update would be undone.
+// The shared pinset merges concurrent changes its own way: an addition
+// wins over a concurrent removal, and of two concurrent versions the one
+// committed higher in the DAG wins, whichever was made last. Two kinds of
+// change would so undo an acknowledged unpin or update:
+//
+//   - A repin reads a pin, re-allocates it and commits it back. When the
+//     pin changed meanwhile, here or on another peer, the repin is
+//     computed from a stale version.
+//   - A change made on another peer without knowing this peer's change
+//     (that peer had not merged it yet, or it waited in a batch), and
+//     older than it: the later change should stand.
 //
 // A repin keeps the pin's timestamp and marks the version moved, so a
-// moved version names the version it came from. Three guards use that:
+// moved version names the version it came from; an update names the
+// version it replaced (api.Pin.Replaced), a new pin none. The guards:
 //
 //   - On this peer, pin changes and repins of one CID take turns
 //     (pinLocks), and a repin waits for the apply of a change this peer
 //     committed: until then, with batching, the state still holds the
 //     version before it (recentOps.pending).
-//   - A peer that committed an unpin or an update remembers for a while
-//     which version it replaced (recentOps). A moved version of that
-//     version or an older one arriving later is stale: the peer removes
-//     the pin again, or commits its update again. (A moved version with
-//     an older timestamp that is not older, from a peer whose clock is
-//     behind, is concurrent with this peer's change: keeping the change
-//     is as right.)
+//   - A peer that committed an unpin or an update remembers it for a while
+//     (recentOps): the version it replaced, and when. A version applied
+//     later that undoes it is put right: the peer removes the pin again,
+//     or commits its update again. Such a version is a moved version of
+//     the replaced one or an older one, or a version that replaced another
+//     version than this peer's change and is older than it (recentOp.
+//     undoneBy). A new pin replaced none: a pin added again after an unpin
+//     stays, whatever the clocks say; between two concurrent changes, the
+//     clocks of the peers that made them decide.
 //   - A peer that applied a removal keeps its record (state.RemovedAt):
 //     a moved version of the removed version that comes back is removed
 //     again, on whichever peer sees it. A new pin or an update carries
 //     another timestamp, and a restore from an export is not marked moved:
 //     they stay.
+//   - Before a sweep repins, it asks the other peers whether they know a
+//     newer change (see pinVersion below).
 
 // recentWindow is how long a peer remembers the versions its unpins and
 // updates replaced: longer than a repin takes to reach every peer.
@@ -83,6 +94,36 @@ func (r *recentOps) forget(ci api.Cid) {
 	r.mu.Lock()
 	delete(r.ops, ci.KeyString())
 	r.mu.Unlock()
+}
+
+// when is the time of the op: the update's timestamp, or when the unpin
+// was committed.
+func (op recentOp) when() time.Time {
+	if op.version.IsZero() {
+		return op.at
+	}
+	return op.version
+}
+
+// undoneBy reports whether version w, applied after op was committed,
+// undoes it (see the guards above).
+func (op recentOp) undoneBy(w api.Pin) bool {
+	switch {
+	case !op.version.IsZero() && w.Timestamp.Equal(op.version):
+		return false // the update itself, moved or not
+	case w.Moved && !w.Timestamp.After(op.replaced):
+		return true // a repin of the replaced version or an older one
+	case w.Replaced.IsZero() || !op.version.IsZero() && w.Replaced.Equal(op.version):
+		return false // a new pin, or an update of this update: made after it
+	}
+	return w.Timestamp.Before(op.when())
+}
+
+// has reports whether this peer committed a change of ci within
+// recentWindow.
+func (r *recentOps) has(ci api.Cid) bool {
+	_, ok := r.get(ci)
+	return ok
 }
 
 // get returns the op on ci this peer committed within recentWindow.
@@ -141,22 +182,25 @@ func (c *Cluster) correct(fix correction) {
 }
 
 // checkStale is called with every pin applied here, and current, the
-// version it replaced (ok false: none): it queues a correction when the
-// pin is a moved version older than a change that removed or updated it,
-// and drops the removal record when the pin is pinned again.
+// version it replaced (ok false: none; read only for a pin this peer
+// changed recently): it queues a correction when the pin undoes a recent
+// change of this peer or a removal, and drops the removal record when the
+// pin is pinned again.
 func (c *Cluster) checkStale(pin api.Pin, current api.Pin, ok bool) {
-	if pin.Moved {
-		if op, known := c.recent.get(pin.Cid); known && !pin.Timestamp.After(op.replaced) {
-			switch {
-			case op.version.IsZero():
-				c.log.Info().Stringer("cid", pin.Cid).Msg("a repin undid an unpin of this peer: removing the pin again")
-				c.correct(correction{pin: pin, remove: true})
-				return
-			case ok && current.Timestamp.Equal(op.version):
-				c.log.Info().Stringer("cid", pin.Cid).Msg("a repin undid an update of this peer: committing the update again")
-				c.correct(correction{pin: current})
-				return
-			}
+	if op, known := c.recent.get(pin.Cid); known && op.undoneBy(pin) {
+		by := "an older change made without knowing it"
+		if pin.Moved {
+			by = "a repin"
+		}
+		switch {
+		case op.version.IsZero():
+			c.log.Info().Stringer("cid", pin.Cid).Str("by", by).Msg("an unpin of this peer was undone: removing the pin again")
+			c.correct(correction{pin: pin, remove: true})
+			return
+		case ok && current.Timestamp.Equal(op.version):
+			c.log.Info().Stringer("cid", pin.Cid).Str("by", by).Msg("an update of this peer was undone: committing the update again")
+			c.correct(correction{pin: current})
+			return
 		}
 	}
 	removedAt, removed, err := c.state.RemovedAt(pin.Cid)

@@ -153,3 +153,72 @@ func TestRepinLeavesWhatAnotherPeerChanged(t *testing.T) {
 		}
 	}
 }
+
+// Two peers change a pin at about the same time, each without knowing
+// the other's change (here b's waits in its batch): the later change
+// stands, the unpin as well as the update, whichever the shared pinset
+// merged last. A pin added again after an unpin stays.
+func TestConcurrentChangesLaterOneStands(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, func(i int, cfg *config.Config) {
+		if i == 1 {
+			cfg.Consensus.CRDT.Batching.MaxBatchSize = 1000
+			cfg.Consensus.CRDT.Batching.MaxBatchAge = config.Duration(2 * time.Second)
+		}
+	})
+	a, b := peers[0], peers[1]
+	cs := identityCids(t, "concurrent", 3)
+	unpinned, updated, readded := cs[0], cs[1], cs[2]
+	opts := func(name string) api.PinOptions {
+		return api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: name}
+	}
+	for _, ci := range cs {
+		if _, err := a.Cluster.Pin(t.Context(), ci, opts("v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPinset(t, 10*time.Second, b, cs)
+	// b's updates wait in its batch; a's later unpin and update go out
+	// at once.
+	for _, ci := range []api.Cid{unpinned, updated} {
+		if _, err := b.Cluster.Pin(t.Context(), ci, opts("b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(10 * time.Millisecond) // a's changes are later by the clock
+	if _, err := a.Cluster.Unpin(t.Context(), unpinned); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Cluster.Pin(t.Context(), updated, opts("a")); err != nil {
+		t.Fatal(err)
+	}
+	// An unpin, then a new pin made knowing it: the pin stays.
+	if _, err := a.Cluster.Unpin(t.Context(), readded); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the unpin reached b", func() (bool, string) {
+		_, err := b.Cluster.PinGet(t.Context(), readded)
+		return err != nil, "still pinned"
+	})
+	if _, err := b.Cluster.Pin(t.Context(), readded, opts("again")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		waitUntil(t, 15*time.Second, p.Config.Cluster.Peername+" keeps the later changes", func() (bool, string) {
+			_, gone := p.Cluster.PinGet(t.Context(), unpinned)
+			up, err := p.Cluster.PinGet(t.Context(), updated)
+			again, err2 := p.Cluster.PinGet(t.Context(), readded)
+			return gone != nil && err == nil && up.Name == "a" && err2 == nil && again.Name == "again",
+				fmt.Sprintf("unpinned still there: %t, updated: %q (%v), added again: %q (%v)", gone == nil, up.Name, err, again.Name, err2)
+		})
+	}
+	time.Sleep(2 * time.Second) // a batch and a correction more
+	for _, p := range peers {
+		_, gone := p.Cluster.PinGet(t.Context(), unpinned)
+		up, err := p.Cluster.PinGet(t.Context(), updated)
+		again, err2 := p.Cluster.PinGet(t.Context(), readded)
+		if gone == nil || err != nil || up.Name != "a" || err2 != nil || again.Name != "again" {
+			t.Fatalf("%s later: unpinned still there: %t, updated: %q (%v), added again: %q (%v)",
+				p.Config.Cluster.Peername, gone == nil, up.Name, err, again.Name, err2)
+		}
+	}
+}
