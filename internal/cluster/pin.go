@@ -71,7 +71,6 @@ func (c *Cluster) admitPin(ctx context.Context, pin *api.Pin) error {
 func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.Pin, error) {
 	defer c.pinLocks.LockKey(pin.Cid.KeyString())()
 	existing, err := c.state.Get(pin.Cid)
-	update := err == nil
 	switch {
 	case errors.Is(err, ErrNotFound):
 		existing = api.Pin{}
@@ -91,10 +90,8 @@ func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.P
 	}
 	pin.UserAllocations = nil
 	pin.Timestamp, pin.Moved = time.Now().UTC(), false
-	if update { // see stale.go
-		pin.Replaced = existing.Timestamp
-		c.recent.note(pin.Cid, existing.Timestamp, pin.Timestamp)
-	}
+	pin.Replaced = existing.Timestamp // zero for a new pin; see stale.go
+	c.recent.note(pin.Cid, existing.Timestamp, pin.Timestamp)
 	if err := c.consensus.LogPin(ctx, pin); err != nil {
 		c.recent.forget(pin.Cid)
 		return api.Pin{}, fmt.Errorf("pin %s: commit: %w", pin.Cid, err)
@@ -210,7 +207,7 @@ func (c *Cluster) resolve(ctx context.Context, path string) (api.Cid, error) {
 func (c *Cluster) ApplyPin(pin api.Pin) error {
 	var current api.Pin
 	var had bool
-	if c.recent.has(pin.Cid) { // checkStale may commit this peer's change again
+	if c.recent.other(pin) { // checkStale may commit this peer's change again
 		var err error
 		current, err = c.state.Get(pin.Cid)
 		had = err == nil

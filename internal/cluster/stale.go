@@ -17,7 +17,7 @@ import (
 // The shared pinset merges concurrent changes its own way: an addition
 // wins over a concurrent removal, and of two concurrent versions the one
 // committed higher in the DAG wins, whichever was made last. Two kinds of
-// change would so undo an acknowledged unpin or update:
+// change would so undo an acknowledged pin, update or unpin:
 //
 //   - A repin reads a pin, re-allocates it and commits it back. When the
 //     pin changed meanwhile, here or on another peer, the repin is
@@ -34,15 +34,16 @@ import (
 //     (pinLocks), and a repin waits for the apply of a change this peer
 //     committed: until then, with batching, the state still holds the
 //     version before it (recentOps.pending).
-//   - A peer that committed an unpin or an update remembers it for a while
+//   - A peer that committed a change remembers it for a while
 //     (recentOps): the version it replaced, and when. A version applied
 //     later that undoes it is put right: the peer removes the pin again,
-//     or commits its update again. Such a version is a moved version of
-//     the replaced one or an older one, or a version that replaced another
-//     version than this peer's change and is older than it (recentOp.
-//     undoneBy). A new pin replaced none: a pin added again after an unpin
-//     stays, whatever the clocks say; between two concurrent changes, the
-//     clocks of the peers that made them decide.
+//     or commits its version again. Such a version is a moved version of
+//     the replaced one or an older one, or an older version made without
+//     knowing this change: one that replaced another version, or a new
+//     pin concurrent with this peer's new pin or update (recentOp.
+//     undoneBy). Between two concurrent changes the clocks of the peers
+//     that made them so decide, except that a new pin after an unpin
+//     stays whatever the clocks say: it may have been made knowing it.
 //   - A peer that applied a removal keeps its record (state.RemovedAt):
 //     a moved version of the removed version that comes back is removed
 //     again, on whichever peer sees it. A new pin or an update carries
@@ -51,16 +52,32 @@ import (
 //   - Before a sweep repins, it asks the other peers whether they know a
 //     newer change (see pinVersion below).
 
-// recentWindow is how long a peer remembers the versions its unpins and
-// updates replaced: longer than a repin takes to reach every peer.
-const recentWindow = 10 * time.Minute
+const (
+	// recentWindow is how long a peer remembers the versions its unpins
+	// and updates replaced: longer than a repin takes to reach every peer.
+	recentWindow = 10 * time.Minute
+	// freshWindow is how long it remembers the new pins it committed (so
+	// many, under ingest, that they are kept shorter): another peer's
+	// concurrent new pin of the same CID arrives within a batch's age, or
+	// soon after that peer resumes.
+	freshWindow = time.Minute
+)
 
-// recentOp is an unpin or an update this peer committed.
+// recentOp is a pin, an update or an unpin this peer committed.
 type recentOp struct {
-	replaced time.Time // timestamp of the version it replaced
-	version  time.Time // timestamp of the update; zero for an unpin
+	replaced time.Time // timestamp of the version it replaced; zero for a new pin
+	version  time.Time // timestamp of the new version; zero for an unpin
 	at       time.Time // when it was committed
 	applied  bool      // applied here
+}
+
+// expired says whether op is past the time it is remembered for.
+func (op recentOp) expired(now time.Time) bool {
+	window := recentWindow
+	if op.replaced.IsZero() {
+		window = freshWindow
+	}
+	return now.Sub(op.at) > window
 }
 
 // recentOps remembers them by CID key. It is safe for concurrent use.
@@ -70,8 +87,9 @@ type recentOps struct {
 	lastPrune time.Time
 }
 
-// note records an unpin (version zero) or an update of ci about to be
-// committed; forget undoes it when the commit failed.
+// note records a new pin (replaced zero), an update or an unpin (version
+// zero) of ci about to be committed; forget undoes it when the commit
+// failed.
 func (r *recentOps) note(ci api.Cid, replaced, version time.Time) {
 	now := time.Now()
 	r.mu.Lock()
@@ -79,10 +97,10 @@ func (r *recentOps) note(ci api.Cid, replaced, version time.Time) {
 	if r.ops == nil {
 		r.ops = map[string]recentOp{}
 	}
-	if now.Sub(r.lastPrune) > recentWindow/4 {
+	if now.Sub(r.lastPrune) > freshWindow/4 {
 		r.lastPrune = now
 		for k, op := range r.ops {
-			if now.Sub(op.at) > recentWindow {
+			if op.expired(now) {
 				delete(r.ops, k)
 			}
 		}
@@ -110,20 +128,22 @@ func (op recentOp) when() time.Time {
 func (op recentOp) undoneBy(w api.Pin) bool {
 	switch {
 	case !op.version.IsZero() && w.Timestamp.Equal(op.version):
-		return false // the update itself, moved or not
-	case w.Moved && !w.Timestamp.After(op.replaced):
+		return false // the change itself, moved or not
+	case w.Moved && !op.replaced.IsZero() && !w.Timestamp.After(op.replaced):
 		return true // a repin of the replaced version or an older one
-	case w.Replaced.IsZero() || !op.version.IsZero() && w.Replaced.Equal(op.version):
-		return false // a new pin, or an update of this update: made after it
+	case !op.version.IsZero() && w.Replaced.Equal(op.version):
+		return false // an update of this version: made after it
+	case op.version.IsZero() && w.Replaced.IsZero():
+		return false // a new pin after this unpin, or a concurrent one
 	}
 	return w.Timestamp.Before(op.when())
 }
 
-// has reports whether this peer committed a change of ci within
-// recentWindow.
-func (r *recentOps) has(ci api.Cid) bool {
-	_, ok := r.get(ci)
-	return ok
+// other reports whether this peer committed a change of pin's CID
+// recently, and pin is another version than that change's.
+func (r *recentOps) other(pin api.Pin) bool {
+	op, ok := r.get(pin.Cid)
+	return ok && !pin.Timestamp.Equal(op.version)
 }
 
 // get returns the op on ci this peer committed within recentWindow.
@@ -131,7 +151,7 @@ func (r *recentOps) get(ci api.Cid) (recentOp, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	op, ok := r.ops[ci.KeyString()]
-	if ok && time.Since(op.at) > recentWindow {
+	if ok && op.expired(time.Now()) {
 		delete(r.ops, ci.KeyString())
 		return recentOp{}, false
 	}

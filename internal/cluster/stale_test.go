@@ -168,6 +168,7 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 	a, b := peers[0], peers[1]
 	cs := identityCids(t, "concurrent", 3)
 	unpinned, updated, readded := cs[0], cs[1], cs[2]
+	created := identityCids(t, "concurrent-new", 1)[0] // pinned new on both
 	opts := func(name string) api.PinOptions {
 		return api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: name}
 	}
@@ -179,7 +180,7 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 	waitPinset(t, 10*time.Second, b, cs)
 	// b's updates wait in its batch; a's later unpin and update go out
 	// at once.
-	for _, ci := range []api.Cid{unpinned, updated} {
+	for _, ci := range []api.Cid{unpinned, updated, created} {
 		if _, err := b.Cluster.Pin(t.Context(), ci, opts("b")); err != nil {
 			t.Fatal(err)
 		}
@@ -188,8 +189,10 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 	if _, err := a.Cluster.Unpin(t.Context(), unpinned); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Cluster.Pin(t.Context(), updated, opts("a")); err != nil {
-		t.Fatal(err)
+	for _, ci := range []api.Cid{updated, created} {
+		if _, err := a.Cluster.Pin(t.Context(), ci, opts("a")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// An unpin, then a new pin made knowing it: the pin stays.
 	if _, err := a.Cluster.Unpin(t.Context(), readded); err != nil {
@@ -207,8 +210,10 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 			_, gone := p.Cluster.PinGet(t.Context(), unpinned)
 			up, err := p.Cluster.PinGet(t.Context(), updated)
 			again, err2 := p.Cluster.PinGet(t.Context(), readded)
-			return gone != nil && err == nil && up.Name == "a" && err2 == nil && again.Name == "again",
-				fmt.Sprintf("unpinned still there: %t, updated: %q (%v), added again: %q (%v)", gone == nil, up.Name, err, again.Name, err2)
+			both, err3 := p.Cluster.PinGet(t.Context(), created)
+			return gone != nil && err == nil && up.Name == "a" && err2 == nil && again.Name == "again" && err3 == nil && both.Name == "a",
+				fmt.Sprintf("unpinned still there: %t, updated: %q (%v), added again: %q (%v), new on both: %q (%v)",
+					gone == nil, up.Name, err, again.Name, err2, both.Name, err3)
 		})
 	}
 	time.Sleep(2 * time.Second) // a batch and a correction more
@@ -216,9 +221,10 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 		_, gone := p.Cluster.PinGet(t.Context(), unpinned)
 		up, err := p.Cluster.PinGet(t.Context(), updated)
 		again, err2 := p.Cluster.PinGet(t.Context(), readded)
-		if gone == nil || err != nil || up.Name != "a" || err2 != nil || again.Name != "again" {
-			t.Fatalf("%s later: unpinned still there: %t, updated: %q (%v), added again: %q (%v)",
-				p.Config.Cluster.Peername, gone == nil, up.Name, err, again.Name, err2)
+		both, err3 := p.Cluster.PinGet(t.Context(), created)
+		if gone == nil || err != nil || up.Name != "a" || err2 != nil || again.Name != "again" || err3 != nil || both.Name != "a" {
+			t.Fatalf("%s later: unpinned still there: %t, updated: %q (%v), added again: %q (%v), new on both: %q (%v)",
+				p.Config.Cluster.Peername, gone == nil, up.Name, err, again.Name, err2, both.Name, err3)
 		}
 	}
 }
