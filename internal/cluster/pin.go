@@ -216,6 +216,9 @@ func (c *Cluster) ApplyPin(pin api.Pin) error {
 		return fmt.Errorf("apply pin %s: %w", pin.Cid, err)
 	}
 	c.recent.applied(pin.Cid, pin.Timestamp, false)
+	if pin.Moved {
+		c.recent.moving(pin.Cid, false)
+	}
 	c.checkStale(pin, current, had)
 	if !pin.ExpireAt.IsZero() {
 		c.expiry.note(pin.Cid, pin.ExpireAt)
@@ -235,6 +238,7 @@ func (c *Cluster) ApplyUnpin(pin api.Pin) error {
 		return fmt.Errorf("apply unpin %s: %w", pin.Cid, err)
 	}
 	c.recent.applied(pin.Cid, time.Time{}, true)
+	c.recent.moving(pin.Cid, false)
 	if err := c.tracker.Untrack(pin); err != nil {
 		c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("untrack")
 	}

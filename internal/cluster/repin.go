@@ -64,7 +64,7 @@ func (c *Cluster) repinFrom(dead peer.ID) {
 		}
 	}
 	if behind > 0 {
-		c.log.Info().Stringer("peer", dead).Int("pins", behind).Msg("repin: another peer knows newer changes of some pins of a peer that is down; they move once merged here")
+		c.log.Info().Stringer("peer", dead).Int("pins", behind).Msg("repin: newer changes of some pins of a peer that is down are not merged here yet; they move once they are")
 	}
 	switch {
 	case failed > 0:
@@ -74,8 +74,8 @@ func (c *Cluster) repinFrom(dead peer.ID) {
 	}
 }
 
-// errBehind: another peer knows a change of the pin this peer has not
-// merged yet (see stale.go).
+// errBehind: a change of the pin is not merged here yet, this peer's own
+// or one another peer knows (see stale.go).
 var errBehind = errors.New("a newer change of the pin is not merged here yet")
 
 // repinners are the live peers that repin: their pings say repinning is
@@ -128,11 +128,11 @@ func (c *Cluster) repinSweep() {
 func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []peer.ID, seen pinVersion, removed bool) error {
 	defer c.pinLocks.LockKey(ci.KeyString())()
 	if c.recent.pending(ci) {
-		// This peer's own change of the pin is not applied yet: the
-		// state holds the version before it (see stale.go). A later
-		// sweep moves the new version (a change that another peer's
-		// concurrent one overrode stays pending for recentWindow).
-		return nil
+		// This peer's own change or repin of the pin is not applied
+		// yet: the state holds the version before it (see stale.go). A
+		// later sweep moves the new version (a change that another
+		// peer's concurrent one overrode stays pending for its window).
+		return errBehind
 	}
 	pin, err := c.state.Get(ci)
 	if errors.Is(err, ErrNotFound) {
@@ -157,7 +157,12 @@ func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []pe
 	}
 	// The timestamp stays: see stale.go.
 	pin.Moved = true
-	return c.consensus.LogPin(ctx, pin)
+	c.recent.moving(ci, true)
+	if err := c.consensus.LogPin(ctx, pin); err != nil {
+		c.recent.moving(ci, false)
+		return err
+	}
+	return nil
 }
 
 // liveAllocations returns the allocations of pin to live peers other than

@@ -80,11 +80,51 @@ func (op recentOp) expired(now time.Time) bool {
 	return now.Sub(op.at) > window
 }
 
-// recentOps remembers them by CID key. It is safe for concurrent use.
+// recentOps remembers them by CID key, and the repins this peer committed
+// and has not applied yet (with batching, the state holds the version
+// before them meanwhile, and another sweep would move the pin again). It
+// is safe for concurrent use.
 type recentOps struct {
 	mu        sync.Mutex
 	ops       map[string]recentOp
+	moves     map[string]time.Time // when each repin was committed
 	lastPrune time.Time
+}
+
+// prune drops what is past its time, at most every freshWindow/4. The
+// caller holds r.mu.
+func (r *recentOps) prune(now time.Time) {
+	if now.Sub(r.lastPrune) <= freshWindow/4 {
+		return
+	}
+	r.lastPrune = now
+	for k, op := range r.ops {
+		if op.expired(now) {
+			delete(r.ops, k)
+		}
+	}
+	for k, at := range r.moves {
+		if now.Sub(at) > freshWindow {
+			delete(r.moves, k)
+		}
+	}
+}
+
+// moving records a repin of ci about to be committed (on), or drops it:
+// the commit failed, or a moved version or a removal of ci was applied.
+func (r *recentOps) moving(ci api.Cid, on bool) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !on {
+		delete(r.moves, ci.KeyString())
+		return
+	}
+	if r.moves == nil {
+		r.moves = map[string]time.Time{}
+	}
+	r.prune(now)
+	r.moves[ci.KeyString()] = now
 }
 
 // note records a new pin (replaced zero), an update or an unpin (version
@@ -97,14 +137,7 @@ func (r *recentOps) note(ci api.Cid, replaced, version time.Time) {
 	if r.ops == nil {
 		r.ops = map[string]recentOp{}
 	}
-	if now.Sub(r.lastPrune) > freshWindow/4 {
-		r.lastPrune = now
-		for k, op := range r.ops {
-			if op.expired(now) {
-				delete(r.ops, k)
-			}
-		}
-	}
+	r.prune(now)
 	r.ops[ci.KeyString()] = recentOp{replaced: replaced, version: version, at: now}
 }
 
@@ -170,11 +203,17 @@ func (r *recentOps) applied(ci api.Cid, version time.Time, removal bool) {
 	}
 }
 
-// pending says whether this peer committed a change of ci that it has not
-// applied yet: the state still holds the version before it.
+// pending says whether this peer committed a change or a repin of ci
+// that it has not applied yet: the state still holds the version before
+// it.
 func (r *recentOps) pending(ci api.Cid) bool {
-	op, ok := r.get(ci)
-	return ok && !op.applied
+	if op, ok := r.get(ci); ok && !op.applied {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.moves[ci.KeyString()]
+	return ok && time.Since(at) <= freshWindow
 }
 
 // correction is a change to commit again: the removal of a pin that came

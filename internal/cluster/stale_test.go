@@ -52,7 +52,8 @@ func TestStaleRepinIsUndone(t *testing.T) {
 
 // With batching, a repin on the peer that committed an unpin not yet
 // applied waits: the state still holds the pin, and the repin would put
-// it back in the same batch.
+// it back in the same batch. So does a second repin of a pin whose first
+// repin is not applied yet.
 func TestRepinWaitsForThisPeersUnpin(t *testing.T) {
 	peers := daemontest.StartCluster(t, 2, func(i int, cfg *config.Config) {
 		cfg.Consensus.CRDT.Batching.MaxBatchSize = 1000
@@ -71,9 +72,10 @@ func TestRepinWaitsForThisPeersUnpin(t *testing.T) {
 	if _, err := a.Cluster.Unpin(t.Context(), ci); err != nil {
 		t.Fatal(err)
 	}
-	// A sweep moves the pin away from b while the unpin waits in the batch.
-	if err := a.Cluster.RepinAway(t.Context(), ci, b.Identity.ID); err != nil {
-		t.Fatal(err)
+	// A sweep would move the pin away from b while the unpin waits in
+	// the batch.
+	if err := a.Cluster.RepinAway(t.Context(), ci, b.Identity.ID); !errors.Is(err, cluster.ErrBehind) {
+		t.Fatalf("repin while the unpin waits: %v, want %v", err, cluster.ErrBehind)
 	}
 	waitUntil(t, 10*time.Second, "the unpin applied", func() (bool, string) {
 		_, err := a.Cluster.PinGet(t.Context(), ci)
@@ -82,6 +84,32 @@ func TestRepinWaitsForThisPeersUnpin(t *testing.T) {
 	time.Sleep(3 * time.Second) // a batch more
 	if _, err := a.Cluster.PinGet(t.Context(), ci); err == nil {
 		t.Fatal("the repin brought the unpinned pin back")
+	}
+
+	// A second sweep before the first one's repin is applied leaves the
+	// pin: it would move it again.
+	moved := cids(t, a, 1)[0]
+	if _, err := a.Cluster.Pin(t.Context(), moved, api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1,
+		UserAllocations: []peer.ID{b.Identity.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the pin applied", func() (bool, string) {
+		_, err := a.Cluster.PinGet(t.Context(), moved)
+		return err == nil, "not in the pinset"
+	})
+	if err := a.Cluster.RepinAway(t.Context(), moved, b.Identity.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Cluster.RepinAway(t.Context(), moved, b.Identity.ID); !errors.Is(err, cluster.ErrBehind) {
+		t.Fatalf("second repin before the first is applied: %v, want %v", err, cluster.ErrBehind)
+	}
+	waitUntil(t, 10*time.Second, "the repin applied", func() (bool, string) {
+		pin, err := a.Cluster.PinGet(t.Context(), moved)
+		return err == nil && pin.Moved && len(pin.Allocations) == 1 && pin.Allocations[0] == a.Identity.ID,
+			fmt.Sprintf("%v (%v)", pin.Allocations, err)
+	})
+	if err := a.Cluster.RepinAway(t.Context(), moved, b.Identity.ID); err != nil {
+		t.Fatalf("repin once the first is applied: %v", err)
 	}
 }
 
