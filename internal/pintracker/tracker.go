@@ -80,6 +80,12 @@ type Config struct {
 	Handoff func(ctx context.Context, pin api.Pin) error
 }
 
+// heldBackError is a release that Handoff refused: the copy stays until
+// the new allocations hold the pin, an expected wait rather than a fault.
+type heldBackError struct{ error }
+
+func (e heldBackError) Unwrap() error { return e.error }
+
 // RetryClass is where a failed pin goes next.
 type RetryClass int
 
@@ -455,7 +461,9 @@ func (t *Tracker) run(op *operation) {
 		t.batch.observe(1, time.Since(start))
 	} else {
 		if t.releasing(op) && t.cfg.Handoff != nil {
-			err = t.cfg.Handoff(ctx, pin)
+			if err = t.cfg.Handoff(ctx, pin); err != nil {
+				err = heldBackError{err}
+			}
 		}
 		if err == nil {
 			err = t.ipfs.Unpin(ctx, pin.Cid)
@@ -584,7 +592,11 @@ func (t *Tracker) failLocked(op *operation, cause error) {
 			}
 		}
 	}
-	ev := t.log.Warn().Err(cause).Stringer("cid", c).Str("status", rec.Status.String()).Int("attempts", op.attempts)
+	ev := t.log.Warn()
+	if errors.As(cause, new(heldBackError)) { // an expected wait
+		ev = t.log.Info()
+	}
+	ev = ev.Err(cause).Stringer("cid", c).Str("status", rec.Status.String()).Int("attempts", op.attempts)
 	if rec.Terminal {
 		ev.Msg("operation failed for good: the retry policy stops it")
 	} else {

@@ -1,6 +1,7 @@
 package pintracker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,25 @@ type fixture struct {
 	tracker *Tracker
 	self    peer.ID
 	cfg     Config
+	logs    lockedBuffer // the tracker's log
+}
+
+// lockedBuffer is a bytes.Buffer for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newFixture(t *testing.T, tweak func(*Config, *ipfsconn.Config)) *fixture {
@@ -72,7 +92,7 @@ func newFixture(t *testing.T, tweak func(*Config, *ipfsconn.Config)) *fixture {
 }
 
 func (f *fixture) start() {
-	f.tracker = New(f.cfg, f.conn, f.db, f.db, zerolog.Nop())
+	f.tracker = New(f.cfg, f.conn, f.db, f.db, zerolog.New(&f.logs))
 	if err := f.tracker.Start(); err != nil {
 		f.t.Fatal(err)
 	}
@@ -800,6 +820,15 @@ func TestReleaseWaitsForHandoff(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // a few retries
 	f.requireHeld([]api.Cid{c})
+	// An expected wait, not a fault: logged at info.
+	for line := range strings.Lines(f.logs.String()) {
+		if strings.Contains(line, "still pinning") && !strings.Contains(line, `"level":"info"`) {
+			t.Fatalf("a release held back is logged as %s", line)
+		}
+	}
+	if !strings.Contains(f.logs.String(), "still pinning") {
+		t.Fatal("a release held back is not logged")
+	}
 
 	ready.Store(true)
 	f.waitRecorded(c, api.TrackerStatusRemote, 10*time.Second)
