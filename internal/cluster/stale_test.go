@@ -118,13 +118,7 @@ func TestRepinWaitsForThisPeersUnpin(t *testing.T) {
 // other peer says it knows a newer change, applied or still pending in
 // its batch.
 func TestRepinLeavesWhatAnotherPeerChanged(t *testing.T) {
-	peers := daemontest.StartCluster(t, 2, func(i int, cfg *config.Config) {
-		if i == 1 {
-			cfg.Consensus.CRDT.Batching.MaxBatchSize = 1000
-			cfg.Consensus.CRDT.Batching.MaxBatchAge = config.Duration(2 * time.Second)
-		}
-	})
-	a, b := peers[0], peers[1]
+	a, b := startWithBatchingPeer(t)
 	cs := identityCids(t, "behind", 4)
 	updated, unpinned, pendingUpdate, pendingUnpin := cs[0], cs[1], cs[2], cs[3]
 	old := map[api.Cid]api.Pin{}
@@ -187,13 +181,7 @@ func TestRepinLeavesWhatAnotherPeerChanged(t *testing.T) {
 // stands, the unpin as well as the update, whichever the shared pinset
 // merged last. A pin added again after an unpin stays.
 func TestConcurrentChangesLaterOneStands(t *testing.T) {
-	peers := daemontest.StartCluster(t, 2, func(i int, cfg *config.Config) {
-		if i == 1 {
-			cfg.Consensus.CRDT.Batching.MaxBatchSize = 1000
-			cfg.Consensus.CRDT.Batching.MaxBatchAge = config.Duration(2 * time.Second)
-		}
-	})
-	a, b := peers[0], peers[1]
+	a, b := startWithBatchingPeer(t)
 	cs := identityCids(t, "concurrent", 3)
 	unpinned, updated, readded := cs[0], cs[1], cs[2]
 	created := identityCids(t, "concurrent-new", 1)[0] // pinned new on both
@@ -233,6 +221,7 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 	if _, err := b.Cluster.Pin(t.Context(), readded, opts("again")); err != nil {
 		t.Fatal(err)
 	}
+	peers := []*daemontest.Peer{a, b}
 	for _, p := range peers {
 		waitUntil(t, 15*time.Second, p.Config.Cluster.Peername+" keeps the later changes", func() (bool, string) {
 			_, gone := p.Cluster.PinGet(t.Context(), unpinned)
@@ -255,4 +244,17 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 				p.Config.Cluster.Peername, gone == nil, up.Name, err, again.Name, err2, both.Name, err3)
 		}
 	}
+}
+
+// startWithBatchingPeer starts two peers; the second one's changes wait in
+// its batch for 2 s.
+func startWithBatchingPeer(t *testing.T) (a, b *daemontest.Peer) {
+	t.Helper()
+	peers := daemontest.StartCluster(t, 2, func(i int, cfg *config.Config) {
+		if i == 1 {
+			cfg.Consensus.CRDT.Batching.MaxBatchSize = 1000
+			cfg.Consensus.CRDT.Batching.MaxBatchAge = config.Duration(2 * time.Second)
+		}
+	})
+	return peers[0], peers[1]
 }
