@@ -192,12 +192,15 @@ func (r *recentOps) get(ci api.Cid) (recentOp, bool) {
 }
 
 // applied marks the op on ci applied, when the applied change is it: the
-// update's version, or a removal for an unpin.
+// update's version, or a removal for an unpin. A version made after an
+// unpin ends it too: the unpin gave way to it (see the consensus's
+// laterPin), or was applied and this pin came after.
 func (r *recentOps) applied(ci api.Cid, version time.Time, removal bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	op, ok := r.ops[ci.KeyString()]
-	if ok && !op.applied && (removal && op.version.IsZero() || !removal && op.version.Equal(version)) {
+	unpin := op.version.IsZero()
+	if ok && !op.applied && (removal && unpin || !removal && (op.version.Equal(version) || unpin && version.After(op.at))) {
 		op.applied = true
 		r.ops[ci.KeyString()] = op
 	}

@@ -258,3 +258,36 @@ func startWithBatchingPeer(t *testing.T) (a, b *daemontest.Peer) {
 	})
 	return peers[0], peers[1]
 }
+
+// An unpin waiting in a batch does not take with it a pin made after it
+// and merged before the batch is committed: the later pin stands.
+func TestBatchedUnpinGivesWayToALaterPin(t *testing.T) {
+	a, b := startWithBatchingPeer(t)
+	ci := identityCids(t, "later-pin", 1)[0]
+	opts := func(name string) api.PinOptions {
+		return api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: name}
+	}
+	if _, err := a.Cluster.Pin(t.Context(), ci, opts("v1")); err != nil {
+		t.Fatal(err)
+	}
+	waitPinset(t, 10*time.Second, b, []api.Cid{ci})
+	if _, err := b.Cluster.Unpin(t.Context(), ci); err != nil { // waits in b's batch
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if _, err := a.Cluster.Pin(t.Context(), ci, opts("later")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*daemontest.Peer{a, b} {
+		waitUntil(t, 10*time.Second, p.Config.Cluster.Peername+" has the later pin", func() (bool, string) {
+			pin, err := p.Cluster.PinGet(t.Context(), ci)
+			return err == nil && pin.Name == "later", fmt.Sprintf("%q (%v)", pin.Name, err)
+		})
+	}
+	time.Sleep(3 * time.Second) // b's batch is committed by now
+	for _, p := range []*daemontest.Peer{a, b} {
+		if pin, err := p.Cluster.PinGet(t.Context(), ci); err != nil || pin.Name != "later" {
+			t.Fatalf("%s after b's batch: %q (%v), want the later pin", p.Config.Cluster.Peername, pin.Name, err)
+		}
+	}
+}

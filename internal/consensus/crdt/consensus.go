@@ -385,9 +385,12 @@ func (c *Consensus) commitBatch(ctx context.Context, ops []op) error {
 		if last[o.key] != i {
 			continue
 		}
-		if o.pin {
+		switch {
+		case o.pin:
 			err = b.Put(ctx, ds.NewKey(o.key), o.value)
-		} else {
+		case c.laterPin(ctx, o):
+			c.log.Info().Str("key", o.key).Msg("an unpin gives way to a pin made after it")
+		default:
 			err = b.Delete(ctx, ds.NewKey(o.key))
 		}
 		if err != nil {
@@ -421,10 +424,68 @@ func (c *Consensus) LogPin(ctx context.Context, pin api.Pin) error {
 	return c.logOp(ctx, op{pin: true, key: keyOf(pin.Cid), value: value})
 }
 
-// LogUnpin removes pin from the shared pinset, with the durability of
-// LogPin.
+// LogUnpin removes pin, the version this peer holds, from the shared
+// pinset, with the durability of LogPin. A version made after the unpin
+// that is merged before its commit stays (see laterPin).
 func (c *Consensus) LogUnpin(ctx context.Context, pin api.Pin) error {
-	return c.logOp(ctx, op{key: keyOf(pin.Cid)})
+	return c.logOp(ctx, op{key: keyOf(pin.Cid), value: encodeUnpin(pin.Timestamp, time.Now())})
+}
+
+// An unpin's journal value: the timestamp of the version it removes and
+// when it was asked, each as Unix seconds (varint) and nanoseconds
+// (uvarint). An unpin journaled without them (an older journal) removes
+// whatever it finds.
+func encodeUnpin(removed, at time.Time) []byte {
+	var b []byte
+	for _, t := range []time.Time{removed, at} {
+		b = binary.AppendVarint(b, t.Unix())
+		b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	}
+	return b
+}
+
+func decodeUnpin(v []byte) (removed, at time.Time, ok bool) {
+	var ts [2]time.Time
+	for i := range ts {
+		sec, n := binary.Varint(v)
+		if n <= 0 {
+			return time.Time{}, time.Time{}, false
+		}
+		v = v[n:]
+		nsec, n := binary.Uvarint(v)
+		if n <= 0 || nsec >= 1e9 {
+			return time.Time{}, time.Time{}, false
+		}
+		v = v[n:]
+		ts[i] = time.Unix(sec, int64(nsec))
+	}
+	return ts[0], ts[1], len(v) == 0
+}
+
+// laterPin reports whether the unpin o, about to be committed, would remove
+// a version of the pin made after it was asked: one merged meanwhile (o
+// waited in a batch, or in the journal across a crash). A CRDT removal
+// takes every version it finds, so the later pin would be lost; the unpin
+// gives way to it instead, as the later change. A version made before the
+// unpin, even one merged since, is removed with the one it named.
+func (c *Consensus) laterPin(ctx context.Context, o op) bool {
+	removed, at, ok := decodeUnpin(o.value)
+	if !ok {
+		return false
+	}
+	value, err := c.crdt.Get(ctx, ds.NewKey(o.key))
+	if err != nil {
+		return false // gone already, or unreadable: remove as asked
+	}
+	var cur api.Pin
+	if cur.UnmarshalBinary(value) != nil || cur.Timestamp.Equal(removed) {
+		return false
+	}
+	made := cur.Timestamp
+	if cur.Restored.After(made) {
+		made = cur.Restored
+	}
+	return made.After(at)
 }
 
 // keyOf is the CRDT key of a pin.

@@ -41,7 +41,7 @@ type op struct {
 	seq   uint64
 	pin   bool   // false: unpin
 	key   string // CRDT key: "/" + CID
-	value []byte // pin encoding; empty for an unpin
+	value []byte // pin encoding; for an unpin, encodeUnpin's (empty in older journals)
 }
 
 // journal is the write-ahead log of this peer's operations. Every LogPin

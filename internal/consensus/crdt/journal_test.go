@@ -416,3 +416,23 @@ func TestPebbleJournalOfAnEarlierVersion(t *testing.T) {
 		t.Fatalf("the old journal is still there: %q", it.Key())
 	}
 }
+
+// An unpin's journal value keeps both of its times, over the whole range
+// of time.Time; other bytes are no unpin value.
+func TestUnpinValue(t *testing.T) {
+	for _, c := range [][2]time.Time{
+		{time.Unix(1700000000, 123456789), time.Unix(1700000001, 5)},
+		{{}, time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+	} {
+		removed, at, ok := decodeUnpin(encodeUnpin(c[0], c[1]))
+		if !ok || !removed.Equal(c[0]) || !at.Equal(c[1]) {
+			t.Fatalf("round trip of %v: %v %v %t", c, removed, at, ok)
+		}
+	}
+	valid := encodeUnpin(time.Unix(1, 2), time.Unix(3, 4))
+	for _, bad := range [][]byte{nil, valid[:len(valid)-1], append(valid, 0), {0, 0x80, 0x94, 0xeb, 0xdc, 0x03, 0, 0}} {
+		if _, _, ok := decodeUnpin(bad); ok {
+			t.Fatalf("%x decoded as an unpin value", bad)
+		}
+	}
+}
