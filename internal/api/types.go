@@ -265,6 +265,16 @@ type Pin struct {
 	Replaced time.Time `json:"-"`
 }
 
+// Made is when this version was made: its timestamp, or when a state
+// import restored it, whichever is later. Of two concurrent changes of a
+// pin, the one made later stands.
+func (p *Pin) Made() time.Time {
+	if p.Restored.After(p.Timestamp) {
+		return p.Restored
+	}
+	return p.Timestamp
+}
+
 // PinWithOpts returns a data pin for c with the given options, its depth
 // following the mode.
 func PinWithOpts(c Cid, opts PinOptions) Pin {

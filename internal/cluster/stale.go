@@ -38,12 +38,11 @@ import (
 //     (recentOps): the version it replaced, and when. A version applied
 //     later that undoes it is put right: the peer removes the pin again,
 //     or commits its version again. Such a version is a moved version of
-//     the replaced one or an older one, or an older version made without
-//     knowing this change: one that replaced another version, or a new
-//     pin concurrent with this peer's new pin or update (recentOp.
-//     undoneBy). Between two concurrent changes the clocks of the peers
-//     that made them so decide, except that a new pin after an unpin
-//     stays whatever the clocks say: it may have been made knowing it.
+//     the replaced one or an older one, or a version made before this
+//     change and without knowing it: it did not update this change's
+//     version (recentOp.undoneBy). Between two concurrent changes the
+//     clocks of the peers that made them so decide: peers' clocks must
+//     agree (NTP) to better than the time between two changes of a pin.
 //   - A peer that applied a removal keeps its record (state.RemovedAt):
 //     a moved version of the removed version that comes back is removed
 //     again, on whichever peer sees it. A new pin or an update carries
@@ -166,10 +165,8 @@ func (op recentOp) undoneBy(w api.Pin) bool {
 		return true // a repin of the replaced version or an older one
 	case !op.version.IsZero() && w.Replaced.Equal(op.version):
 		return false // an update of this version: made after it
-	case op.version.IsZero() && w.Replaced.IsZero():
-		return false // a new pin after this unpin, or a concurrent one
 	}
-	return w.Timestamp.Before(op.when())
+	return w.Made().Before(op.when())
 }
 
 // other reports whether this peer committed a change of pin's CID

@@ -178,13 +178,15 @@ func TestRepinLeavesWhatAnotherPeerChanged(t *testing.T) {
 
 // Two peers change a pin at about the same time, each without knowing
 // the other's change (here b's waits in its batch): the later change
-// stands, the unpin as well as the update, whichever the shared pinset
+// stands, a pin, an update or an unpin, whichever the shared pinset
 // merged last. A pin added again after an unpin stays.
 func TestConcurrentChangesLaterOneStands(t *testing.T) {
 	a, b := startWithBatchingPeer(t)
 	cs := identityCids(t, "concurrent", 3)
 	unpinned, updated, readded := cs[0], cs[1], cs[2]
 	created := identityCids(t, "concurrent-new", 1)[0] // pinned new on both
+	// Pinned new on both, then unpinned on a: the unpin is the latest.
+	newThenUnpinned := identityCids(t, "concurrent-new-unpinned", 1)[0]
 	opts := func(name string) api.PinOptions {
 		return api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: name}
 	}
@@ -196,7 +198,7 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 	waitPinset(t, 10*time.Second, b, cs)
 	// b's updates wait in its batch; a's later unpin and update go out
 	// at once.
-	for _, ci := range []api.Cid{unpinned, updated, created} {
+	for _, ci := range []api.Cid{unpinned, updated, created, newThenUnpinned} {
 		if _, err := b.Cluster.Pin(t.Context(), ci, opts("b")); err != nil {
 			t.Fatal(err)
 		}
@@ -205,10 +207,13 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 	if _, err := a.Cluster.Unpin(t.Context(), unpinned); err != nil {
 		t.Fatal(err)
 	}
-	for _, ci := range []api.Cid{updated, created} {
+	for _, ci := range []api.Cid{updated, created, newThenUnpinned} {
 		if _, err := a.Cluster.Pin(t.Context(), ci, opts("a")); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := a.Cluster.Unpin(t.Context(), newThenUnpinned); err != nil {
+		t.Fatal(err)
 	}
 	// An unpin, then a new pin made knowing it: the pin stays.
 	if _, err := a.Cluster.Unpin(t.Context(), readded); err != nil {
@@ -228,9 +233,10 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 			up, err := p.Cluster.PinGet(t.Context(), updated)
 			again, err2 := p.Cluster.PinGet(t.Context(), readded)
 			both, err3 := p.Cluster.PinGet(t.Context(), created)
-			return gone != nil && err == nil && up.Name == "a" && err2 == nil && again.Name == "again" && err3 == nil && both.Name == "a",
-				fmt.Sprintf("unpinned still there: %t, updated: %q (%v), added again: %q (%v), new on both: %q (%v)",
-					gone == nil, up.Name, err, again.Name, err2, both.Name, err3)
+			_, gone2 := p.Cluster.PinGet(t.Context(), newThenUnpinned)
+			return gone != nil && err == nil && up.Name == "a" && err2 == nil && again.Name == "again" && err3 == nil && both.Name == "a" && gone2 != nil,
+				fmt.Sprintf("unpinned still there: %t, updated: %q (%v), added again: %q (%v), new on both: %q (%v), new then unpinned still there: %t",
+					gone == nil, up.Name, err, again.Name, err2, both.Name, err3, gone2 == nil)
 		})
 	}
 	time.Sleep(2 * time.Second) // a batch and a correction more
@@ -239,9 +245,10 @@ func TestConcurrentChangesLaterOneStands(t *testing.T) {
 		up, err := p.Cluster.PinGet(t.Context(), updated)
 		again, err2 := p.Cluster.PinGet(t.Context(), readded)
 		both, err3 := p.Cluster.PinGet(t.Context(), created)
-		if gone == nil || err != nil || up.Name != "a" || err2 != nil || again.Name != "again" || err3 != nil || both.Name != "a" {
-			t.Fatalf("%s later: unpinned still there: %t, updated: %q (%v), added again: %q (%v), new on both: %q (%v)",
-				p.Config.Cluster.Peername, gone == nil, up.Name, err, again.Name, err2, both.Name, err3)
+		_, gone2 := p.Cluster.PinGet(t.Context(), newThenUnpinned)
+		if gone == nil || err != nil || up.Name != "a" || err2 != nil || again.Name != "again" || err3 != nil || both.Name != "a" || gone2 == nil {
+			t.Fatalf("%s later: unpinned still there: %t, updated: %q (%v), added again: %q (%v), new on both: %q (%v), new then unpinned still there: %t",
+				p.Config.Cluster.Peername, gone == nil, up.Name, err, again.Name, err2, both.Name, err3, gone2 == nil)
 		}
 	}
 }

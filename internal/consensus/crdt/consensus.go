@@ -481,11 +481,7 @@ func (c *Consensus) laterPin(ctx context.Context, o op) bool {
 	if cur.UnmarshalBinary(value) != nil || cur.Timestamp.Equal(removed) {
 		return false
 	}
-	made := cur.Timestamp
-	if cur.Restored.After(made) {
-		made = cur.Restored
-	}
-	return made.After(at)
+	return cur.Made().After(at)
 }
 
 // keyOf is the CRDT key of a pin.
