@@ -29,7 +29,8 @@ import (
 // every committed change, their own and other peers', through Applier.
 type Consensus interface {
 	LogPin(ctx context.Context, pin api.Pin) error
-	LogUnpin(ctx context.Context, pin api.Pin) error
+	// LogUnpin's at is when the unpin was asked.
+	LogUnpin(ctx context.Context, pin api.Pin, at time.Time) error
 }
 
 // State is the shared pinset as applied on this peer.

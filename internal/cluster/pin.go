@@ -174,8 +174,8 @@ func (c *Cluster) Unpin(ctx context.Context, ci api.Cid) (api.Pin, error) {
 	case api.ShardType, api.ClusterDAGType:
 		return api.Pin{}, fmt.Errorf("%w: %s is a %s: unpin the sharded content's root instead", ErrInvalidRequest, ci, pin.Type)
 	}
-	c.recent.note(ci, pin.Timestamp, time.Time{})
-	if err := c.consensus.LogUnpin(ctx, pin); err != nil {
+	at := c.recent.note(ci, pin.Timestamp, time.Time{})
+	if err := c.consensus.LogUnpin(ctx, pin, at); err != nil {
 		c.recent.forget(ci)
 		return api.Pin{}, fmt.Errorf("unpin %s: commit: %w", ci, err)
 	}

@@ -127,9 +127,9 @@ func (r *recentOps) moving(ci api.Cid, on bool) {
 }
 
 // note records a new pin (replaced zero), an update or an unpin (version
-// zero) of ci about to be committed; forget undoes it when the commit
-// failed.
-func (r *recentOps) note(ci api.Cid, replaced, version time.Time) {
+// zero) of ci about to be committed, and returns the time it notes for it;
+// forget undoes it when the commit failed.
+func (r *recentOps) note(ci api.Cid, replaced, version time.Time) time.Time {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -138,6 +138,7 @@ func (r *recentOps) note(ci api.Cid, replaced, version time.Time) {
 	}
 	r.prune(now)
 	r.ops[ci.KeyString()] = recentOp{replaced: replaced, version: version, at: now}
+	return now
 }
 
 func (r *recentOps) forget(ci api.Cid) {
@@ -221,6 +222,9 @@ func (r *recentOps) pending(ci api.Cid) bool {
 type correction struct {
 	pin    api.Pin
 	remove bool
+	// at is when the removal was first asked: a pin made after it, merged
+	// before the correction commits, stays.
+	at time.Time
 }
 
 // corrections queues them for one worker. It is safe for concurrent use.
@@ -254,7 +258,7 @@ func (c *Cluster) checkStale(pin api.Pin, current api.Pin, ok bool) {
 		switch {
 		case op.version.IsZero():
 			c.log.Info().Stringer("cid", pin.Cid).Str("by", by).Msg("an unpin of this peer was undone: removing the pin again")
-			c.correct(correction{pin: pin, remove: true})
+			c.correct(correction{pin: pin, remove: true, at: op.at})
 			return
 		case ok && current.Timestamp.Equal(op.version):
 			c.log.Info().Stringer("cid", pin.Cid).Str("by", by).Msg("an update of this peer was undone: committing the update again")
@@ -269,7 +273,7 @@ func (c *Cluster) checkStale(pin api.Pin, current api.Pin, ok bool) {
 	case !removed:
 	case pin.Moved && pin.Timestamp.Equal(removedAt):
 		c.log.Info().Stringer("cid", pin.Cid).Msg("a removed pin came back re-allocated: removing it again")
-		c.correct(correction{pin: pin, remove: true})
+		c.correct(correction{pin: pin, remove: true, at: pin.Timestamp})
 	default:
 		if err := c.state.ForgetRemoved(pin.Cid); err != nil {
 			c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("forget removal record")
@@ -292,7 +296,7 @@ func (c *Cluster) correctLoop() {
 		for _, fix := range fixes {
 			var err error
 			if fix.remove {
-				err = c.consensus.LogUnpin(c.ctx, fix.pin)
+				err = c.consensus.LogUnpin(c.ctx, fix.pin, fix.at)
 			} else {
 				err = c.consensus.LogPin(c.ctx, fix.pin)
 			}

@@ -425,10 +425,11 @@ func (c *Consensus) LogPin(ctx context.Context, pin api.Pin) error {
 }
 
 // LogUnpin removes pin, the version this peer holds, from the shared
-// pinset, with the durability of LogPin. A version made after the unpin
-// that is merged before its commit stays (see laterPin).
-func (c *Consensus) LogUnpin(ctx context.Context, pin api.Pin) error {
-	return c.logOp(ctx, op{key: keyOf(pin.Cid), value: encodeUnpin(pin.Timestamp, time.Now())})
+// pinset, with the durability of LogPin. at is when the unpin was asked: a
+// version made after it that is merged before the commit stays (see
+// laterPin).
+func (c *Consensus) LogUnpin(ctx context.Context, pin api.Pin, at time.Time) error {
+	return c.logOp(ctx, op{key: keyOf(pin.Cid), value: encodeUnpin(pin.Timestamp, at)})
 }
 
 // An unpin's journal value: the timestamp of the version it removes and

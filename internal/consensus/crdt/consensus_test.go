@@ -71,7 +71,7 @@ func TestThreePeersConverge(t *testing.T) {
 	for i, p := range peers {
 		victims := all[((i+1)%3)*30 : ((i+1)%3)*30+10]
 		for _, pin := range victims {
-			if err := p.c.LogUnpin(context.Background(), pin); err != nil {
+			if err := p.c.LogUnpin(context.Background(), pin, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -114,7 +114,7 @@ func TestThreePeersConverge(t *testing.T) {
 	done := make(chan error, 2)
 	go func() {
 		for i := 50; i < 55; i++ {
-			if err := a.c.LogUnpin(context.Background(), testPin(i, "v1")); err != nil {
+			if err := a.c.LogUnpin(context.Background(), testPin(i, "v1"), time.Now()); err != nil {
 				done <- err
 				return
 			}
@@ -300,16 +300,16 @@ func TestPartitionHeals(t *testing.T) {
 	logPins(t, c.c, rightPins[:25], 4)
 	logPins(t, d.c, rightPins[25:], 4)
 	for i := range 5 {
-		if err := b.c.LogUnpin(context.Background(), base[i]); err != nil {
+		if err := b.c.LogUnpin(context.Background(), base[i], time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.c.LogUnpin(context.Background(), base[10+i]); err != nil {
+		if err := d.c.LogUnpin(context.Background(), base[10+i], time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The same pin unpinned on the left and updated on the right.
 	contested := base[20]
-	if err := a.c.LogUnpin(context.Background(), contested); err != nil {
+	if err := a.c.LogUnpin(context.Background(), contested, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.c.LogPin(context.Background(), testPin(20, "contested")); err != nil {

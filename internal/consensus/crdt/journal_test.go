@@ -371,7 +371,7 @@ func TestImportingAgainRestoresRemovedPins(t *testing.T) {
 	}
 	importInto()
 	waitSamePinset(t, 30*time.Second, lines(pins...), a, b)
-	if err := b.c.LogUnpin(context.Background(), pins[1]); err != nil {
+	if err := b.c.LogUnpin(context.Background(), pins[1], time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	waitSamePinset(t, 30*time.Second, lines(pins[0], pins[2]), a, b)

@@ -24,7 +24,7 @@ func TestConcurrentUnpinAndRepinConverge(t *testing.T) {
 			wg.Add(3)
 			go func() {
 				defer wg.Done()
-				errs <- a.c.LogUnpin(context.Background(), testPin(i, ""))
+				errs <- a.c.LogUnpin(context.Background(), testPin(i, ""), time.Now())
 			}()
 			go func() {
 				defer wg.Done()
