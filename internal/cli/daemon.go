@@ -83,6 +83,12 @@ func runDaemon(c *Context) error {
 			bootstrap = append(bootstrap, a)
 		}
 	}
+	// Signals are caught from before the start: one that arrives once the
+	// API answers, before the peer is ready, must still shut it down
+	// cleanly, not kill it.
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	peer, err := daemon.Start(dir, cfg, ident, daemon.Options{Bootstrap: bootstrap, NoTrust: c.Bool("no-trust")})
 	if err != nil {
 		return err
@@ -95,9 +101,6 @@ func runDaemon(c *Context) error {
 	defer stopMem()
 	go memory.Default(logging.For("memory")).Run(memCtx)
 
-	sigs := make(chan os.Signal, 3)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			// The outcome is logged by the core.
