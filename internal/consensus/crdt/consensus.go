@@ -163,7 +163,7 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	c.applies.start()
 
 	guarded := &guardedStore{Datastore: pds, check: c.space.CheckWrite}
-	bstore := blockstore.NewBlockstore(namespace.Wrap(guarded, ds.NewKey(ns+"/b")))
+	bstore := dagBlocks(guarded, ns)
 	// Bitswap outlives c.ctx: the merge workers fetch until crdt.Close.
 	exchange := bitswap.New(context.Background(), bsnet.NewFromIpfsHost(h), nil, bstore)
 	// c.bcast is set before go-ds-crdt, the only caller, starts.
@@ -223,6 +223,12 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	}()
 	c.log.Info().Str("topic", topic).Bool("batching", c.cfg.batching()).Msg("crdt consensus started")
 	return nil
+}
+
+// dagBlocks is the block store of the CRDT DAG in d, under namespace ns
+// (see the package doc).
+func dagBlocks(d ds.Datastore, ns string) blockstore.Blockstore {
+	return blockstore.NewBlockstore(namespace.Wrap(d, ds.NewKey(ns+"/b")))
 }
 
 // openKey marks a database a Consensus runs on; finding it at start means

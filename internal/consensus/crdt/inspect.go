@@ -8,11 +8,9 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/boxo/blockservice"
-	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
-	"github.com/ipfs/go-datastore/namespace"
 	crdt "github.com/ipfs/go-ds-crdt"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/rs/zerolog"
@@ -37,8 +35,7 @@ func Inspect(db *state.DB, ns string, log zerolog.Logger) (*Inspector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crdt inspect: wrap database: %w", err)
 	}
-	bstore := blockstore.NewBlockstore(namespace.Wrap(pds, ds.NewKey(ns+"/b")))
-	bserv := blockservice.New(bstore, nil)
+	bserv := blockservice.New(dagBlocks(pds, ns), nil)
 	opts := crdt.DefaultOptions()
 	opts.Logger = crdtLogger{log}
 	opts.RepairInterval = 0
