@@ -91,7 +91,7 @@ func (c *Cluster) commit(ctx context.Context, pin api.Pin, allocate bool) (api.P
 	pin.UserAllocations = nil
 	pin.Timestamp, pin.Moved = time.Now().UTC(), false
 	pin.Replaced = existing.Timestamp // zero for a new pin; see stale.go
-	c.recent.note(pin.Cid, existing.Timestamp, pin.Timestamp)
+	c.recent.note(pin.Cid, recentOp{replaced: existing.Timestamp, version: pin.Timestamp, at: pin.Timestamp})
 	if err := c.consensus.LogPin(ctx, pin); err != nil {
 		c.recent.forget(pin.Cid)
 		return api.Pin{}, fmt.Errorf("pin %s: commit: %w", pin.Cid, err)
@@ -174,7 +174,8 @@ func (c *Cluster) Unpin(ctx context.Context, ci api.Cid) (api.Pin, error) {
 	case api.ShardType, api.ClusterDAGType:
 		return api.Pin{}, fmt.Errorf("%w: %s is a %s: unpin the sharded content's root instead", ErrInvalidRequest, ci, pin.Type)
 	}
-	at := c.recent.note(ci, pin.Timestamp, time.Time{})
+	at := time.Now()
+	c.recent.note(ci, recentOp{replaced: pin.Timestamp, at: at})
 	if err := c.consensus.LogUnpin(ctx, pin, at); err != nil {
 		c.recent.forget(ci)
 		return api.Pin{}, fmt.Errorf("unpin %s: commit: %w", ci, err)
@@ -200,6 +201,14 @@ func (c *Cluster) resolve(ctx context.Context, path string) (api.Cid, error) {
 		return api.CidUndef, err // it names the path
 	}
 	return ci, nil
+}
+
+// Resume notes a change of this peer's that an earlier run acknowledged and
+// the consensus commits again at start (see crdt.Applier), as commit and
+// Unpin note theirs: a concurrent change made before it that undoes it is
+// put right.
+func (c *Cluster) Resume(ci api.Cid, replaced, version, at time.Time) {
+	c.recent.note(ci, recentOp{replaced: replaced, version: version, at: at})
 }
 
 // ApplyPin writes a committed pin to the local state and hands it to the

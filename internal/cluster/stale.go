@@ -66,7 +66,8 @@ const (
 type recentOp struct {
 	replaced time.Time // timestamp of the version it replaced; zero for a new pin
 	version  time.Time // timestamp of the new version; zero for an unpin
-	at       time.Time // when it was committed
+	at       time.Time // when it was asked
+	noted    time.Time // when this process noted it: at, or a restart for a resumed op
 	applied  bool      // applied here
 }
 
@@ -76,7 +77,7 @@ func (op recentOp) expired(now time.Time) bool {
 	if op.replaced.IsZero() {
 		window = freshWindow
 	}
-	return now.Sub(op.at) > window
+	return now.Sub(op.noted) > window
 }
 
 // recentOps remembers them by CID key, and the repins this peer committed
@@ -126,19 +127,18 @@ func (r *recentOps) moving(ci api.Cid, on bool) {
 	r.moves[ci.KeyString()] = now
 }
 
-// note records a new pin (replaced zero), an update or an unpin (version
-// zero) of ci about to be committed, and returns the time it notes for it;
-// forget undoes it when the commit failed.
-func (r *recentOps) note(ci api.Cid, replaced, version time.Time) time.Time {
-	now := time.Now()
+// note records op, a new pin (replaced zero), an update or an unpin
+// (version zero) of ci about to be committed; forget undoes it when the
+// commit failed.
+func (r *recentOps) note(ci api.Cid, op recentOp) {
+	op.noted = time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ops == nil {
 		r.ops = map[string]recentOp{}
 	}
-	r.prune(now)
-	r.ops[ci.KeyString()] = recentOp{replaced: replaced, version: version, at: now}
-	return now
+	r.prune(op.noted)
+	r.ops[ci.KeyString()] = op
 }
 
 func (r *recentOps) forget(ci api.Cid) {
@@ -190,15 +190,15 @@ func (r *recentOps) get(ci api.Cid) (recentOp, bool) {
 }
 
 // applied marks the op on ci applied, when the applied change is it: the
-// update's version, or a removal for an unpin. A version made after an
-// unpin ends it too: the unpin gave way to it (see the consensus's
-// laterPin), or was applied and this pin came after.
+// update's version, or a removal for an unpin. A version made after the op
+// ends it too: the op gave way to it (see the consensus's laterVersion),
+// or was applied and this version came after.
 func (r *recentOps) applied(ci api.Cid, version time.Time, removal bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	op, ok := r.ops[ci.KeyString()]
 	unpin := op.version.IsZero()
-	if ok && !op.applied && (removal && unpin || !removal && (op.version.Equal(version) || unpin && version.After(op.at))) {
+	if ok && !op.applied && (removal && unpin || !removal && (op.version.Equal(version) || version.After(op.when()))) {
 		op.applied = true
 		r.ops[ci.KeyString()] = op
 	}

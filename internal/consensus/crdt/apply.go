@@ -24,9 +24,17 @@ import (
 // concurrently. An error leaves the change pending: it is given again on the
 // next start. The methods must not call LogPin or LogUnpin: a local
 // operation applies its own change before it returns.
+//
+// Resume is called at start, before the commit, for each operation of this
+// peer's that an earlier run acknowledged and the journal commits again:
+// a pin or an update of ci (version is its timestamp) or an unpin (version
+// zero), replacing the version stamped replaced, asked at at. The new
+// process so knows its own pending changes as the earlier one did, and can
+// put them right when a concurrent change made before them undoes them.
 type Applier interface {
 	ApplyPin(pin api.Pin) error
 	ApplyUnpin(pin api.Pin) error
+	Resume(ci api.Cid, replaced, version, at time.Time)
 }
 
 // Apply marker values: one byte of kind, then the pin encoding (the new

@@ -199,7 +199,7 @@ func (c *Consensus) start(h host.Host, ps *pubsub.PubSub, topic string, applier 
 	if err := c.replayPebbleJournal(); err != nil {
 		return err
 	}
-	if err := c.replay(journalDir, resolved); err != nil {
+	if err := c.replay(journalDir, resolved, applier); err != nil {
 		return err
 	}
 	c.wg.Add(2)
@@ -335,11 +335,12 @@ func (c *Consensus) releaseLoop() {
 
 // replay opens the journal and commits the operations an earlier run (or
 // state import) journaled past resolved, a delta per groupCommitSize.
-func (c *Consensus) replay(dir string, resolved uint64) error {
+func (c *Consensus) replay(dir string, resolved uint64, applier Applier) error {
 	n := 0
 	var err error
 	c.journal, err = openJournal(dir, c.cfg.FsyncAcks, resolved, c.log, func(ops []op) error {
 		n += len(ops)
+		c.resume(ops, applier)
 		return c.commitJournaled(c.ctx, ops)
 	})
 	if err != nil {
@@ -349,6 +350,28 @@ func (c *Consensus) replay(dir string, resolved uint64) error {
 		c.log.Info().Int("operations", n).Msg("committed the journaled operations of the last run")
 	}
 	return c.releaseJournal()
+}
+
+// resume tells applier of the journaled ops about to be committed again
+// (see Applier.Resume). Repins are not changes of their own, and an unpin
+// journaled by an older version, without its times, cannot be placed in
+// time: both are left out.
+func (c *Consensus) resume(ops []op, applier Applier) {
+	for _, o := range ops {
+		if o.pin {
+			var pin api.Pin
+			if pin.UnmarshalBinary(o.value) != nil || pin.Moved {
+				continue
+			}
+			applier.Resume(pin.Cid, pin.Replaced, pin.Timestamp, pin.Timestamp)
+			continue
+		}
+		ci, err := api.DecodeCid(strings.TrimPrefix(o.key, "/"))
+		removed, at, ok := decodeUnpin(o.value)
+		if err == nil && ok {
+			applier.Resume(ci, removed, time.Time{}, at)
+		}
+	}
 }
 
 // commitJournaled commits journaled ops, in journal order, as one delta.
@@ -392,10 +415,10 @@ func (c *Consensus) commitBatch(ctx context.Context, ops []op) error {
 			continue
 		}
 		switch {
+		case c.laterVersion(ctx, o):
+			c.log.Info().Str("key", o.key).Bool("unpin", !o.pin).Msg("a change gives way to a version made after it")
 		case o.pin:
 			err = b.Put(ctx, ds.NewKey(o.key), o.value)
-		case c.laterPin(ctx, o):
-			c.log.Info().Str("key", o.key).Msg("an unpin gives way to a pin made after it")
 		default:
 			err = b.Delete(ctx, ds.NewKey(o.key))
 		}
@@ -433,7 +456,7 @@ func (c *Consensus) LogPin(ctx context.Context, pin api.Pin) error {
 // LogUnpin removes pin, the version this peer holds, from the shared
 // pinset, with the durability of LogPin. at is when the unpin was asked: a
 // version made after it that is merged before the commit stays (see
-// laterPin).
+// laterVersion).
 func (c *Consensus) LogUnpin(ctx context.Context, pin api.Pin, at time.Time) error {
 	return c.logOp(ctx, op{key: keyOf(pin.Cid), value: encodeUnpin(pin.Timestamp, at)})
 }
@@ -469,26 +492,38 @@ func decodeUnpin(v []byte) (removed, at time.Time, ok bool) {
 	return ts[0], ts[1], len(v) == 0
 }
 
-// laterPin reports whether the unpin o, about to be committed, would remove
-// a version of the pin made after it was asked: one merged meanwhile (o
-// waited in a batch, or in the journal across a crash). A CRDT removal
-// takes every version it finds, so the later pin would be lost; the unpin
-// gives way to it instead, as the later change. A version made before the
-// unpin, even one merged since, is removed with the one it named.
-func (c *Consensus) laterPin(ctx context.Context, o op) bool {
-	removed, at, ok := decodeUnpin(o.value)
-	if !ok {
-		return false
+// laterVersion reports whether o, about to be committed, would replace or
+// remove a version of the pin made after o was: one merged meanwhile (o
+// waited in a batch, or in the journal across a crash, or another peer's
+// change arrived between this peer's read and its commit). A CRDT removal
+// takes every version it finds, and a put stacks on whatever is there, so
+// the later change would be lost; o gives way to it instead, as the earlier
+// change. The version o names as the one it replaces (an update's
+// Replaced, an unpin's removed version) and o's own version (a repin) are
+// never in its way, whatever the clocks say: o was made knowing them.
+func (c *Consensus) laterVersion(ctx context.Context, o op) bool {
+	var replaced, own, made time.Time
+	if o.pin {
+		var pin api.Pin
+		if pin.UnmarshalBinary(o.value) != nil {
+			return false
+		}
+		replaced, own, made = pin.Replaced, pin.Timestamp, pin.Made()
+	} else {
+		var ok bool
+		if replaced, made, ok = decodeUnpin(o.value); !ok {
+			return false
+		}
 	}
 	value, err := c.crdt.Get(ctx, ds.NewKey(o.key))
 	if err != nil {
-		return false // gone already, or unreadable: remove as asked
+		return false // none, or unreadable: commit as asked
 	}
 	var cur api.Pin
-	if cur.UnmarshalBinary(value) != nil || cur.Timestamp.Equal(removed) {
+	if cur.UnmarshalBinary(value) != nil || cur.Timestamp.Equal(replaced) || cur.Timestamp.Equal(own) {
 		return false
 	}
-	return cur.Made().After(at)
+	return cur.Made().After(made)
 }
 
 // keyOf is the CRDT key of a pin.

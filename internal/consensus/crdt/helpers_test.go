@@ -67,9 +67,10 @@ func testConfig() Config {
 type testApplier struct {
 	db *state.DB
 
-	mu     sync.Mutex
-	pins   map[string]int
-	unpins map[string]int
+	mu      sync.Mutex
+	pins    map[string]int
+	unpins  map[string]int
+	resumed []string // "cid replaced version at", Unix nanoseconds
 }
 
 func newTestApplier(db *state.DB) *testApplier {
@@ -94,6 +95,18 @@ func (a *testApplier) ApplyUnpin(p api.Pin) error {
 		return err
 	}
 	return nil
+}
+
+func (a *testApplier) Resume(c api.Cid, replaced, version, at time.Time) {
+	nanos := func(t time.Time) int64 {
+		if t.IsZero() {
+			return 0
+		}
+		return t.UnixNano()
+	}
+	a.mu.Lock()
+	a.resumed = append(a.resumed, fmt.Sprint(c, " ", nanos(replaced), " ", nanos(version), " ", nanos(at)))
+	a.mu.Unlock()
 }
 
 func (a *testApplier) count(m map[string]int, c api.Cid, n int) {
