@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -225,6 +226,34 @@ type correction struct {
 	// at is when the removal was first asked: a pin made after it, merged
 	// before the correction commits, stays.
 	at time.Time
+	// undoing is the version put right. The shared pinset merges a
+	// branch from its tip down and counts it in the DAG's height only
+	// once it is all merged: a correction committed while the rest of
+	// the branch that brought undoing is merged sits lower than it, and
+	// loses. So the state is checked again after a while, and while it
+	// still holds undoing the correction is committed again.
+	undoing api.Pin
+	tries   int
+}
+
+const (
+	// correctionCheck is when the state is first checked after a
+	// correction; each new attempt doubles it, up to correctionTries
+	// attempts.
+	correctionCheck = 2 * time.Second
+	correctionTries = 5
+)
+
+// stillUndone reports whether the state still holds the version fix put
+// right.
+func (c *Cluster) stillUndone(fix correction) bool {
+	cur, err := c.state.Get(fix.pin.Cid)
+	if err != nil {
+		return false
+	}
+	a, aerr := cur.MarshalBinary()
+	b, berr := fix.undoing.MarshalBinary()
+	return aerr == nil && berr == nil && bytes.Equal(a, b)
 }
 
 // corrections queues them for one worker. It is safe for concurrent use.
@@ -258,11 +287,11 @@ func (c *Cluster) checkStale(pin api.Pin, current api.Pin, ok bool) {
 		switch {
 		case op.version.IsZero():
 			c.log.Info().Stringer("cid", pin.Cid).Str("by", by).Msg("an unpin of this peer was undone: removing the pin again")
-			c.correct(correction{pin: pin, remove: true, at: op.at})
+			c.correct(correction{pin: pin, remove: true, at: op.at, undoing: pin})
 			return
 		case ok && current.Timestamp.Equal(op.version):
 			c.log.Info().Stringer("cid", pin.Cid).Str("by", by).Msg("an update of this peer was undone: committing the update again")
-			c.correct(correction{pin: current})
+			c.correct(correction{pin: current, undoing: pin})
 			return
 		}
 	}
@@ -273,7 +302,7 @@ func (c *Cluster) checkStale(pin api.Pin, current api.Pin, ok bool) {
 	case !removed:
 	case pin.Moved && pin.Timestamp.Equal(removedAt):
 		c.log.Info().Stringer("cid", pin.Cid).Msg("a removed pin came back re-allocated: removing it again")
-		c.correct(correction{pin: pin, remove: true, at: pin.Timestamp})
+		c.correct(correction{pin: pin, remove: true, at: pin.Timestamp, undoing: pin})
 	default:
 		if err := c.state.ForgetRemoved(pin.Cid); err != nil {
 			c.log.Warn().Err(err).Stringer("cid", pin.Cid).Msg("forget removal record")
@@ -281,18 +310,39 @@ func (c *Cluster) checkStale(pin api.Pin, current api.Pin, ok bool) {
 	}
 }
 
-// correctLoop commits the corrections checkStale queued.
+// correctLoop commits the corrections checkStale queued, and each again
+// while the state still holds the version it put right (see correction).
 func (c *Cluster) correctLoop() {
+	type check struct {
+		fix correction
+		due time.Time
+	}
+	var checks []check
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.fixes.wake:
+		case <-timer.C:
 		}
 		c.fixes.mu.Lock()
 		fixes := c.fixes.queue
 		c.fixes.queue = nil
 		c.fixes.mu.Unlock()
+		now := time.Now()
+		waiting := checks[:0]
+		for _, ch := range checks {
+			switch {
+			case now.Before(ch.due):
+				waiting = append(waiting, ch)
+			case c.stillUndone(ch.fix):
+				c.log.Info().Stringer("cid", ch.fix.pin.Cid).Int("attempt", ch.fix.tries+1).Msg("a correction lost the merge to the version it put right: committing it again")
+				fixes = append(fixes, ch.fix)
+			}
+		}
+		checks = waiting
 		for _, fix := range fixes {
 			var err error
 			if fix.remove {
@@ -303,6 +353,14 @@ func (c *Cluster) correctLoop() {
 			if err != nil && c.ctx.Err() == nil {
 				c.log.Warn().Err(err).Stringer("cid", fix.pin.Cid).Bool("remove", fix.remove).Msg("commit a correction")
 			}
+			if fix.tries++; fix.tries < correctionTries {
+				checks = append(checks, check{fix: fix, due: now.Add(correctionCheck << (fix.tries - 1))})
+			}
+		}
+		timer.Stop()
+		if len(checks) > 0 {
+			next := slices.MinFunc(checks, func(a, b check) int { return a.due.Compare(b.due) })
+			timer.Reset(time.Until(next.due))
 		}
 	}
 }

@@ -298,3 +298,55 @@ func TestBatchedUnpinGivesWayToALaterPin(t *testing.T) {
 		}
 	}
 }
+
+// A change of this peer's that a restart commits again from the journal
+// (the consensus calls Resume, then commits) is put right like any recent
+// change when a concurrent version made before it wins the merge: here a
+// version committed higher in the DAG on the other side of a partition.
+func TestResumedChangeIsPutRight(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, nil)
+	a, b := peers[0], peers[1]
+	cs := identityCids(t, "resumed", 3)
+	ci := cs[0]
+	opts := func(name string) api.PinOptions {
+		return api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: name}
+	}
+	first, err := a.Cluster.Pin(t.Context(), ci, opts("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPinset(t, 10*time.Second, b, cs[:1])
+	heal := partition(t, []*daemontest.Peer{a}, []*daemontest.Peer{b})
+
+	resumed := first
+	resumed.Name, resumed.Replaced, resumed.Timestamp = "resumed", first.Timestamp, time.Now().UTC()
+	b.Cluster.Resume(ci, resumed.Replaced, resumed.Timestamp, resumed.Timestamp)
+	if err := b.Consensus.LogPin(t.Context(), resumed); err != nil {
+		t.Fatal(err)
+	}
+	// a, not knowing it, commits two other pins, then a version of ci
+	// made before b's: it sits higher in the DAG and wins the merge.
+	for _, other := range cs[1:] {
+		if _, err := a.Cluster.Pin(t.Context(), other, opts("other")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	earlier := first
+	earlier.Name, earlier.Replaced, earlier.Timestamp = "earlier", first.Timestamp, resumed.Timestamp.Add(-50*time.Millisecond)
+	if err := a.Consensus.LogPin(t.Context(), earlier); err != nil {
+		t.Fatal(err)
+	}
+	heal()
+	for _, p := range peers {
+		waitUntil(t, 20*time.Second, p.Config.Cluster.Peername+" keeps the resumed change", func() (bool, string) {
+			pin, err := p.Cluster.PinGet(t.Context(), ci)
+			return err == nil && pin.Name == "resumed" && p.DB.Len() == len(cs), fmt.Sprintf("%q (%v), %d pins", pin.Name, err, p.DB.Len())
+		})
+	}
+	time.Sleep(time.Second) // a correction more would show by now
+	for _, p := range peers {
+		if pin, err := p.Cluster.PinGet(t.Context(), ci); err != nil || pin.Name != "resumed" {
+			t.Fatalf("%s later: %q (%v), want the resumed change", p.Config.Cluster.Peername, pin.Name, err)
+		}
+	}
+}
