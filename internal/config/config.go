@@ -40,12 +40,15 @@ type Cluster struct {
 	PinOnlyOnTrustedPeers  bool              `json:"pin_only_on_trusted_peers"`
 	// PinOnlyOnUntrustedPeers never allocates to trusted peers: they
 	// keep the pinset, the others store the content.
-	PinOnlyOnUntrustedPeers bool            `json:"pin_only_on_untrusted_peers"`
-	DisableRepinning        bool            `json:"disable_repinning"`
-	PeerstoreFile           string          `json:"peerstore_file"`
-	PeerAddresses           []string        `json:"peer_addresses"`
-	ResourceManager         ResourceManager `json:"resource_manager"`
-	PubSub                  PubSub          `json:"pubsub"`
+	PinOnlyOnUntrustedPeers bool `json:"pin_only_on_untrusted_peers"`
+	DisableRepinning        bool `json:"disable_repinning"`
+	// FollowerMode makes a peer that stores what the trusted peers
+	// decide and cannot change the pinset (ipfs-cluster-follow sets it).
+	FollowerMode    bool            `json:"follower_mode,omitempty"`
+	PeerstoreFile   string          `json:"peerstore_file"`
+	PeerAddresses   []string        `json:"peer_addresses"`
+	ResourceManager ResourceManager `json:"resource_manager"`
+	PubSub          PubSub          `json:"pubsub"`
 	// EnableRelayHop relays connections between other peers.
 	EnableRelayHop bool `json:"enable_relay_hop"`
 	// The features below talk to more than the configured peers (the
@@ -252,6 +255,9 @@ type Config struct {
 
 	// Warnings lists what loading ignored (unknown keys and sections).
 	Warnings []string `json:"-"`
+	// Source is the URL the configuration was fetched from, when
+	// service.json holds only {"source": url}.
+	Source string `json:"-"`
 }
 
 // StringList is a list of strings that JSON may also give as one string.
@@ -417,10 +423,10 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if top == nil {
 		return nil, fmt.Errorf("%w: %s: expected a JSON object with the configuration's sections", ErrInvalid, ServiceFile)
 	}
+	if src, ok := top["source"]; ok {
+		return nil, fmt.Errorf("%w: %s: \"source\": %s: a configuration fetched from a source cannot point to another source", ErrInvalid, ServiceFile, clip(src))
+	}
 	if _, ok := top["cluster"]; !ok {
-		if src, ok := top["source"]; ok {
-			return nil, fmt.Errorf("%w: %s: \"source\": %s: remote configuration sources are not supported; put the configuration itself in the file", ErrInvalid, ServiceFile, clip(src))
-		}
 		return nil, fmt.Errorf("%w: %s: no cluster section (the peer's name, secret and addresses)", ErrInvalid, ServiceFile)
 	}
 	if _, ok := top["api"]; !ok || !hasKey(top["api"], "restapi") {
@@ -695,7 +701,10 @@ func (c *Config) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// Load reads dir/service.json.
+// Load reads dir/service.json. A file that holds only {"source": url}
+// (what ipfs-cluster-follow init writes) loads the configuration served at
+// url, fetched at every start, as the reference does: the cluster's
+// operators keep one template for all their followers.
 func Load(dir string, getenv func(string) string) (*Config, error) {
 	path := filepath.Join(dir, ServiceFile)
 	data, err := os.ReadFile(path)
@@ -705,7 +714,19 @@ func Load(dir string, getenv func(string) string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return Parse(data, getenv)
+	url, ok := SourceOf(data)
+	if !ok {
+		return Parse(data, getenv)
+	}
+	if data, err = fetchSource(url); err != nil {
+		return nil, err
+	}
+	c, err := Parse(data, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("configuration from %s: %w", url, err)
+	}
+	c.Source = url
+	return c, nil
 }
 
 // Save writes dir/service.json (mode 0600: it holds the secret).

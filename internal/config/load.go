@@ -64,7 +64,6 @@ var unusedReferenceKeys = map[string]string{
 	"cluster.leave_on_shutdown":                         "only raft consensus uses it",
 	"cluster.peer_watch_interval":                       "only raft consensus uses it",
 	"cluster.mdns_interval":                             "there is no mDNS discovery; peers are found through peer_addresses, the peerstore file and --bootstrap",
-	"cluster.follower_mode":                             "this version has no follower mode",
 	"ipfs_connector.ipfshttp.informer_trigger_interval": "metrics are sent on their own intervals",
 }
 
