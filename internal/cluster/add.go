@@ -77,6 +77,9 @@ var ErrAddFailed = errors.New("add failed on every destination")
 // every destination at once, then commit the pin with those allocations.
 // The add fails only when every destination failed.
 func (c *Cluster) Add(ctx context.Context, p AddParams, build func(ctx context.Context, sink adder.BlockSink) (api.Cid, error)) (AddResult, error) {
+	if c.cfg.FollowerMode {
+		return AddResult{}, ErrFollowerMode
+	}
 	pin := api.PinWithOpts(p.Root, p.Pin)
 	if err := c.admitPin(ctx, &pin); err != nil {
 		return AddResult{}, err

@@ -98,6 +98,11 @@ type Config struct {
 	PinOnlyOnTrustedPeers bool
 	// PinOnlyOnUntrustedPeers never allocates to peers in trusted_peers.
 	PinOnlyOnUntrustedPeers bool
+	// FollowerMode makes a peer that pins what the trusted peers decide
+	// and changes nothing: pins, unpins and adds are refused, status and
+	// recover stay local, and it neither repins, unpins expired pins nor
+	// corrects the pinset (see ErrFollowerMode).
+	FollowerMode bool
 	// OpenBlocks opens a stream that stores blocks in this peer's kubo,
 	// for adds.
 	OpenBlocks func(ctx context.Context) BlockWriter
@@ -129,6 +134,9 @@ var (
 	// ErrHandoffPending: this peer keeps a pin allocated elsewhere until
 	// the new allocations hold it (Handoff).
 	ErrHandoffPending = errors.New("release pending")
+	// ErrFollowerMode: a follower peer refuses to change the pinset
+	// (403); the reference's words.
+	ErrFollowerMode = errors.New("this peer is configured to be in follower mode. Write operations are disabled")
 )
 
 // Cluster is the peer core. Its methods are safe for concurrent use.
@@ -201,8 +209,10 @@ func (c *Cluster) Start() {
 		unreachable := map[peer.ID]bool{}
 		c.every(c.cfg.ConnectSwarmsDelay, func() { c.connectKubos(unreachable) })
 	}
-	c.wg.Go(c.expiryLoop)
-	c.wg.Go(c.correctLoop)
+	if !c.cfg.FollowerMode {
+		c.wg.Go(c.expiryLoop)
+		c.wg.Go(c.correctLoop)
+	}
 	c.every(c.cfg.PinRecoverInterval, func() {
 		n := 0
 		err := c.tracker.RecoverAll(c.ctx, false, func(api.PinInfo) error { n++; return nil })

@@ -95,17 +95,21 @@ func (c *Cluster) startMetrics() {
 		// Every down peer, not only the one just gone: it may have
 		// been the peer responsible for the pins of one that went
 		// down before it, which now fall to another.
-		if down && !c.cfg.DisableRepinning {
+		if down && c.repins() {
 			c.repinSweep()
 		}
 	})
 	// The repin sweep, every state_sync_interval and not sooner after
 	// start: until this peer has connected and heard the others' pings,
 	// every other peer looks down to it.
-	if !c.cfg.DisableRepinning {
+	if c.repins() {
 		c.every(max(c.cfg.StateSyncInterval, 4*c.cfg.PingInterval), c.repinSweep)
 	}
 }
+
+// repins says whether this peer moves the pins of peers that went down:
+// repinning is on, and it is no follower (see FollowerMode).
+func (c *Cluster) repins() bool { return !c.cfg.DisableRepinning && !c.cfg.FollowerMode }
 
 // publish sends one informer's metrics and returns when to send them next.
 func (c *Cluster) publish(inf Informer) time.Duration {
@@ -124,7 +128,7 @@ func (c *Cluster) publish(inf Informer) time.Duration {
 func (c *Cluster) sendPing() {
 	id := c.kuboID()
 	value, _ := json.Marshal(ping{PeerName: c.cfg.PeerName, IPFSID: id.ID.String(), IPFSAddresses: id.Addresses,
-		ClusterAddresses: c.addrs(), Repinning: !c.cfg.DisableRepinning, ClusterName: c.cfg.ClusterName})
+		ClusterAddresses: c.addrs(), Repinning: c.repins(), ClusterName: c.cfg.ClusterName})
 	m := api.Metric{Name: pingMetric, Peer: c.cfg.Peer, Value: string(value), Valid: true}
 	m.SetTTL(2 * c.cfg.PingInterval)
 	c.monitor.Publish(m)

@@ -30,6 +30,9 @@ func (c *Cluster) PinPath(ctx context.Context, path string, opts api.PinOptions)
 // pin is the pin flow: validate, admit, fill replication defaults, carry
 // over a pin update, then commit.
 func (c *Cluster) pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
+	if c.cfg.FollowerMode {
+		return api.Pin{}, ErrFollowerMode
+	}
 	if !pin.Cid.Defined() {
 		return api.Pin{}, fmt.Errorf("%w: no CID given", ErrInvalidRequest)
 	}
@@ -165,6 +168,9 @@ func checkRepin(existing, pin api.Pin) error {
 
 // Unpin removes c from the pinset and returns the pin as it was.
 func (c *Cluster) Unpin(ctx context.Context, ci api.Cid) (api.Pin, error) {
+	if c.cfg.FollowerMode {
+		return api.Pin{}, ErrFollowerMode
+	}
 	defer c.pinLocks.LockKey(ci.KeyString())()
 	pin, err := c.state.Get(ci)
 	if err != nil {

@@ -28,9 +28,10 @@ func (c *Cluster) localStatus(ctx context.Context, ci api.Cid) (api.PinInfo, err
 }
 
 // Status returns the status of c on this peer (local) or on the peers that
-// track it.
+// track it. A follower answers for itself only, as the reference's does:
+// the trusted peers' status calls are closed to it.
 func (c *Cluster) Status(ctx context.Context, ci api.Cid, local bool) (api.GlobalPinInfo, error) {
-	if !local {
+	if !local && !c.cfg.FollowerMode {
 		return c.statusFromPeers(ctx, ci, rpcStatus)
 	}
 	pi, err := c.localStatus(ctx, ci)
@@ -43,7 +44,7 @@ func (c *Cluster) Status(ctx context.Context, ci api.Cid, local bool) (api.Globa
 // StatusAll streams the status of every pin whose status on some peer
 // matches filter (undefined = all), from this peer (local) or from all.
 func (c *Cluster) StatusAll(ctx context.Context, filter api.TrackerStatus, local bool, fn func(api.GlobalPinInfo) error) error {
-	if !local {
+	if !local && !c.cfg.FollowerMode {
 		l := listing{method: rpcStatusAll, in: filter}
 		if api.TrackerStatusClusterError.Match(filter) {
 			l.down = c.downPeers()
@@ -64,7 +65,7 @@ func (c *Cluster) localStatusAll(ctx context.Context, filter api.TrackerStatus, 
 
 // Recover requeues c where it failed and returns its status.
 func (c *Cluster) Recover(ctx context.Context, ci api.Cid, local bool) (api.GlobalPinInfo, error) {
-	if !local {
+	if !local && !c.cfg.FollowerMode {
 		return c.statusFromPeers(ctx, ci, rpcRecover)
 	}
 	pi, err := c.tracker.Recover(ctx, ci)
@@ -77,7 +78,7 @@ func (c *Cluster) Recover(ctx context.Context, ci api.Cid, local bool) (api.Glob
 // RecoverAll requeues every failed item (here, or on every peer) and
 // streams those it requeued.
 func (c *Cluster) RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPinInfo) error) error {
-	if !local {
+	if !local && !c.cfg.FollowerMode {
 		return c.streamFromPeers(ctx, listing{method: rpcRecoverAll, in: struct{}{}, unansweredPins: true}, fn)
 	}
 	return c.tracker.RecoverAll(ctx, true, func(pi api.PinInfo) error {

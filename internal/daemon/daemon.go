@@ -201,6 +201,7 @@ func Start(dir string, cfg *config.Config, ident *config.Identity, opts Options)
 		CheckInterval:           cfg.Monitor.PubsubMon.CheckInterval.D(),
 		ClusterName:             cfg.Consensus.CRDT.ClusterName,
 		DisableRepinning:        cl.DisableRepinning,
+		FollowerMode:            cl.FollowerMode,
 		PinOnlyOnTrustedPeers:   cl.PinOnlyOnTrustedPeers,
 		PinOnlyOnUntrustedPeers: cl.PinOnlyOnUntrustedPeers,
 		OpenBlocks:              func(ctx context.Context) cluster.BlockWriter { return conn.BlockStream(ctx) },

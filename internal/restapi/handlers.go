@@ -278,7 +278,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, cluster.ErrInvalidRequest):
 		return http.StatusBadRequest
-	case errors.Is(err, cluster.ErrRefused):
+	case errors.Is(err, cluster.ErrRefused), errors.Is(err, cluster.ErrFollowerMode):
 		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
