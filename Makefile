@@ -14,6 +14,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ipfs-cluster .
 	ln -sf ipfs-cluster $(BIN)/ipfs-cluster-service
 	ln -sf ipfs-cluster $(BIN)/ipfs-cluster-ctl
+	ln -sf ipfs-cluster $(BIN)/ipfs-cluster-follow
 
 ## kubo: the pinned kubo daemon the tests and the local cluster run
 kubo: $(BIN)/ipfs

@@ -1,6 +1,7 @@
 // Command ipfs-cluster is an IPFS Cluster peer, its client and its tools in
-// one binary. Invoked as ipfs-cluster-service or ipfs-cluster-ctl (through
-// a link of that name) it behaves as that tool.
+// one binary. Invoked as ipfs-cluster-service, ipfs-cluster-ctl or
+// ipfs-cluster-follow (through a link of that name) it behaves as that
+// tool.
 package main
 
 import (

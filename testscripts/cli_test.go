@@ -6,7 +6,6 @@ package testscripts
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/cli"
+	"ipfs-cluster/internal/client"
 	"ipfs-cluster/internal/config"
 	"ipfs-cluster/internal/kubo"
 )
@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 		"ipfs-cluster":         tool("ipfs-cluster"),
 		"ipfs-cluster-ctl":     tool("ipfs-cluster-ctl"),
 		"ipfs-cluster-service": tool("ipfs-cluster-service"),
+		"ipfs-cluster-follow":  tool("ipfs-cluster-follow"),
 	})
 }
 
@@ -56,11 +57,14 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"kubo":        cmdKubo,
-			"wait-api":    cmdWaitAPI,
-			"wait-status": cmdWaitStatus,
-			"free-port":   cmdFreePort,
-			"peer-id":     cmdPeerID,
+			"kubo":            cmdKubo,
+			"wait-api":        cmdWaitAPI,
+			"wait-socket":     cmdWaitSocket,
+			"wait-status":     cmdWaitStatus,
+			"free-port":       cmdFreePort,
+			"peer-id":         cmdPeerID,
+			"serve":           cmdServe,
+			"follow-template": cmdFollowTemplate,
 		},
 	})
 }
@@ -171,20 +175,18 @@ func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 || neg {
 		ts.Fatalf("usage: wait-status CID STATUS")
 	}
-	port := ts.Getenv("API_PORT")
-	if port == "" {
-		ts.Fatalf("wait-status needs wait-api first")
+	addr := ts.Getenv("API")
+	if addr == "" {
+		ts.Fatalf("wait-status needs wait-api or wait-socket first")
 	}
-	url := "http://127.0.0.1:" + port + "/pins/" + args[0] + "?local=true"
+	ci, err := api.DecodeCid(args[0])
+	ts.Check(err)
+	cl, err := client.New(client.Config{Hosts: []string{addr}, Timeout: 5 * time.Second})
+	ts.Check(err)
 	var last string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		var gpi api.GlobalPinInfo
-		resp, err := http.Get(url)
-		if err == nil {
-			err = json.NewDecoder(resp.Body).Decode(&gpi)
-			resp.Body.Close()
-		}
+		gpi, err := cl.Status(context.Background(), ci, true)
 		if err != nil {
 			last = err.Error()
 		}
@@ -197,6 +199,76 @@ func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ts.Fatalf("%s: status %q after 30s, want %s", args[0], last, args[1])
+}
+
+// cmdWaitSocket waits until a REST API answers on the unix socket PATH,
+// and sets $API to its multiaddress.
+//
+//	wait-socket PATH
+func cmdWaitSocket(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: wait-socket PATH")
+	}
+	addr := "/unix" + ts.MkAbs(args[0])
+	cl, err := client.New(client.Config{Hosts: []string{addr}, Timeout: 2 * time.Second})
+	ts.Check(err)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if cl.Health(context.Background()) == nil {
+			ts.Setenv("API", addr)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("no REST API on %s after 30s", addr)
+}
+
+// cmdServe serves the files of DIR over HTTP on 127.0.0.1 until the script
+// ends, and sets $SERVE_URL.
+//
+//	serve DIR
+func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: serve DIR")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{Handler: http.FileServer(http.Dir(ts.MkAbs(args[0]))), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	ts.Defer(func() { srv.Close() })
+	ts.Setenv("SERVE_URL", "http://"+l.Addr().String())
+}
+
+// cmdFollowTemplate writes to OUT the template a follower of the peer
+// configured in DIR loads: that peer's configuration, with it as the one
+// trusted peer and the peer to join, and a free libp2p port on loopback
+// for the follower.
+//
+//	follow-template DIR OUT
+func cmdFollowTemplate(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: follow-template DIR OUT")
+	}
+	none := func(string) string { return "" }
+	cfg, err := config.Load(ts.MkAbs(args[0]), none)
+	ts.Check(err)
+	ident, err := config.LoadIdentity(ts.MkAbs(args[0]), none)
+	ts.Check(err)
+	listen, err := ma.NewMultiaddr(cfg.Cluster.ListenMultiaddress[0])
+	ts.Check(err)
+	port, err := listen.ValueForProtocol(ma.P_TCP)
+	ts.Check(err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	free := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cfg.Consensus.CRDT.TrustedPeers = []string{ident.ID.String()}
+	cfg.Cluster.PeerAddresses = []string{"/ip4/127.0.0.1/tcp/" + port + "/p2p/" + ident.ID.String()}
+	cfg.Cluster.ListenMultiaddress = config.StringList{"/ip4/127.0.0.1/tcp/" + strconv.Itoa(free)}
+	b, err := cfg.Marshal()
+	ts.Check(err)
+	ts.Check(os.MkdirAll(filepath.Dir(ts.MkAbs(args[1])), 0o755))
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), b, 0o644))
 }
 
 // cmdFreePort sets each VAR to a TCP port free on 127.0.0.1, for

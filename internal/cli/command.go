@@ -50,8 +50,12 @@ type Command struct {
 	Description string
 	Flags       []Flag
 	Subcommands []*Command
-	Hidden      bool
-	Action      func(*Context) error
+	// Named, when set, makes the first argument name a subcommand built
+	// at run time ("ipfs-cluster-follow <clusterName> run"); without
+	// arguments the Action runs.
+	Named  func(name string) *Command
+	Hidden bool
+	Action func(*Context) error
 }
 
 // ExitError carries the process exit code of a failed command.
@@ -196,6 +200,10 @@ func (c *Context) dispatch(args []string) error {
 		c.printHelp(c.Stdout)
 		return nil
 	}
+	if c.Command.Named != nil && len(rest) > 0 {
+		child := &Context{Command: c.Command.Named(rest[0]), Parent: c, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr, Getenv: c.Getenv}
+		return child.run(rest[1:])
+	}
 	if len(c.Command.Subcommands) > 0 && len(rest) > 0 {
 		if sub := c.Command.find(rest[0]); sub != nil {
 			child := &Context{Command: sub, Parent: c, Stdin: c.Stdin, Stdout: c.Stdout, Stderr: c.Stderr, Getenv: c.Getenv}
@@ -255,7 +263,7 @@ func (c *Context) parse(args []string) ([]string, error) {
 	c.values["help"] = hv
 	byName["help"], byName["h"] = hv, hv
 
-	leaf := len(c.Command.Subcommands) == 0
+	leaf := len(c.Command.Subcommands) == 0 && c.Command.Named == nil
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]

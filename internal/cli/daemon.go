@@ -52,9 +52,6 @@ func runDaemon(c *Context) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range cfg.Warnings {
-		log.Warn().Msg(w)
-	}
 	if c.Bool("stats") {
 		cfg.Observations.Metrics.EnableStats = true
 		if err := cfg.Validate(); err != nil { // its endpoint counts now
@@ -67,6 +64,22 @@ func runDaemon(c *Context) error {
 	if c.Bool("tracing") {
 		log.Warn().Msg("--tracing ignored: this version has no tracing")
 	}
+	var bootstrap []string
+	for _, a := range strings.Split(c.String("bootstrap"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			bootstrap = append(bootstrap, a)
+		}
+	}
+	return runPeer(c, dir, cfg, daemon.Options{Bootstrap: bootstrap, NoTrust: c.Bool("no-trust")})
+}
+
+// runPeer runs the peer configured in dir with cfg until a signal stops
+// it: the daemon's and the follower's.
+func runPeer(c *Context, dir string, cfg *config.Config, opts daemon.Options) error {
+	log := logging.For("daemon")
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
+	}
 	ident, err := config.LoadIdentity(dir, c.Getenv)
 	if err != nil {
 		return err
@@ -77,19 +90,13 @@ func runDaemon(c *Context) error {
 	}
 	defer lock.release()
 
-	var bootstrap []string
-	for _, a := range strings.Split(c.String("bootstrap"), ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			bootstrap = append(bootstrap, a)
-		}
-	}
 	// Signals are caught from before the start: one that arrives once the
 	// API answers, before the peer is ready, must still shut it down
 	// cleanly, not kill it.
 	sigs := make(chan os.Signal, 3)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	peer, err := daemon.Start(dir, cfg, ident, daemon.Options{Bootstrap: bootstrap, NoTrust: c.Bool("no-trust")})
+	peer, err := daemon.Start(dir, cfg, ident, opts)
 	if err != nil {
 		return err
 	}

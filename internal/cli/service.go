@@ -36,7 +36,7 @@ func Root() *Command {
 		Name:        "ipfs-cluster",
 		Usage:       "an IPFS Cluster peer, its client and its tools in one binary",
 		Flags:       append(serviceFlags, versionFlag),
-		Subcommands: append(serviceCommands(), ctlSubcommand(), addCommand(true), importCommand(), policyCommand(), scriptCommand(), versionCommand()),
+		Subcommands: append(serviceCommands(), ctlSubcommand(), addCommand(true), importCommand(), followSubcommand(), policyCommand(), scriptCommand(), versionCommand()),
 		Action:      topAction("ipfs-cluster"),
 	}
 }
@@ -77,6 +77,8 @@ func ForProgram(name string) *Command {
 		return Service()
 	case "ipfs-cluster-ctl":
 		return Ctl()
+	case "ipfs-cluster-follow":
+		return Follow()
 	}
 	return Root()
 }
