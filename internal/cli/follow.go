@@ -78,7 +78,12 @@ var gatewayFlag = Flag{Name: "gateway", Kind: StringFlag, Default: defaultGatewa
 
 // followCluster is the command tree of one followed cluster.
 func followCluster(name string) *Command {
-	info := func(c *Context) error { return followInfo(c, name) }
+	info := func(c *Context) error {
+		if len(c.Args) > 0 {
+			return unknownCommand(c.Args[0])
+		}
+		return followInfo(c, name)
+	}
 	return &Command{
 		Name:   name,
 		Usage:  fmt.Sprintf("follower peer management for %q", name),
