@@ -61,7 +61,13 @@ func (c *Cluster) SetNetwork(h host.Host, r *p2p.RPC, isTrusted func(peer.ID) bo
 	p2p.Handle(r, rpcPolicyReload, p2p.Trusted, func(context.Context, peer.ID, struct{}) (api.PolicyReload, error) {
 		return c.reloadLocal(), nil
 	})
-	p2p.Handle(r, rpcRepoGCLocal, p2p.Trusted, func(ctx context.Context, _ peer.ID, _ struct{}) (api.RepoGC, error) {
+	// A follower's kubo holds what its operator keeps too: the trusted
+	// peers do not collect its garbage, as in the reference.
+	gcLevel := p2p.Trusted
+	if c.cfg.FollowerMode {
+		gcLevel = p2p.Closed
+	}
+	p2p.Handle(r, rpcRepoGCLocal, gcLevel, func(ctx context.Context, _ peer.ID, _ struct{}) (api.RepoGC, error) {
 		return c.localRepoGC(ctx), nil
 	})
 	p2p.Handle(r, rpcPinVersions, p2p.Trusted, func(_ context.Context, _ peer.ID, cids []api.Cid) ([]pinVersion, error) {

@@ -126,6 +126,9 @@ func (c *Cluster) repinSweep() {
 // what other peers know of the pin: when it is newer than the version
 // here, the pin is left and errBehind returned.
 func (c *Cluster) repin(ctx context.Context, ci api.Cid, gone peer.ID, live []peer.ID, seen pinVersion, removed bool) error {
+	if c.cfg.FollowerMode {
+		return ErrFollowerMode
+	}
 	defer c.pinLocks.LockKey(ci.KeyString())()
 	if c.recent.pending(ci) {
 		// This peer's own change or repin of the pin is not applied
@@ -212,6 +215,9 @@ func (c *Cluster) Handoff(ctx context.Context, pin api.Pin) error {
 // A peer that still answers is refused: it would announce itself again
 // with its next ping, and its pins would have moved for nothing.
 func (c *Cluster) PeerRemove(ctx context.Context, p peer.ID) error {
+	if c.cfg.FollowerMode {
+		return ErrFollowerMode // it would move pins
+	}
 	if p == c.cfg.Peer {
 		return fmt.Errorf("%w: a peer cannot remove itself: stop it, then remove it from another peer", ErrInvalidRequest)
 	}
