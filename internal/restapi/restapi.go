@@ -135,12 +135,36 @@ func (s *Server) Listen() error {
 		if err != nil {
 			return fmt.Errorf("restapi: listen address %q: %w", addr, err)
 		}
+		if path, err := m.ValueForProtocol(ma.P_UNIX); err == nil {
+			if err := removeStaleSocket(path); err != nil {
+				return fmt.Errorf("restapi: listen on %s: %w", addr, err)
+			}
+		}
 		l, err := manet.Listen(m)
 		if err != nil {
 			s.Close(context.Background())
 			return fmt.Errorf("restapi: listen on %s: %w", addr, err)
 		}
 		s.listeners = append(s.listeners, manet.NetListener(l))
+	}
+	return nil
+}
+
+// removeStaleSocket removes the unix socket at path when nothing answers
+// on it: a peer killed without a clean stop leaves its socket behind, and
+// the next start could not listen again.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return nil // none, or not a socket: Listen says what is wrong
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("another process serves on %s", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the stale socket: %w", err)
 	}
 	return nil
 }
