@@ -76,8 +76,14 @@ func followSubcommand() *Command {
 
 var gatewayFlag = Flag{Name: "gateway", Kind: StringFlag, Default: defaultGateway, EnvVar: "IPFS_GATEWAY", Hidden: true, Usage: "gateway that resolves a DNSLink configuration name"}
 
-// followCluster is the command tree of one followed cluster.
+// followCluster is the command tree of one followed cluster. The name is
+// a folder under the followers' one, never a path out of it.
 func followCluster(name string) *Command {
+	if name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+		return &Command{Name: name, Action: func(*Context) error {
+			return Usagef("invalid cluster name %q: it names a folder in the followers' folder, without / or \\", name)
+		}}
+	}
 	info := func(c *Context) error {
 		if len(c.Args) > 0 {
 			return unknownCommand(c.Args[0])

@@ -267,10 +267,25 @@ func runStateImport(c *Context) error {
 		defer f.Close()
 		in = f
 	}
-	ns, err := crdtNamespace(c)
+	dir, err := configDir(c)
 	if err != nil {
 		return err
 	}
+	cfg, err := config.Load(dir, c.Getenv)
+	if err != nil {
+		return err
+	}
+	// A follower's own changes never reach the trusted peers, and their
+	// removals never reach its own: imported pins would stay on it for
+	// good, whatever the cluster decides.
+	if cfg.Cluster.FollowerMode || cfg.Source != "" {
+		why := "cluster.follower_mode is set"
+		if cfg.Source != "" {
+			why = "its configuration comes from " + cfg.Source + ", as a follower's does"
+		}
+		return fmt.Errorf("state import into %s: %s: a follower's pinset is what the trusted peers decide, and pins imported here would stay on it for good; import on a trusted peer, whose service.json holds its configuration", dir, why)
+	}
+	ns := cfg.Consensus.CRDT.DatastoreNamespace
 	return withState(c, func(db *state.DB) error {
 		if n := db.Len(); n > 0 && !c.Bool("force") {
 			return fmt.Errorf("the state holds %d pins and import replaces them: run with --force", n)
