@@ -421,19 +421,11 @@ func followList(c *Context, name string) error {
 			return nil
 		})
 	}
-	// Not running: the pinset it stored, under the folder lock.
-	lock, err := lockFolder(dir)
-	if err != nil {
-		return err
-	}
-	defer lock.release()
-	db, err := state.Open(filepath.Join(dir, "pebble"), logging.For("state"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.List(ctx, func(p api.Pin) error {
-		printPin(p.Cid, "offline", p.Name, "")
-		return nil
+	// Not running: the pinset it stored.
+	return openState(dir, func(db *state.DB) error {
+		return db.List(ctx, func(p api.Pin) error {
+			printPin(p.Cid, "offline", p.Name, "")
+			return nil
+		})
 	})
 }

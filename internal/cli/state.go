@@ -233,6 +233,12 @@ func withState(c *Context, fn func(*state.DB) error) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("no configuration folder at %s: run 'ipfs-cluster init' first", dir)
 	}
+	return openState(dir, fn)
+}
+
+// openState opens the store of the peer configured in dir, which must not
+// run, under the folder lock.
+func openState(dir string, fn func(*state.DB) error) error {
 	lock, err := lockFolder(dir)
 	if err != nil {
 		return err
