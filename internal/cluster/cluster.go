@@ -39,7 +39,10 @@ type State interface {
 	// calls ApplyPin and ApplyUnpin is durable and replays what a crash
 	// cut short.
 	PutApplied(pin api.Pin) error
-	DeleteApplied(pin api.Pin) error
+	// DeleteApplied's askedHere is when this peer asked the unpin (zero
+	// for another peer's); OwnUnpins lists those asked since a time.
+	DeleteApplied(pin api.Pin, askedHere time.Time) error
+	OwnUnpins(since time.Time, fn func(c api.Cid, removed, askedHere time.Time) error) error
 	// RemovedAt returns the timestamp of the version of a pin last
 	// removed here; ForgetRemoved drops that record.
 	RemovedAt(c api.Cid) (time.Time, bool, error)
@@ -185,6 +188,7 @@ func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, i
 	c := &Cluster{cfg: cfg, state: state, tracker: tracker, ipfs: ipfs, monitor: monitor, informers: informers, allocator: alloc, log: log}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ipfsID = api.IPFSID{Error: "kubo not contacted yet"}
+	c.recallUnpins()
 	c.peerJoined = make(chan struct{}, 1)
 	c.expiry.wake = make(chan struct{}, 1)
 	c.fixes.wake = make(chan struct{}, 1)

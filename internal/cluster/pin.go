@@ -249,7 +249,11 @@ func (c *Cluster) ApplyPin(pin api.Pin) error {
 // ApplyUnpin removes a committed unpin from the local state and tells the
 // tracker.
 func (c *Cluster) ApplyUnpin(pin api.Pin) error {
-	if err := c.state.DeleteApplied(pin); err != nil {
+	var askedHere time.Time
+	if op, ok := c.recent.get(pin.Cid); ok && op.version.IsZero() && !op.applied {
+		askedHere = op.at // this peer's unpin: recallUnpins remembers it
+	}
+	if err := c.state.DeleteApplied(pin, askedHere); err != nil {
 		return fmt.Errorf("apply unpin %s: %w", pin.Cid, err)
 	}
 	c.recent.applied(pin.Cid, time.Time{}, true)

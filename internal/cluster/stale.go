@@ -142,6 +142,25 @@ func (r *recentOps) note(ci api.Cid, op recentOp) {
 	r.ops[ci.KeyString()] = op
 }
 
+// recallUnpins notes the unpins this peer made within recentWindow, from
+// the removal records: the shared pinset does not say when a removal was
+// made, so an update made before one of them that arrives after a
+// restart (it waited in another peer's batch) must still be undone here.
+func (c *Cluster) recallUnpins() {
+	n := 0
+	err := c.state.OwnUnpins(time.Now().Add(-recentWindow), func(ci api.Cid, removed, at time.Time) error {
+		c.recent.note(ci, recentOp{replaced: removed, at: at, applied: true})
+		n++
+		return nil
+	})
+	if err != nil {
+		c.log.Warn().Err(err).Msg("recall this peer's recent unpins")
+	}
+	if n > 0 {
+		c.log.Info().Int("unpins", n).Msg("recalled this peer's recent unpins")
+	}
+}
+
 func (r *recentOps) forget(ci api.Cid) {
 	r.mu.Lock()
 	delete(r.ops, ci.KeyString())

@@ -11,6 +11,7 @@ import (
 	"ipfs-cluster/internal/api"
 	"ipfs-cluster/internal/cluster"
 	"ipfs-cluster/internal/config"
+	"ipfs-cluster/internal/daemon"
 	"ipfs-cluster/internal/daemon/daemontest"
 )
 
@@ -347,6 +348,57 @@ func TestResumedChangeIsPutRight(t *testing.T) {
 	for _, p := range peers {
 		if pin, err := p.Cluster.PinGet(t.Context(), ci); err != nil || pin.Name != "resumed" {
 			t.Fatalf("%s later: %q (%v), want the resumed change", p.Config.Cluster.Peername, pin.Name, err)
+		}
+	}
+}
+
+// An unpin stands against an update made before it on another peer and
+// committed after it (it waited in that peer's batch), even when the
+// peer that unpinned restarted in between: the pinset does not say when a
+// removal was made, so that peer recalls its recent unpins at start.
+func TestUnpinStandsAcrossARestart(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, func(i int, cfg *config.Config) {
+		if i == 1 {
+			cfg.Consensus.CRDT.Batching.MaxBatchSize = 1000
+			cfg.Consensus.CRDT.Batching.MaxBatchAge = config.Duration(4 * time.Second)
+		}
+	})
+	a, b := peers[0], peers[1]
+	ci := identityCids(t, "unpin-restart", 1)[0]
+	opts := func(name string) api.PinOptions {
+		return api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: name}
+	}
+	if _, err := a.Cluster.Pin(t.Context(), ci, opts("v1")); err != nil {
+		t.Fatal(err)
+	}
+	waitPinset(t, 10*time.Second, b, []api.Cid{ci})
+	if _, err := b.Cluster.Pin(t.Context(), ci, opts("earlier update")); err != nil { // waits in b's batch
+		t.Fatal(err)
+	}
+	start := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	if _, err := a.Cluster.Unpin(t.Context(), ci); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "b applied the unpin", func() (bool, string) {
+		_, err := b.Cluster.PinGet(t.Context(), ci)
+		return err != nil, "still pinned"
+	})
+	a = a.Restart(t, daemon.Options{Bootstrap: []string{b.ClusterAddr()}})
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("the restart took %s: b's batch may have been committed before it", time.Since(start))
+	}
+	time.Sleep(time.Until(start.Add(5 * time.Second))) // b's batch is committed
+	for _, p := range []*daemontest.Peer{a, b} {
+		waitUntil(t, 15*time.Second, p.Config.Cluster.Peername+" keeps the unpin", func() (bool, string) {
+			pin, err := p.Cluster.PinGet(t.Context(), ci)
+			return err != nil, fmt.Sprintf("pinned as %q", pin.Name)
+		})
+	}
+	time.Sleep(2 * time.Second) // the update has reached both by now
+	for _, p := range []*daemontest.Peer{a, b} {
+		if pin, err := p.Cluster.PinGet(t.Context(), ci); err == nil {
+			t.Fatalf("%s later: pinned as %q, want the unpin to stand", p.Config.Cluster.Peername, pin.Name)
 		}
 	}
 }

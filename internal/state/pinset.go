@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -131,14 +132,17 @@ func checkStorable(p *api.Pin) error {
 
 // Delete removes the pin for c, if any. It returns once the removal is
 // synced to disk.
-func (db *DB) Delete(c api.Cid) error { return db.delete(c, nil, pebble.Sync) }
+func (db *DB) Delete(c api.Cid) error { return db.delete(c, nil, time.Time{}, pebble.Sync) }
 
 // DeleteApplied removes the committed removal of pin p (the version
 // removed) without waiting for a disk sync, for the same reason as
-// PutApplied, and keeps its removal record (see Removed).
-func (db *DB) DeleteApplied(p api.Pin) error { return db.delete(p.Cid, &p, pebble.NoSync) }
+// PutApplied, and keeps its removal record, with when this peer asked the
+// unpin (askedHere; zero for another peer's): see removed.go.
+func (db *DB) DeleteApplied(p api.Pin, askedHere time.Time) error {
+	return db.delete(p.Cid, &p, askedHere, pebble.NoSync)
+}
 
-func (db *DB) delete(c api.Cid, removed *api.Pin, sync *pebble.WriteOptions) error {
+func (db *DB) delete(c api.Cid, removed *api.Pin, askedHere time.Time, sync *pebble.WriteOptions) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
@@ -163,7 +167,7 @@ func (db *DB) delete(c api.Cid, removed *api.Pin, sync *pebble.WriteOptions) err
 		b.Set(metaKey(metaPinCount, s), binary.AppendUvarint(nil, db.pinCount[s]-1), nil),
 	)
 	if err == nil && removed != nil {
-		err = db.appendRemoval(b, *removed)
+		err = db.appendRemoval(b, *removed, askedHere)
 	}
 	if err == nil {
 		err = db.commit(b, sync)

@@ -185,3 +185,22 @@ func (p *Peer) WaitStatus(t testing.TB, c api.Cid, want api.TrackerStatus) {
 	}
 	t.Fatalf("%s: status %s (error %q) after 30s, want %s", c, last.Status, last.Error, want)
 }
+
+// Restart stops p cleanly and starts it again on the same folder,
+// configuration, identity and kubo, with opts. The returned peer replaces
+// p, which must not be used after.
+func (p *Peer) Restart(t testing.TB, opts daemon.Options) *Peer {
+	t.Helper()
+	p.Stop()
+	np, err := daemon.Start(p.Dir, p.Config, p.Identity, opts)
+	if err != nil {
+		t.Fatalf("restart peer: %v", err)
+	}
+	t.Cleanup(np.Stop)
+	addr := np.REST.Addrs()[0].(*net.TCPAddr)
+	return &Peer{
+		Peer: np, Dir: p.Dir, Config: p.Config, Identity: p.Identity, Kubo: p.Kubo,
+		APIURL:  "http://" + addr.String(),
+		APIAddr: "/ip4/127.0.0.1/tcp/" + strconv.Itoa(addr.Port),
+	}
+}
