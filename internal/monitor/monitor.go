@@ -30,7 +30,10 @@ type Monitor struct {
 
 	// lastBeat is when heartbeats last ran; zero until they start.
 	lastBeat time.Time
-	log      zerolog.Logger
+	// lateUntil ends the time after a pause when metrics sent during it
+	// may still arrive (see Publish).
+	lateUntil time.Time
+	log       zerolog.Logger
 }
 
 // A gap of pauseAfter between two heartbeats means this process did not
@@ -87,6 +90,7 @@ func (m *Monitor) catchUp(now time.Time) {
 				byPeer[p] = metric
 			}
 		}
+		m.lateUntil = now.Add(max(gap, 10*time.Second))
 		m.log.Warn().Dur("paused", gap).Msg("this process did not run for a while: the metrics of other peers expire that much later")
 	}
 	m.lastBeat = now
@@ -129,7 +133,14 @@ func (m *Monitor) Publish(metric api.Metric) {
 	// down, say). It replaces the entry, so that allocation stops using
 	// the peer at once, but keeps the entry's expiry: a failing informer
 	// must let it expire and raise an alert, as a silent one would.
-	if prev, ok := byPeer[metric.Peer]; ok && !metric.Valid {
+	prev, ok := byPeer[metric.Peer]
+	if ok && metric.Valid && prev.Valid && time.Now().Before(m.lateUntil) {
+		// A metric sent while this process was paused arrives after
+		// it resumed, with an expiry catchUp did not move: it must not
+		// undo the move, and make a live peer look gone.
+		metric.Expire = max(metric.Expire, prev.Expire)
+	}
+	if ok && !metric.Valid {
 		metric.Expire = min(metric.Expire, prev.Expire)
 		if prev.Valid {
 			if m.lastValid[metric.Name] == nil {

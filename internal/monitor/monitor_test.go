@@ -134,6 +134,12 @@ func TestPauseMovesExpiry(t *testing.T) {
 	if alerts := m.CheckExpired(); len(alerts) != 0 {
 		t.Fatalf("after a pause: alerts %+v", alerts)
 	}
+	// The ping the peer sent during the pause, delivered only now, keeps
+	// the moved expiry.
+	m.Publish(metric("ping", "a", -8*time.Second, true))
+	if got := m.LatestMetrics("ping"); len(got) != 1 {
+		t.Fatalf("after a ping sent during the pause: %d live metrics, want 1", len(got))
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	var alerts []api.Alert
 	for len(alerts) == 0 && time.Now().Before(deadline) {
