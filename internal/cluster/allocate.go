@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -29,11 +31,51 @@ func (c *Cluster) allocate(ctx context.Context, pin api.Pin, current []peer.ID) 
 	return c.allocateExcluding(ctx, pin, current, nil)
 }
 
+// warmUp bounds how long, after this peer started, an allocation short of
+// peers waits for the metrics of the peers it knows (its peerstore, the
+// bootstrap peers): the REST API answers at once, and the first requests
+// would otherwise fail with no candidates. The others send their metrics
+// when this peer connects, within moments.
+const warmUp = 10 * time.Second
+
+// awaitingMetrics says whether this peer started less than warmUp ago and
+// lacks one of the allocator's metrics of itself or of a peer whose
+// address it knows.
+func (c *Cluster) awaitingMetrics() bool {
+	if time.Since(c.started) >= warmUp || c.host == nil {
+		return false
+	}
+	known := append(c.host.Peerstore().PeersWithAddrs(), c.cfg.Peer)
+	for _, name := range c.allocator.MetricNames() {
+		have := c.monitor.LatestMetrics(name)
+		for _, p := range known {
+			if !slices.ContainsFunc(have, func(m api.Metric) bool { return m.Peer == p }) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // allocateExcluding is allocate that never chooses the excluded peers.
 func (c *Cluster) allocateExcluding(ctx context.Context, pin api.Pin, current, excluded []peer.ID) ([]peer.ID, error) {
 	if pin.IsPinEverywhere() {
 		return nil, nil
 	}
+	for {
+		allocs, err := c.allocateOnce(ctx, pin, current, excluded)
+		if !errors.Is(err, ErrNotEnoughPeers) || !c.awaitingMetrics() {
+			return allocs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) allocateOnce(ctx context.Context, pin api.Pin, current, excluded []peer.ID) ([]peer.ID, error) {
 	names := c.allocator.MetricNames()
 	metrics := make(map[string][]api.Metric, len(names))
 	// A peer whose ping expired is down, even while other metrics of its

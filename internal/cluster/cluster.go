@@ -144,6 +144,7 @@ var (
 
 // Cluster is the peer core. Its methods are safe for concurrent use.
 type Cluster struct {
+	started   time.Time // when New ran (see warmUp)
 	cfg       Config
 	consensus Consensus
 	state     State
@@ -185,7 +186,7 @@ type Cluster struct {
 // New builds the core. Consensus and the network are set with
 // SetConsensus and SetNetwork, because they need the core themselves.
 func New(cfg Config, state State, tracker Tracker, ipfs IPFS, monitor Monitor, informers []Informer, alloc Allocator, log zerolog.Logger) *Cluster {
-	c := &Cluster{cfg: cfg, state: state, tracker: tracker, ipfs: ipfs, monitor: monitor, informers: informers, allocator: alloc, log: log}
+	c := &Cluster{cfg: cfg, state: state, tracker: tracker, ipfs: ipfs, monitor: monitor, informers: informers, allocator: alloc, log: log, started: time.Now()}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ipfsID = api.IPFSID{Error: "kubo not contacted yet"}
 	c.recallUnpins()

@@ -389,3 +389,19 @@ func TestPeerRemoveMovesItsPins(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A peer that just restarted allocates to the peers it knows once their
+// metrics arrive, instead of failing the first requests with no
+// candidates.
+func TestAllocateRightAfterRestart(t *testing.T) {
+	peers := daemontest.StartCluster(t, 2, nil)
+	a := peers[0].Restart(t, daemon.Options{})
+	ci := identityCids(t, "right-after-restart", 1)[0]
+	pin, err := a.Cluster.Pin(t.Context(), ci, api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2})
+	if err != nil {
+		t.Fatalf("pin right after a restart: %v", err)
+	}
+	if len(pin.Allocations) != 2 {
+		t.Fatalf("allocations %v, want both peers", pin.Allocations)
+	}
+}
