@@ -60,9 +60,12 @@ func (m *Monitor) heartbeats(ctx context.Context, log zerolog.Logger) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
+		case <-tick.C:
+			// Not the tick's time: a tick that waited in the channel
+			// through a pause carries a time from before the end of
+			// it, and would count the pause again.
 			m.mu.Lock()
-			m.catchUp(now)
+			m.catchUp(time.Now())
 			m.mu.Unlock()
 		}
 	}
