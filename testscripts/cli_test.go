@@ -150,21 +150,7 @@ func cmdWaitAPI(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	port, err := addr.ValueForProtocol(ma.P_TCP)
 	ts.Check(err)
-	url := "http://127.0.0.1:" + port + "/health"
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				ts.Setenv("API", addr.String())
-				ts.Setenv("API_PORT", port)
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	ts.Fatalf("no REST API at %s after 30s", url)
+	waitHealth(ts, "/ip4/127.0.0.1/tcp/"+port)
 }
 
 // cmdWaitStatus polls the status of CID through $API until this peer
@@ -209,7 +195,12 @@ func cmdWaitSocket(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 || neg {
 		ts.Fatalf("usage: wait-socket PATH")
 	}
-	addr := "/unix" + ts.MkAbs(args[0])
+	waitHealth(ts, "/unix"+ts.MkAbs(args[0]))
+}
+
+// waitHealth waits up to 30 s until GET /health answers at the REST API
+// multiaddress addr, and sets $API to it.
+func waitHealth(ts *testscript.TestScript, addr string) {
 	cl, err := client.New(client.Config{Hosts: []string{addr}, Timeout: 2 * time.Second})
 	ts.Check(err)
 	deadline := time.Now().Add(30 * time.Second)
@@ -220,7 +211,7 @@ func cmdWaitSocket(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	ts.Fatalf("no REST API on %s after 30s", addr)
+	ts.Fatalf("no REST API at %s after 30s", addr)
 }
 
 // cmdServe serves the files of DIR over HTTP on 127.0.0.1 until the script
