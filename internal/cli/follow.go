@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -139,16 +140,7 @@ is not running, the pinset it stored, each as "offline".`,
 }
 
 // followRoot is the folder of the followers' configurations.
-func followRoot(c *Context) (string, error) {
-	if dir := c.String("config"); dir != "" {
-		return filepath.Abs(dir)
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no --config given and no home folder: %w", err)
-	}
-	return filepath.Join(home, followDefaultDir), nil
-}
+func followRoot(c *Context) (string, error) { return folderFlag(c, followDefaultDir) }
 
 // followDir is the folder of the follower of cluster name; ok is false,
 // with the reference's hint printed, when it was never set up.
@@ -276,7 +268,7 @@ func followClient(c *Context, dir string) (*client.Client, error) {
 func followInfo(c *Context, name string) error {
 	dir, ok, err := followDir(c, name)
 	if err != nil || !ok {
-		return cmpErr(err, Exit(1, errors.New("")))
+		return cmp.Or(err, Exit(1, errors.New("")))
 	}
 	source := "none: the configuration is in service.json"
 	cfg, err := config.Load(dir, c.Getenv)
@@ -310,14 +302,6 @@ func followInfo(c *Context, name string) error {
 	return nil
 }
 
-// cmpErr returns err, or otherwise when err is nil.
-func cmpErr(err, otherwise error) error {
-	if err != nil {
-		return err
-	}
-	return otherwise
-}
-
 // ipfsOnline asks the configured kubo for its ID.
 func ipfsOnline(ctx context.Context, cfg *config.Config) error {
 	conn, err := ipfsconn.New(ipfsconn.Config{NodeMultiaddress: cfg.IPFSConnector.IPFSHTTP.NodeMultiaddress}, logging.For("ipfsconn"))
@@ -337,7 +321,7 @@ func followRun(c *Context, name string) error {
 	}
 	dir, ok, err := followDir(c, name)
 	if err != nil || !ok {
-		return cmpErr(err, Exit(1, errors.New("")))
+		return cmp.Or(err, Exit(1, errors.New("")))
 	}
 	levels, err := logging.ParseLevels("info,restapilog:error")
 	if err != nil {
@@ -400,7 +384,7 @@ func waitForIPFS(c *Context, cfg *config.Config) error {
 func followList(c *Context, name string) error {
 	dir, ok, err := followDir(c, name)
 	if err != nil || !ok {
-		return cmpErr(err, Exit(1, errors.New("")))
+		return cmp.Or(err, Exit(1, errors.New("")))
 	}
 	printPin := func(ci api.Cid, status, name, err string) {
 		if err != "" {

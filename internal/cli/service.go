@@ -109,7 +109,11 @@ func versionCommand() *Command {
 }
 
 // configDir is --config, $IPFS_CLUSTER_PATH, or ~/.ipfs-cluster.
-func configDir(c *Context) (string, error) {
+func configDir(c *Context) (string, error) { return folderFlag(c, config.DefaultDir) }
+
+// folderFlag is the absolute path --config (or its variable) gives, or
+// def in the home folder.
+func folderFlag(c *Context, def string) (string, error) {
 	if dir := c.String("config"); dir != "" {
 		return filepath.Abs(dir)
 	}
@@ -117,7 +121,7 @@ func configDir(c *Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("no --config given and no home folder: %w", err)
 	}
-	return filepath.Join(home, config.DefaultDir), nil
+	return filepath.Join(home, def), nil
 }
 
 // setupLogging applies --debug and --loglevel.
